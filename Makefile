@@ -1,0 +1,60 @@
+# model-serving: the two commands a new user needs are `make run` and `make test`.
+# Both create .venv and install the pinned requirements first (only when they changed).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8080
+# Every requirements file the virtual environment is built from.
+REQUIREMENTS := $(wildcard requirements*.txt)
+
+.PHONY: help install run start stop test lint typecheck pytest format settings-table clean
+
+help:
+	@echo "make run    - install into $(VENV) and serve every model on http://$(HOST):$(PORT)"
+	@echo "make test   - install, then ruff, mypy --strict serving/, and the whole pytest suite"
+	@echo "make start / make stop - run gunicorn in the background (bin/start.sh, bin/stop.sh)"
+	@echo "make format - apply ruff's formatting and import order"
+	@echo "make settings-table - print the README's configuration table"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python $(REQUIREMENTS)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-test.txt
+	@touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	HOST=$(HOST) PORT=$(PORT) LOG_FORMAT=$${LOG_FORMAT:-text} $(BIN)/gunicorn -c gunicorn.conf.py main:app
+
+start: install
+	HOST=$(HOST) PORT=$(PORT) bin/start.sh
+
+stop:
+	bin/stop.sh
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy --strict serving/
+
+pytest: install
+	$(BIN)/python -m pytest
+
+test: lint typecheck pytest
+
+format: install
+	$(BIN)/ruff check --fix --select I .
+	$(BIN)/ruff format .
+
+settings-table: install
+	@$(BIN)/python -c "from serving.settings import settings_table; print(settings_table())"
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,28 @@
+"""model-serving: the WSGI app that App Engine, Cloud Run and gunicorn load as `main:app`.
+
+Production: `gunicorn -c gunicorn.conf.py main:app`.
+Development: `python main.py [--host H] [--port P] [--debug]` (Flask's own server, as in
+the tutorial; never in production).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from serving.app import create_app
+
+app = create_app()
+
+
+def _cli() -> None:
+    settings = app.extensions["serving"].settings
+    parser = argparse.ArgumentParser(description="Serve the models in handlers/ with Flask's development server.")
+    parser.add_argument("-a", "--host", default=settings.host, help="address to bind (default: %(default)s)")
+    parser.add_argument("-p", "--port", type=int, default=settings.port, help="port to bind (default: %(default)s)")
+    parser.add_argument("-d", "--debug", action="store_true", help="Flask debug mode (reloader, debugger)")
+    args = parser.parse_args()
+    app.run(host=args.host, port=args.port, debug=args.debug)
+
+
+if __name__ == "__main__":
+    _cli()

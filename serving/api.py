@@ -1,0 +1,54 @@
+"""The model routes: `POST /v1/<Name>` and the model listing.
+
+`POST /v1/<Name>` with a JSON body answers `{"result": ...}`, exactly as the tutorial's
+Flask-RESTful resource did: `400 {"message": "No JSON object"}` without a JSON body, and
+jsonschema's message (e.g. `'name' is a required property`) for an invalid one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, g, jsonify, request
+
+from serving.errors import ModelNotFound
+from serving.jsonbody import read_json
+from serving.registry import ModelRuntime
+from serving.state import get_state
+
+blueprint = Blueprint("api", __name__, url_prefix="/v1")
+
+
+def find_model(name: str) -> ModelRuntime:
+    """The model called `name`, or `ModelNotFound` (404)."""
+    runtime = get_state().registry.get(name)
+    if runtime is None:
+        shown = name if len(name) <= 64 else name[:61] + "..."
+        raise ModelNotFound(f"No model named {shown!r}; GET /v1/models lists the models served here")
+    g.model = runtime.spec.name
+    return runtime
+
+
+def read_payload(runtime: ModelRuntime) -> Any:
+    """The request's JSON body, validated against the model's input schema."""
+    payload = read_json(request)
+    runtime.spec.input_validator.validate(payload)
+    return payload
+
+
+@blueprint.post("/<name>")
+def predict(name: str) -> Response:
+    runtime = find_model(name)
+    payload = read_payload(runtime)
+    result = get_state().inference.predict(runtime, payload)
+    return jsonify(result=result)
+
+
+@blueprint.get("/models")
+def list_models() -> Response:
+    return jsonify(models=[runtime.describe() for runtime in get_state().registry])
+
+
+@blueprint.get("/models/<name>")
+def describe_model(name: str) -> Response:
+    return jsonify(find_model(name).describe())

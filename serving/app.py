@@ -1,0 +1,59 @@
+"""The application factory: `create_app(settings=None)` builds the whole HTTP API."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_cors import CORS
+
+from serving import api, health
+from serving.errors import register_error_handlers
+from serving.inference import Inference
+from serving.logs import REQUEST_ID_HEADER, configure_logging, install_request_hooks
+from serving.registry import Registry, discover_handlers
+from serving.settings import Settings
+from serving.state import EXTENSION_KEY, ServingState
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """A Flask app serving every handler in `settings.handlers_dir`.
+
+    `settings` defaults to `Settings.from_env()`. A broken handler module raises
+    `HandlerError` here, naming the file, so a bad deployment never starts serving.
+    """
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
+
+    app = Flask(__name__, static_folder=None)
+    # No trailing-slash redirects: a redirect would answer an API client with HTML.
+    app.url_map.strict_slashes = False
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.compact = True  # type: ignore[attr-defined]
+
+    registry = Registry(discover_handlers(settings.handlers_dir))
+    app.extensions[EXTENSION_KEY] = ServingState(
+        settings=settings,
+        registry=registry,
+        inference=Inference(validate_output=settings.validate_output),
+    )
+
+    install_request_hooks(app)
+    register_error_handlers(app)
+    any_origin = settings.cors_origins == ("*",)
+    CORS(
+        app,
+        origins="*" if any_origin else list(settings.cors_origins),
+        # A public API answers `*` rather than echoing each origin: no credentials are
+        # ever allowed, and shared caches can keep one copy of each response.
+        send_wildcard=any_origin,
+        supports_credentials=False,
+        methods=["GET", "POST", "DELETE", "OPTIONS"],
+        expose_headers=[REQUEST_ID_HEADER, "Location", "Retry-After"],
+        max_age=3600,
+    )
+    app.register_blueprint(health.blueprint)
+    app.register_blueprint(api.blueprint)
+
+    if settings.model_loading == "eager":
+        registry.load_all()
+    return app

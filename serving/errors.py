@@ -1,0 +1,180 @@
+"""The API's errors: one exception class per kind, rendered to JSON in one place.
+
+Code anywhere in the request path raises an `ApiError` subclass; `register_error_handlers`
+turns it (and Werkzeug's own HTTP errors, and any unexpected exception) into
+`{"message": ..., "code": ..., "request_id": ...}` with the right status. No response of
+any status is HTML, and a 500 never shows a traceback: that goes to the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, g, jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("serving.errors")
+
+
+class ApiError(Exception):
+    """Base of every error the API reports; subclasses set `status` and `code`."""
+
+    status: int = 500
+    code: str = "internal"
+    message: str = "Internal server error"
+
+    def __init__(self, message: str | None = None, **details: Any) -> None:
+        super().__init__(message or self.message)
+        if message is not None:
+            self.message = message
+        self.details = details
+        self.headers: dict[str, str] = {}
+
+    def body(self) -> dict[str, Any]:
+        """The JSON document sent to the client."""
+        return {"message": self.message, "code": self.code, **self.details}
+
+
+class BadRequest(ApiError):
+    status, code, message = 400, "bad_request", "Bad request"
+
+
+class NoJsonObject(BadRequest):
+    """No body, or a body that is not declared as JSON: the tutorial's exact message."""
+
+    code, message = "no_json", "No JSON object"
+
+
+class MalformedJson(BadRequest):
+    code, message = "malformed_json", "Malformed JSON"
+
+
+class ValidationFailed(BadRequest):
+    code, message = "invalid_input", "The request does not match the model's input schema"
+
+
+class InvalidInput(BadRequest):
+    """The request matched the schema but the model found its content unusable."""
+
+    code = "invalid_input"
+
+
+class Unauthorized(ApiError):
+    status, code, message = 401, "unauthorized", "Missing or invalid API key"
+
+
+class Forbidden(ApiError):
+    status, code, message = 403, "forbidden", "Forbidden"
+
+
+class NotFound(ApiError):
+    status, code, message = 404, "not_found", "Not found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class MethodNotAllowed(ApiError):
+    status, code, message = 405, "method_not_allowed", "Method not allowed"
+
+
+class Conflict(ApiError):
+    status, code, message = 409, "conflict", "Conflict"
+
+
+class PayloadTooLarge(ApiError):
+    status, code, message = 413, "payload_too_large", "Request body too large"
+
+
+class UnsupportedMediaType(ApiError):
+    status, code, message = 415, "unsupported_media_type", "Unsupported media type"
+
+
+class TooManyRequests(ApiError):
+    status, code, message = 429, "rate_limited", "Too many requests"
+
+
+class InternalError(ApiError):
+    status, code, message = 500, "internal", "Internal server error"
+
+
+class ModelUnavailable(ApiError):
+    status, code, message = 503, "model_unavailable", "Model unavailable"
+
+
+class Overloaded(ApiError):
+    status, code, message = 503, "overloaded", "Server busy, retry later"
+
+
+class GatewayTimeout(ApiError):
+    status, code, message = 504, "timeout", "The model did not answer in time"
+
+
+# Werkzeug raises its own exceptions for routing and body limits; map the statuses we
+# answer to our classes so they render the same way.
+_FROM_WERKZEUG: dict[int, type[ApiError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    405: MethodNotAllowed,
+    409: Conflict,
+    413: PayloadTooLarge,
+    415: UnsupportedMediaType,
+    429: TooManyRequests,
+}
+
+
+def _render(error: ApiError) -> Response:
+    body = error.body()
+    request_id = g.get("request_id")
+    if request_id:
+        body.setdefault("request_id", request_id)
+    response = jsonify(body)
+    response.status_code = error.status
+    for name, value in error.headers.items():
+        response.headers[name] = value
+    return response
+
+
+def _from_http_exception(exc: HTTPException) -> ApiError:
+    status = exc.code or 500
+    cls = _FROM_WERKZEUG.get(status)
+    if cls is None:
+        error = ApiError(exc.description or "HTTP error")
+        error.status = status
+        error.code = "http_error"
+    elif cls is NotFound:
+        error = cls("Not found: no such route")
+    elif cls is MethodNotAllowed:
+        error = cls("Method not allowed for this route")
+    elif cls is PayloadTooLarge:
+        error = cls("Request body too large")
+    else:
+        error = cls()
+    # Keep headers Werkzeug computed (e.g. `Allow` on a 405).
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            error.headers[name] = value
+    return error
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Render every error of `app` as JSON; log 5xx with their traceback."""
+
+    @app.errorhandler(ApiError)
+    def _api_error(error: ApiError) -> Response:
+        if error.status >= 500:
+            log.warning("request failed: %s", error.message, extra={"status": error.status})
+        return _render(error)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        return _render(_from_http_exception(exc))
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled exception")
+        return _render(InternalError("Internal server error; quote the request id when reporting it"))

@@ -1,0 +1,52 @@
+"""Liveness, readiness and App Engine's warmup request.
+
+- `GET /healthz`: 200 while the process serves requests (Cloud Run's liveness probe).
+- `GET /readyz`: 200 only when every model whose packages are installed has loaded; 503
+  with each model's state otherwise (Cloud Run's startup probe, load balancers).
+- `GET /_ah/warmup`: App Engine sends it before routing traffic to a new instance; it
+  loads every model and answers 200 when they all loaded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+
+from serving.state import get_state
+
+blueprint = Blueprint("health", __name__)
+
+
+def _readiness() -> tuple[dict[str, Any], int]:
+    registry = get_state().registry
+    models = {}
+    for runtime in registry:
+        entry: dict[str, Any] = {"status": runtime.status.value}
+        if runtime.reason is not None:
+            entry["reason"] = runtime.reason
+        models[runtime.spec.name] = entry
+    ready = registry.ready()
+    return {"status": "ready" if ready else "not_ready", "models": models}, 200 if ready else 503
+
+
+@blueprint.get("/healthz")
+def healthz() -> Response:
+    return jsonify(status="ok")
+
+
+@blueprint.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    body, status = _readiness()
+    if status != 200:
+        body["message"] = "Not ready: some models have not loaded"
+    return jsonify(body), status
+
+
+@blueprint.get("/_ah/warmup")
+def warmup() -> tuple[Response, int]:
+    get_state().registry.load_all()
+    body, status = _readiness()
+    if status != 200:
+        body["message"] = "Warmup incomplete: some models failed to load"
+    return jsonify(body), status

@@ -1,0 +1,119 @@
+"""Structured logs: one JSON object per line, and a request id on every response.
+
+`configure_logging()` sets up the root logger once per process (logging is per process by
+nature, so this is the one piece of global state the core touches). `install_request_hooks()`
+gives each request an id (the caller's `X-Request-Id` when it is sane, else a new one),
+echoes it in the response, and logs one line per request with method, path, status,
+latency and model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import traceback
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, Response, g, request
+
+REQUEST_ID_HEADER = "X-Request-Id"
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+# Attributes every LogRecord has; anything else on a record came from `extra=` and is
+# emitted as a field of its own.
+_STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as one JSON line with `severity`, which Cloud Logging reads."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "severity": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            # Error Reporting groups errors by the traceback found in the message.
+            entry["message"] += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """A readable single line for a terminal, with extras as key=value."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extras = " ".join(
+            f"{key}={value}"
+            for key, value in record.__dict__.items()
+            if key not in _STANDARD_ATTRS and not key.startswith("_")
+        )
+        return f"{line} {extras}" if extras else line
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    """Send every log record to stderr as JSON (or text); safe to call more than once."""
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if getattr(h, "_serving", False)), None)
+    if handler is None:
+        # Standard streams only: App Engine's filesystem is read-only, and the platforms
+        # collect stdout/stderr into Cloud Logging.
+        handler = logging.StreamHandler(sys.stderr)
+        handler._serving = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root.setLevel(level)
+
+
+def new_request_id() -> str:
+    """A fresh, unguessable request id."""
+    return uuid.uuid4().hex
+
+
+def install_request_hooks(app: Flask) -> None:
+    """Attach a request id to every request and log each one when it ends."""
+    access_log = logging.getLogger("serving.request")
+
+    @app.before_request
+    def _start() -> None:
+        g.started = time.perf_counter()
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        g.request_id = incoming if _SANE_REQUEST_ID.match(incoming) else new_request_id()
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        if request.method == "OPTIONS" and not response.content_length:
+            # Flask's automatic OPTIONS answer is an empty text/html 200; a CORS
+            # preflight answer is conventionally a bodiless 204.
+            response.status_code = 204
+            del response.headers["Content-Type"]
+        request_id = g.get("request_id") or new_request_id()
+        response.headers[REQUEST_ID_HEADER] = request_id
+        started = g.get("started")
+        latency_ms = (time.perf_counter() - started) * 1000 if started is not None else None
+        fields: dict[str, Any] = {
+            "request_id": request_id,
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "latency_ms": round(latency_ms, 3) if latency_ms is not None else None,
+        }
+        model = g.get("model")
+        if model:
+            fields["model"] = model
+        level = logging.ERROR if response.status_code >= 500 else logging.INFO
+        access_log.log(level, "%s %s %s", request.method, request.path, response.status_code, extra=fields)
+        return response

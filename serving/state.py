@@ -1,0 +1,29 @@
+"""What one app instance holds: its settings, models and services, at `app.extensions`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Flask, current_app
+
+from serving.inference import Inference
+from serving.registry import Registry
+from serving.settings import Settings
+
+EXTENSION_KEY = "serving"
+
+
+@dataclass
+class ServingState:
+    """The per-app state every route reads; built once by `create_app`."""
+
+    settings: Settings
+    registry: Registry
+    inference: Inference
+
+
+def get_state(app: Flask | None = None) -> ServingState:
+    """The `ServingState` of `app` (default: the app handling the current request)."""
+    target = app if app is not None else current_app
+    state: ServingState = target.extensions[EXTENSION_KEY]
+    return state

@@ -1,0 +1,78 @@
+"""Settings: defaults, parsing from the environment, errors naming the variable, README table."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from serving.settings import PROJECT_ROOT, Settings, SettingsError, settings_table
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env({})
+
+    assert settings.port == 8080
+    assert settings.cors_origins == ("*",)
+    assert settings.max_request_bytes == 30 * 1024 * 1024
+    assert settings.handlers_dir == PROJECT_ROOT / "handlers"
+
+
+@pytest.mark.parametrize(
+    ("env", "field", "value"),
+    [
+        ({"PORT": "9999"}, "port", 9999),
+        (
+            {"CORS_ORIGINS": "https://a.example, https://b.example"},
+            "cors_origins",
+            ("https://a.example", "https://b.example"),
+        ),
+        ({"GUNICORN_WORKERS": "4"}, "workers", 4),
+        ({"GUNICORN_THREADS": "16"}, "threads", 16),
+        ({"GUNICORN_TIMEOUT": "120"}, "timeout_s", 120),
+        ({"MAX_REQUEST_BYTES": "1048576"}, "max_request_bytes", 1048576),
+        ({"LOG_LEVEL": "debug"}, "log_level", "DEBUG"),
+        ({"LOG_FORMAT": "TEXT"}, "log_format", "text"),
+        ({"MODEL_LOADING": "lazy"}, "model_loading", "lazy"),
+        ({"VALIDATE_OUTPUT": "off"}, "validate_output", False),
+        ({"HANDLERS_DIR": "tests/fixtures/handlers/ok"}, "handlers_dir", PROJECT_ROOT / "tests/fixtures/handlers/ok"),
+        ({"HANDLERS_DIR": "/srv/handlers"}, "handlers_dir", Path("/srv/handlers")),
+    ],
+)
+def test_values_from_environment(env: dict[str, str], field: str, value: Any) -> None:
+    assert getattr(Settings.from_env(env), field) == value
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PORT": "eighty"}, "PORT='eighty'"),
+        ({"PORT": "70000"}, "PORT='70000' is not valid: expected an integer from 1 to 65535"),
+        ({"GUNICORN_WORKERS": "0"}, "GUNICORN_WORKERS='0'"),
+        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL='loud'"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT='xml' is not valid: expected one of json, text"),
+        ({"MODEL_LOADING": "sometimes"}, "MODEL_LOADING='sometimes'"),
+        ({"VALIDATE_OUTPUT": "maybe"}, "VALIDATE_OUTPUT='maybe'"),
+        ({"MAX_REQUEST_BYTES": "12"}, "MAX_REQUEST_BYTES='12'"),
+        ({"CORS_ORIGINS": "*,https://a.example"}, "CORS_ORIGINS='*,https://a.example'"),
+    ],
+)
+def test_bad_values_name_the_variable_and_value(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env(env)
+
+    assert message in str(info.value)
+
+
+def test_every_field_names_an_environment_variable_and_a_doc() -> None:
+    for spec in dataclasses.fields(Settings):
+        assert spec.metadata["env"].isupper()
+        assert spec.metadata["doc"]
+
+
+def test_readme_configuration_table_is_current() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+
+    assert settings_table() in readme, "README's settings table is stale: paste `make settings-table` output"
