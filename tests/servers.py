@@ -86,9 +86,7 @@ def running_server(
     """Run `command` until `ready_path` answers 200 on `port`; stop it on exit."""
     full_env = base_env(env)
     with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            list(command), cwd=cwd, env=full_env, stdout=log_file, stderr=subprocess.STDOUT
-        )
+        process = subprocess.Popen(list(command), cwd=cwd, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
     server = ServerProcess(f"http://127.0.0.1:{port}", process, log_path, port, full_env)
     try:
         deadline = time.monotonic() + startup_timeout
