@@ -40,8 +40,10 @@ loglevel = _settings.log_level.lower()
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "serving.logs.JsonFormatter"}},
-    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+    "formatters": {
+        "app": {"()": "serving.logs.JsonFormatter" if _settings.log_format == "json" else "serving.logs.TextFormatter"}
+    },
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "app", "stream": "ext://sys.stderr"}},
     # gunicorn replaces its defaults key by key: name the root logger so it does not point
     # at gunicorn's own (now absent) console handler. The app adds its handler to root.
     "root": {"level": _settings.log_level, "handlers": []},
