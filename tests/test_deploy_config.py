@@ -301,7 +301,7 @@ def test_cloud_build_tests_with_make_test_before_any_deploy() -> None:
     test = step(cloudbuild, "test")
 
     # The test step runs exactly what `make test` runs: it is `make test`.
-    assert steps[0] is not None and steps[0]["id"] == "test"
+    assert steps[0]["id"] == "test"
     assert [test["entrypoint"], *test["args"]] == ["make", "test"]
     assert test["name"].startswith("python:3.13")
     for index in range(1, len(steps)):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import functions_framework
@@ -29,14 +28,14 @@ _SAMPLE_ARGUMENTS = {"name": "XXXModel", "filename": "no-such-file.js"}
 
 
 @pytest.fixture
-def framework_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+def framework_app(monkeypatch: pytest.MonkeyPatch) -> Flask:
     """functions-framework's app for `--target=api --source=main.py`."""
     monkeypatch.chdir(PROJECT_ROOT)
     # The framework registers the loaded file as sys.modules["main"]; put back what was there.
     monkeypatch.delitem(sys.modules, "main", raising=False)
     monkeypatch.setattr(sys, "path", list(sys.path))
-    app = functions_framework.create_app(target="api", source=str(PROJECT_ROOT / "main.py"))
-    yield app
+    app: Flask = functions_framework.create_app(target="api", source=str(PROJECT_ROOT / "main.py"))
+    return app
 
 
 @pytest.fixture

@@ -118,9 +118,7 @@ def test_request_log_carries_trace_http_request_model_and_id(
     assert float(entry["httpRequest"]["latency"][:-1]) >= 0
 
 
-def test_gcp_format_is_google_cloud_loggings_structured_json(
-    make_app: Any, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_gcp_format_is_google_cloud_loggings_structured_json(make_app: Any, capsys: pytest.CaptureFixture[str]) -> None:
     client = make_app(log_format="gcp", google_cloud_project=PROJECT).test_client()
 
     client.get("/healthz", headers={"X-Cloud-Trace-Context": f"{TRACE}/5;o=1"})
@@ -149,9 +147,7 @@ def test_errors_carry_the_traceback_and_the_request_trace(
     crashing = "Crashing"  # tests/fixtures/handlers/ok/crashing.py: predict raises RuntimeError
     capsys.readouterr()
 
-    response = client.post(
-        f"/v1/{crashing}", json={}, headers={"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"}
-    )
+    response = client.post(f"/v1/{crashing}", json={}, headers={"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"})
 
     assert response.status_code == 500
     entries = _entries(capsys.readouterr().err)

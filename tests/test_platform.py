@@ -44,7 +44,16 @@ def test_detect_platform(env: dict[str, str], platform: Platform) -> None:
         ({"LOG_FORMAT": "gcp", "PROXY_HOPS": "auto"}, "gcp", 0),
         ({**APP_ENGINE, "PROXY_HOPS": "0"}, "gcp", 0),
     ],
-    ids=["local", "app-engine", "cloud-run", "cloud-functions", "functions-framework", "forced", "gcp-locally", "no-hops"],
+    ids=[
+        "local",
+        "app-engine",
+        "cloud-run",
+        "cloud-functions",
+        "functions-framework",
+        "forced",
+        "gcp-locally",
+        "no-hops",
+    ],
 )
 def test_auto_settings_follow_the_platform(env: dict[str, str], expected_format: str, expected_hops: int) -> None:
     settings = Settings.from_env(env)
