@@ -52,6 +52,9 @@ pytestmark = pytest.mark.e2e
 
 TARGETS = ["app-engine-gunicorn", "dev-appserver", "cloud-run-cmd", "cloud-functions"]
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+# Settings the deploy files leave at their defaults (tests/servers.py picks JSON logs for
+# the other e2e tests; the platforms get `auto`, which is `gcp` there).
+PLATFORM_DEFAULTS = {"LOG_FORMAT": "auto"}
 
 
 @dataclass
@@ -147,6 +150,7 @@ def app_engine_env(port: int) -> dict[str, str]:
         "GOOGLE_CLOUD_PROJECT": PROJECT,
         # Only to stay on loopback in tests; App Engine's instances bind all interfaces.
         "HOST": "127.0.0.1",
+        **PLATFORM_DEFAULTS,
     }
 
 
@@ -162,6 +166,7 @@ def cloud_run_env(port: int, tmp: Path) -> dict[str, str]:
         "K_REVISION": f"{service['metadata']['name']}-00001-abc",
         "K_CONFIGURATION": service["metadata"]["name"],
         "HOST": "127.0.0.1",
+        **PLATFORM_DEFAULTS,
     }
 
 
@@ -175,6 +180,7 @@ def cloud_functions_env(port: int) -> dict[str, str]:
         "FUNCTION_SIGNATURE_TYPE": "http",
         "GOOGLE_CLOUD_PROJECT": PROJECT,
         "HOST": "127.0.0.1",
+        **PLATFORM_DEFAULTS,
     }
 
 
@@ -334,6 +340,9 @@ def test_request_log_carries_trace_and_http_request(target: Target) -> None:
     assert response.status_code == 200
     (access,) = [e for e in entries if e.get("httpRequest")]
     assert access["severity"] == "INFO"
+    # Written by google-cloud-logging's StructuredLogHandler (LOG_FORMAT=auto on Google Cloud).
+    assert access["logging.googleapis.com/labels"] == {"python_logger": "serving.request"}
+    assert access["logging.googleapis.com/sourceLocation"]["function"] == "_finish"
     assert access["logging.googleapis.com/trace"] == f"projects/{PROJECT}/traces/{TRACE_ID}"
     assert access["logging.googleapis.com/spanId"] == "00f067aa0ba902b7"
     assert access["model"] == "XXXModel"
