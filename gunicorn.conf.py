@@ -57,3 +57,12 @@ logconfig_dict = {
 limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190
+
+# --- Google Cloud platform ---
+# Forwarding headers are trusted in one place only, the app's PROXY_HOPS (werkzeug's
+# ProxyFix: one hop, Google's front end, on App Engine, Cloud Run and Cloud Functions).
+# gunicorn would otherwise also honour X-Forwarded-Proto from any local peer.
+forwarded_allow_ips = ""
+# gunicorn's control socket lives in $HOME, which is read-only on App Engine and absent
+# for the Cloud Run image's user, and nobody can reach it on a serverless instance.
+control_socket_disable = True

@@ -9,6 +9,7 @@ from serving import api, health
 from serving.errors import register_error_handlers
 from serving.inference import Inference
 from serving.logs import REQUEST_ID_HEADER, configure_logging, install_request_hooks
+from serving.platform import adapt_to_platform, log_format, project_id
 from serving.registry import Registry, discover_handlers
 from serving.settings import Settings
 from serving.state import EXTENSION_KEY, ServingState
@@ -21,7 +22,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     `HandlerError` here, naming the file, so a bad deployment never starts serving.
     """
     settings = settings or Settings.from_env()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, log_format(settings), project_id(settings))
 
     app = Flask(__name__, static_folder=None)
     # No trailing-slash redirects: a redirect would answer an API client with HTML.
@@ -53,6 +54,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.register_blueprint(health.blueprint)
     app.register_blueprint(api.blueprint)
+
+    adapt_to_platform(app, settings)
 
     if settings.model_loading == "eager":
         registry.load_all()
