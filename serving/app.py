@@ -5,13 +5,14 @@ from __future__ import annotations
 from flask import Flask
 from flask_cors import CORS
 
-from serving import api, health
+from serving import api, batch_api, health
 from serving.errors import register_error_handlers
 from serving.inference import Inference
 from serving.logs import REQUEST_ID_HEADER, configure_logging, install_request_hooks
 from serving.registry import Registry, discover_handlers
 from serving.settings import Settings
 from serving.state import EXTENSION_KEY, ServingState
+from serving.vertex import register_vertex_routes
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
 
     install_request_hooks(app)
+    batch_api.install_error_alias(app)
     register_error_handlers(app)
     any_origin = settings.cors_origins == ("*",)
     CORS(
@@ -53,6 +55,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.register_blueprint(health.blueprint)
     app.register_blueprint(api.blueprint)
+    app.register_blueprint(batch_api.blueprint)
+    register_vertex_routes(app)
 
     if settings.model_loading == "eager":
         registry.load_all()
