@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 from flask_cors import CORS
 
-from serving import api, batch_api, health
+from serving import api, batch_api, docs, health, openapi
 from serving.errors import register_error_handlers
 from serving.inference import Inference
 from serving.logs import REQUEST_ID_HEADER, configure_logging, install_request_hooks
@@ -27,6 +27,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__, static_folder=None)
     # No trailing-slash redirects: a redirect would answer an API client with HTML.
     app.url_map.strict_slashes = False
+    # Nor for `//` in a path, which Werkzeug would merge with an HTML 308 redirect.
+    app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.compact = True  # type: ignore[attr-defined]
@@ -56,6 +58,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health.blueprint)
     app.register_blueprint(api.blueprint)
     app.register_blueprint(batch_api.blueprint)
+    app.register_blueprint(openapi.blueprint)
+    app.register_blueprint(docs.blueprint)
     register_vertex_routes(app)
 
     if settings.model_loading == "eager":
