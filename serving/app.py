@@ -10,6 +10,7 @@ from serving.errors import register_error_handlers
 from serving.inference import Inference
 from serving.logs import REQUEST_ID_HEADER, configure_logging, install_request_hooks
 from serving.registry import Registry, discover_handlers
+from serving.scaffold import new_model_command
 from serving.settings import Settings
 from serving.state import EXTENSION_KEY, ServingState
 from serving.vertex import register_vertex_routes
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(openapi.blueprint)
     app.register_blueprint(docs.blueprint)
     register_vertex_routes(app)
+    app.cli.add_command(new_model_command)
 
     if settings.model_loading == "eager":
         registry.load_all()
