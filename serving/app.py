@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.url_map.strict_slashes = False
     # Nor for `//` in a path, which Werkzeug would merge with an HTML 308 redirect.
     app.url_map.merge_slashes = False
+    app.url_map.converters["model"] = api.ModelNameConverter
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.compact = True  # type: ignore[attr-defined]

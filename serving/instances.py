@@ -83,8 +83,8 @@ def parse_batch_request(body: Any, *, model: str, max_instances: int) -> list[An
             limit=max_instances,
         )
     _check_parameters(body.get("parameters"), model)
-    signature = body.get("signature_name", DEFAULT_SIGNATURE)
-    if signature != DEFAULT_SIGNATURE:
+    signature = body.get("signature_name")
+    if signature not in (None, DEFAULT_SIGNATURE):
         raise ValidationFailed(
             f"Model {model} has one signature, {DEFAULT_SIGNATURE!r}; got {signature!r}",
             path="$.signature_name",

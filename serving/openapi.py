@@ -225,13 +225,18 @@ def _batch_request_schema(input_ref: Mapping[str, Any], max_instances: int) -> d
         "description": 'TF Serving / KServe v1 / Vertex AI row format. A `{"b64": "..."}` object stands for '
         "its base64 string wherever it appears in an instance.",
         "properties": {
-            "instances": {"type": "array", "items": dict(input_ref), "maxItems": max_instances},
+            # No maxItems: more than the limit is a 413, which a schema cannot say.
+            "instances": {
+                "type": "array",
+                "items": dict(input_ref),
+                "description": f"One input per prediction; at most {max_instances} (PREDICT_MAX_INSTANCES), else 413.",
+            },
             "parameters": {
                 "type": ["object", "null"],
                 "maxProperties": 0,
                 "description": "Accepted for compatibility; models take no parameters, so it must be empty.",
             },
-            "signature_name": {"const": DEFAULT_SIGNATURE},
+            "signature_name": {"enum": [DEFAULT_SIGNATURE, None]},
         },
         "required": ["instances"],
         "additionalProperties": False,

@@ -77,6 +77,7 @@ def test_empty_instances_give_empty_predictions(batch_client: FlaskClient) -> No
         pytest.param({"instances": [{"x": 1}], "parameters": {}}, id="empty-parameters"),
         pytest.param({"instances": [{"x": 1}], "parameters": None}, id="null-parameters"),
         pytest.param({"instances": [{"x": 1}], "signature_name": "serving_default"}, id="default-signature"),
+        pytest.param({"instances": [{"x": 1}], "signature_name": None}, id="null-signature"),
     ],
 )
 def test_optional_keys_clients_send(batch_client: FlaskClient, body: dict[str, Any]) -> None:
@@ -321,10 +322,22 @@ def test_every_error_on_batch_routes_carries_error(
     assert body["error"] == body["message"]
 
 
-def test_405_on_batch_route_says_post(batch_client: FlaskClient) -> None:
-    response = batch_client.get("/v1/models/Batched:predict")
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        pytest.param("GET", "/v1/models/Batched:predict", {"POST", "OPTIONS"}, id="get-batch"),
+        pytest.param("OPTIONS", "/v1/models/Batched:predict", {"POST", "OPTIONS"}, id="options-batch"),
+        pytest.param("DELETE", "/v1/models/Batched/versions/3:predict", {"POST", "OPTIONS"}, id="delete-versioned"),
+        pytest.param("POST", "/v1/models", {"GET", "HEAD", "OPTIONS"}, id="post-model-list"),
+    ],
+)
+def test_allow_header_names_only_the_routes_methods(
+    batch_client: FlaskClient, method: str, path: str, allowed: set[str]
+) -> None:
+    response = batch_client.open(path, method=method)
 
-    assert response.headers["Allow"] == "POST, OPTIONS"
+    assert response.status_code == (204 if method == "OPTIONS" else 405)
+    assert set(response.headers["Allow"].split(", ")) == allowed
 
 
 def test_errors_on_other_routes_do_not_grow_an_error_key(client: FlaskClient) -> None:
