@@ -123,6 +123,19 @@ STATUS_TEXT = {
 }
 
 
+# Headers every response carries, and the one a 503 may carry.
+RESPONSE_HEADERS: dict[str, Any] = {
+    "RequestId": {
+        "description": "The request's id: the caller's `X-Request-Id` when it sent a sane one, else a new one.",
+        "schema": {"type": "string"},
+    },
+    "RetryAfter": {
+        "description": "Seconds to wait before retrying (sent while the model is still loading).",
+        "schema": {"type": "string"},
+    },
+}
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -159,7 +172,7 @@ class OpenApiDocument:
             "info": {"title": title, "version": API_VERSION, "description": description},
             "tags": [],
             "paths": {},
-            "components": {"schemas": {}},
+            "components": {"schemas": {}, "headers": dict(RESPONSE_HEADERS)},
         }
         self._tags: set[str] = set()
 
@@ -196,13 +209,21 @@ class OpenApiDocument:
 
 
 def json_response(description: str, schema: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
-    """A response object with a JSON body of `schema`."""
-    return {"description": description, "content": {JSON: {"schema": dict(schema)}}, **extra}
+    """A response object with a JSON body of `schema` (and the `X-Request-Id` header)."""
+    return {
+        "description": description,
+        "headers": {"X-Request-Id": {"$ref": "#/components/headers/RequestId"}},
+        "content": {JSON: {"schema": dict(schema)}},
+        **extra,
+    }
 
 
 def error_responses(*statuses: int, schema: str = "Error") -> dict[str, Any]:
     """Response objects for error `statuses`, each with the `schema` error body."""
-    return {str(status): json_response(STATUS_TEXT[status], _ref(schema)) for status in statuses}
+    responses = {str(status): json_response(STATUS_TEXT[status], _ref(schema)) for status in statuses}
+    if "503" in responses:
+        responses["503"]["headers"]["Retry-After"] = {"$ref": "#/components/headers/RetryAfter"}
+    return responses
 
 
 def json_request_body(schema: Mapping[str, Any], examples: Iterable[Any] = ()) -> dict[str, Any]:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import json
+import shutil
+import subprocess
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import FIXTURE_HANDLERS
+from tests.servers import ServerProcess
 
 BATCH_HANDLERS = FIXTURE_HANDLERS / "batch"
 JSON = "application/json"
@@ -114,6 +118,9 @@ def test_versioned_url_serves_the_declared_version(batch_client: FlaskClient) ->
         ),
         pytest.param(
             {"inputs": {"x": [1, 2]}}, 400, "unsupported_format", "$.inputs", "columnar 'inputs'", id="columnar-inputs"
+        ),
+        pytest.param(
+            {"instances": [], "a b": 1}, 400, "invalid_input", "$['a b']", "Unknown key 'a b'", id="odd-extra-key"
         ),
         pytest.param(
             {"instances": [{"x": 1}], "parameters": {"temperature": 0.5}},
@@ -358,3 +365,29 @@ def test_output_breaking_its_schema_fails_the_batch(fixture_client: FlaskClient)
 
     assert response.status_code == 500
     assert response.get_json()["index"] == 0
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_readme_tf_serving_requests_with_curl(gunicorn_server: ServerProcess) -> None:
+    url = gunicorn_server.url + "/v1/models/XXXModel:predict"
+
+    def curl(data: str) -> tuple[int, dict[str, Any]]:
+        options = ["--silent", "--write-out", "\n%{http_code}", "--header", "Content-Type: application/json"]
+        result = subprocess.run(
+            ["curl", *options, "--request", "POST", "--data", data, "--url", url],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        body, status = result.stdout.rsplit("\n", 1)
+        return int(status), json.loads(body)
+
+    ok = curl('{"instances": [{"name": "Leo"}, {"name": "Ann"}]}')
+    bad = curl('{"instances": [{"name": "Leo"}, {"nam": "Ann"}]}')
+
+    assert ok == (200, {"predictions": ["Hello, Leo!", "Hello, Ann!"]})
+    assert bad[0] == 400
+    # A TF Serving client reads `error`; ours read `message` and `path`.
+    assert bad[1]["error"] == "instances[1]: 'name' is a required property"
+    assert bad[1]["path"] == "$.instances[1]"
