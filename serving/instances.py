@@ -89,7 +89,15 @@ def parse_batch_request(body: Any, *, model: str, max_instances: int) -> list[An
             f"Model {model} has one signature, {DEFAULT_SIGNATURE!r}; got {signature!r}",
             path="$.signature_name",
         )
-    return [_replace_b64(instance, json_path("$.instances", index)) for index, instance in enumerate(instances)]
+    replaced = []
+    for index, instance in enumerate(instances):
+        try:
+            replaced.append(_replace_b64(instance, json_path("$.instances", index)))
+        except ValidationFailed as error:
+            error.message = f"instances[{index}]: {error.message}"
+            error.details["index"] = index
+            raise
+    return replaced
 
 
 def _check_parameters(parameters: Any, model: str) -> None:

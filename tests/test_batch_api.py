@@ -6,7 +6,8 @@ import base64
 import json
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import FIXTURE_HANDLERS
-from tests.servers import ServerProcess
+from tests.servers import ServerProcess, free_port, gunicorn_command, running_server
 
 BATCH_HANDLERS = FIXTURE_HANDLERS / "batch"
 JSON = "application/json"
@@ -30,13 +31,29 @@ def batch_client(batch_app: Flask) -> FlaskClient:
     return batch_app.test_client()
 
 
+@pytest.fixture
+def lazy_client(make_app: Callable[..., Flask]) -> FlaskClient:
+    """The project's handlers, each model loaded on first use (not all of them per test)."""
+    return make_app(model_loading="lazy").test_client()
+
+
+@pytest.fixture
+def lazy_gunicorn(tmp_path: Path) -> Iterator[ServerProcess]:
+    """The project's handlers under a real gunicorn, each model loaded on first use."""
+    port = free_port()
+    env = {"PORT": str(port), "HOST": "127.0.0.1", "GUNICORN_WORKERS": "1", "MODEL_LOADING": "lazy"}
+    log_path = tmp_path / "gunicorn.log"
+    with running_server(gunicorn_command(), port=port, log_path=log_path, env=env, ready_path="/healthz") as server:
+        yield server
+
+
 def _calls(app: Flask) -> dict[str, Any]:
     calls: dict[str, Any] = app.extensions["serving"].registry.get("Batched").ensure_loaded()
     return calls
 
 
-def test_tutorial_model_answers_predictions_in_order(client: FlaskClient) -> None:
-    response = client.post("/v1/models/XXXModel:predict", json={"instances": [{"name": "Leo"}, {"name": "Ann"}]})
+def test_tutorial_model_answers_predictions_in_order(lazy_client: FlaskClient) -> None:
+    response = lazy_client.post("/v1/models/XXXModel:predict", json={"instances": [{"name": "Leo"}, {"name": "Ann"}]})
 
     assert response.status_code == 200
     assert response.get_json() == {"predictions": ["Hello, Leo!", "Hello, Ann!"]}
@@ -283,6 +300,8 @@ def test_bad_b64_values_are_400_naming_the_path(
     error = response.get_json()
     assert error["path"] == path
     assert message_part in error["message"]
+    assert error["message"].startswith("instances[0]: ")
+    assert error["index"] == 0
 
 
 def test_deeply_nested_instance_is_a_400_not_a_crash(batch_client: FlaskClient) -> None:
@@ -347,8 +366,8 @@ def test_allow_header_names_only_the_routes_methods(
     assert set(response.headers["Allow"].split(", ")) == allowed
 
 
-def test_errors_on_other_routes_do_not_grow_an_error_key(client: FlaskClient) -> None:
-    body = client.post("/v1/XXXModel", json={}).get_json()
+def test_errors_on_other_routes_do_not_grow_an_error_key(lazy_client: FlaskClient) -> None:
+    body = lazy_client.post("/v1/XXXModel", json={}).get_json()
 
     assert "error" not in body
 
@@ -369,8 +388,8 @@ def test_output_breaking_its_schema_fails_the_batch(fixture_client: FlaskClient)
 
 @pytest.mark.e2e
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-def test_readme_tf_serving_requests_with_curl(gunicorn_server: ServerProcess) -> None:
-    url = gunicorn_server.url + "/v1/models/XXXModel:predict"
+def test_readme_tf_serving_requests_with_curl(lazy_gunicorn: ServerProcess) -> None:
+    url = lazy_gunicorn.url + "/v1/models/XXXModel:predict"
 
     def curl(data: str) -> tuple[int, dict[str, Any]]:
         options = ["--silent", "--write-out", "\n%{http_code}", "--header", "Content-Type: application/json"]

@@ -22,7 +22,7 @@ VERTEX = {"aip_health_route": "/vertex/health", "aip_predict_route": "/vertex/pr
 UNDOCUMENTED_ENDPOINTS = {"docs.docs_asset"}
 
 APP_CONFIGS = {
-    "project-handlers": {},
+    "project-handlers": {"model_loading": "lazy"},
     "edge-case-handlers": {"handlers_dir": FIXTURE_HANDLERS / "ok"},
     "batch-handlers": {"handlers_dir": BATCH_HANDLERS},
     "vertex-ai": {"handlers_dir": BATCH_HANDLERS, "default_model": "Batched", **VERTEX},
@@ -216,6 +216,6 @@ def test_live_responses_match_the_document(
 
 
 def test_docs_page_is_documented_as_html(make_app: Callable[..., Flask]) -> None:
-    document = _document(make_app())
+    document = _document(make_app(model_loading="lazy"))
 
     assert "text/html" in document["paths"]["/docs"]["get"]["responses"]["200"]["content"]
