@@ -23,6 +23,17 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def _core_knows_model_errors() -> bool:
+    """Whether the core turns the models' InvalidInput into a 400 (the branches must agree)."""
+    from serving.contract import InvalidInput as ContractInvalidInput
+
+    try:
+        from models.errors import InvalidInput as ModelInvalidInput
+    except ImportError:  # no example models here: the module is skipped anyway
+        return True
+    return issubclass(ModelInvalidInput, ContractInvalidInput)
+
+
 def _sample(digit: int) -> str:
     return base64.b64encode((SAMPLES / f"{digit}.png").read_bytes()).decode()
 
@@ -63,7 +74,16 @@ def test_digits_batch_reads_each_png(models_client: FlaskClient, wrap: Callable[
 @pytest.mark.parametrize(
     ("image", "path"),
     [
-        pytest.param({"b64": base64.b64encode(b"not a png at all").decode()}, "$.instances[1]", id="not-an-image"),
+        pytest.param(
+            {"b64": base64.b64encode(b"not a png at all").decode()},
+            "$.instances[1]",
+            id="not-an-image",
+            marks=pytest.mark.xfail(
+                not _core_knows_model_errors(),
+                reason="models.errors.InvalidInput is not serving.contract.InvalidInput: the core answers 500",
+                strict=True,
+            ),
+        ),
         pytest.param({"b64": "%%%"}, "$.instances[1].image.b64", id="not-base64"),
         pytest.param({"b64": ""}, "$.instances[1].image", id="empty"),
     ],
