@@ -10,13 +10,32 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
+from werkzeug.routing import BaseConverter
 
 from serving.errors import ModelNotFound
 from serving.jsonbody import read_json
-from serving.registry import ModelRuntime
+from serving.registry import NAME_PATTERN, RESERVED_NAMES, ModelRuntime
 from serving.state import get_state
 
 blueprint = Blueprint("api", __name__, url_prefix="/v1")
+
+
+class ModelNameConverter(BaseConverter):
+    """`<model:name>` in a route: only what a handler's NAME may be.
+
+    So `GET /v1/models/Iris:predict` is not taken for a model called `Iris:predict`, and
+    `POST /v1/models` is a 405 (with an `Allow` that does not list POST) rather than a
+    search for a model called `models`.
+    """
+
+    # The reserved names are excluded in the pattern itself: Werkzeug computes a 405's
+    # `Allow` from the patterns alone, before any converter code runs.
+    regex = (
+        r"(?!(?i:"
+        + "|".join(sorted(RESERVED_NAMES))
+        + r")(?![A-Za-z0-9_.-]))"
+        + NAME_PATTERN.pattern.removeprefix("^").removesuffix("$")
+    )
 
 
 def find_model(name: str) -> ModelRuntime:
@@ -36,7 +55,7 @@ def read_payload(runtime: ModelRuntime) -> Any:
     return payload
 
 
-@blueprint.post("/<name>")
+@blueprint.post("/<model:name>")
 def predict(name: str) -> Response:
     runtime = find_model(name)
     payload = read_payload(runtime)
@@ -49,6 +68,6 @@ def list_models() -> Response:
     return jsonify(models=[runtime.describe() for runtime in get_state().registry])
 
 
-@blueprint.get("/models/<name>")
+@blueprint.get("/models/<model:name>")
 def describe_model(name: str) -> Response:
     return jsonify(find_model(name).describe())

@@ -5,14 +5,16 @@ from __future__ import annotations
 from flask import Flask
 from flask_cors import CORS
 
-from serving import api, health
+from serving import api, batch_api, docs, health, openapi
 from serving.errors import register_error_handlers
 from serving.inference import Inference
 from serving.logs import REQUEST_ID_HEADER, configure_logging, install_request_hooks
 from serving.platform import adapt_to_platform, log_format, project_id
 from serving.registry import Registry, discover_handlers
+from serving.scaffold import new_model_command
 from serving.settings import Settings
 from serving.state import EXTENSION_KEY, ServingState
+from serving.vertex import register_vertex_routes
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -27,6 +29,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__, static_folder=None)
     # No trailing-slash redirects: a redirect would answer an API client with HTML.
     app.url_map.strict_slashes = False
+    # Nor for `//` in a path, which Werkzeug would merge with an HTML 308 redirect.
+    app.url_map.merge_slashes = False
+    app.url_map.converters["model"] = api.ModelNameConverter
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.compact = True  # type: ignore[attr-defined]
@@ -39,6 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
 
     install_request_hooks(app)
+    batch_api.install_error_alias(app)
     register_error_handlers(app)
     any_origin = settings.cors_origins == ("*",)
     CORS(
@@ -54,6 +60,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.register_blueprint(health.blueprint)
     app.register_blueprint(api.blueprint)
+    app.register_blueprint(batch_api.blueprint)
+    app.register_blueprint(openapi.blueprint)
+    app.register_blueprint(docs.blueprint)
+    register_vertex_routes(app)
+    app.cli.add_command(new_model_command)
 
     adapt_to_platform(app, settings)
 

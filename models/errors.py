@@ -1,0 +1,15 @@
+"""The one error a model raises for unusable request content."""
+
+from __future__ import annotations
+
+from serving.contract import InvalidInput as _ContractInvalidInput
+
+
+class InvalidInput(_ContractInvalidInput):
+    """The request's content is unusable; the core answers 400 with str(exc) as the message.
+
+    Raise it for what a JSON Schema cannot catch (an image that does not decode, say), with
+    a message the caller can act on and no file paths or library internals in it. It is the
+    core's `serving.contract.InvalidInput` (a Flask-free module), so model code stays
+    usable without the server while the server still recognises it.
+    """
