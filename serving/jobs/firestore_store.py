@@ -45,6 +45,10 @@ _TOO_LARGE = {
 }
 
 
+class _Contended(StoreError):
+    """A transaction kept colliding with other writers of the same document."""
+
+
 class FirestoreJobStore:
     """`JobStore` on Firestore; clients are made per process, after the fork."""
 
@@ -91,13 +95,20 @@ class FirestoreJobStore:
     def _call(self, operation: Any) -> Any:
         try:
             return operation()
+        except StoreError:
+            raise
         except (google_exceptions.GoogleAPIError, OSError) as exc:
             raise StoreError(f"job store (Firestore) failed: {exc.__class__.__name__}: {exc}") from exc
 
-    def _transaction(self, body: Any) -> Any:
+    def _transaction(self, body: Any, max_attempts: int = 10) -> Any:
         def attempt() -> Any:
-            transaction = self._db().transaction(max_attempts=10)
-            return firestore.transactional(body)(transaction)
+            transaction = self._db().transaction(max_attempts=max_attempts)
+            try:
+                return firestore.transactional(body)(transaction)
+            except ValueError as exc:
+                if "Failed to commit transaction" in str(exc):
+                    raise _Contended(str(exc)) from exc
+                raise
 
         return self._call(attempt)
 
@@ -149,7 +160,9 @@ class FirestoreJobStore:
         ordered = sorted(found, key=lambda snapshot: snapshot.get("created_at"))
         return [snapshot.id for snapshot in ordered]
 
-    def _try_claim(self, job_id: str, worker: str, lease_s: float, now: float) -> Claim | Job | None:
+    def _try_claim(
+        self, job_id: str, worker: str, lease_s: float, now: float, max_attempts: int = 10
+    ) -> Claim | Job | None:
         ref = self._jobs().document(job_id)
         token = secrets.token_hex(16)
 
@@ -178,11 +191,14 @@ class FirestoreJobStore:
             transaction.update(ref, changes)
             return Claim(_job({**snapshot.to_dict(), **changes}), token)
 
-        return self._transaction(body)  # type: ignore[no-any-return]
+        return self._transaction(body, max_attempts)  # type: ignore[no-any-return]
 
     def claim_next(self, worker: str, lease_s: float, now: float) -> Claim | None:
         for job_id in self._candidates(now):
-            outcome = self._try_claim(job_id, worker, lease_s, now)
+            try:
+                outcome = self._try_claim(job_id, worker, lease_s, now, max_attempts=2)
+            except _Contended:
+                continue  # another process is claiming it right now
             if isinstance(outcome, Claim):
                 return outcome
         return None
