@@ -106,9 +106,7 @@ def make_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Job
     host = request.getfixturevalue("firestore_emulator")
     monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", host)
-    return FirestoreJobStore(
-        project=FIRESTORE_PROJECT, database="(default)", collection=f"jobs_{secrets.token_hex(6)}"
-    )
+    return FirestoreJobStore(project=FIRESTORE_PROJECT, database="(default)", collection=f"jobs_{secrets.token_hex(6)}")
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "firestore"])

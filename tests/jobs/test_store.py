@@ -55,7 +55,8 @@ def test_idempotency_key_returns_the_first_job_and_refuses_a_different_request(s
     with pytest.raises(IdempotencyConflict) as info:
         store.create(new_job(key="order-42", payload={"text": "something else"}))
 
-    assert created and not created_again
+    assert created
+    assert not created_again
     assert again.id == first.id
     assert info.value.job.id == first.id
 
@@ -71,7 +72,8 @@ def test_claim_takes_the_oldest_queued_job_once(store: JobStore) -> None:
     second = store.claim_next("w2", LEASE, now)
     third = store.claim_next("w3", LEASE, now)
 
-    assert first is not None and second is not None
+    assert first is not None
+    assert second is not None
     assert [first.job_id, second.job_id] == [older.id, newer.id]
     assert third is None
     assert first.job.status is JobStatus.RUNNING
@@ -108,14 +110,16 @@ def test_finish_is_exactly_once_and_a_lost_claim_is_discarded(store: JobStore) -
     assert stale is not None
     # The lease expires (the first worker froze or died); another worker takes over.
     fresh = store.claim_next("w2", LEASE, now + 5)
-    assert fresh is not None and fresh.job_id == stale.job_id
+    assert fresh is not None
+    assert fresh.job_id == stale.job_id
 
     late = store.finish(stale, JobStatus.SUCCEEDED, {"from": "stale"}, None, now + 6)
     won = store.finish(fresh, JobStatus.SUCCEEDED, {"from": "fresh"}, None, now + 7)
     again = store.finish(fresh, JobStatus.FAILED, None, {"code": "x", "message": "y"}, now + 8)
 
     assert late is None
-    assert won is not None and won.result == {"from": "fresh"}
+    assert won is not None
+    assert won.result == {"from": "fresh"}
     assert again is None
     final = store.get(stale.job_id)
     assert final is not None
@@ -130,7 +134,8 @@ def test_heartbeat_keeps_a_lease_and_reports_lost_claims(store: JobStore) -> Non
     now = time.time()
     kept = store.claim_next("w1", 2.0, now)
     canceled = store.claim_next("w1", 2.0, now)
-    assert kept is not None and canceled is not None
+    assert kept is not None
+    assert canceled is not None
     store.cancel(canceled.job_id, now + 0.5)
 
     lost = store.heartbeat([kept, canceled], 10.0, now + 1)
@@ -149,12 +154,15 @@ def test_attempts_are_bounded_then_the_job_fails_with_a_message(store: JobStore)
     second = store.claim_next("w", 1.0, now + 2)  # the first process died: lease expired
     none_left = store.claim_next("w", 1.0, now + 4)  # the second one died too
 
-    assert first is not None and second is not None and none_left is None
+    assert first is not None
+    assert second is not None
+    assert none_left is None
     final = store.get(job.id)
     assert final is not None
     assert final.status is JobStatus.FAILED
     assert final.attempts == 2
-    assert final.error is not None and final.error["code"] == "attempts_exhausted"
+    assert final.error is not None
+    assert final.error["code"] == "attempts_exhausted"
 
 
 def test_claim_by_id_for_delivered_tasks(store: JobStore) -> None:
@@ -167,7 +175,8 @@ def test_claim_by_id_for_delivered_tasks(store: JobStore) -> None:
     unknown = store.claim(new_job_id(), "w2", LEASE, now)
 
     assert isinstance(claim, Claim)
-    assert isinstance(busy, Job) and busy.status is JobStatus.RUNNING
+    assert isinstance(busy, Job)
+    assert busy.status is JobStatus.RUNNING
     assert unknown is None
 
 
@@ -185,13 +194,18 @@ def test_cancel_queued_running_and_finished(store: JobStore) -> None:
     twice = store.cancel(queued.id, now)
     discarded = store.finish(claim, JobStatus.SUCCEEDED, "late", None, now)
 
-    assert canceled_queued is not None and canceled_queued[1]
+    assert canceled_queued is not None
+    assert canceled_queued[1]
     assert canceled_queued[0].status is JobStatus.CANCELED
-    assert canceled_running is not None and canceled_running[1]
-    assert twice is not None and not twice[1]
+    assert canceled_running is not None
+    assert canceled_running[1]
+    assert twice is not None
+    assert not twice[1]
     assert discarded is None  # the running call's result is thrown away
     final = store.get(running.id)
-    assert final is not None and final.status is JobStatus.CANCELED and final.result is None
+    assert final is not None
+    assert final.status is JobStatus.CANCELED
+    assert final.result is None
     assert store.cancel(new_job_id(), now) is None
     assert store.claim_next("w", LEASE, now + 100) is None
 
@@ -207,7 +221,8 @@ def test_release_requeues_without_using_an_attempt(store: JobStore) -> None:
     assert store.claim_next("w", LEASE, now + 1) is None  # not due yet
     again = store.claim_next("w", LEASE, now + 11)
 
-    assert again is not None and again.job.attempts == 1
+    assert again is not None
+    assert again.job.attempts == 1
 
 
 def test_webhook_delivery_bookkeeping(store: JobStore) -> None:
@@ -220,16 +235,19 @@ def test_webhook_delivery_bookkeeping(store: JobStore) -> None:
     store.finish(claim, JobStatus.SUCCEEDED, 1, None, now)
 
     first = store.claim_webhook(10, now + 1)
-    assert first is not None and first.webhook_attempts == 1
+    assert first is not None
+    assert first.webhook_attempts == 1
     assert store.claim_webhook(10, now + 2) is None  # leased to the first deliverer
     store.finish_webhook(job.id, False, "answered 500", now + 5)
     assert store.claim_webhook(10, now + 3) is None  # backing off
     second = store.claim_webhook(10, now + 6)
-    assert second is not None and second.webhook_attempts == 2
+    assert second is not None
+    assert second.webhook_attempts == 2
     store.finish_webhook(job.id, True, None, None)
 
     final = store.get(job.id)
-    assert final is not None and final.webhook_state is WebhookState.DELIVERED
+    assert final is not None
+    assert final.webhook_state is WebhookState.DELIVERED
     assert store.claim_webhook(10, now + 100) is None
 
 
