@@ -47,6 +47,7 @@ class LeaseKeeper:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._stopped = False
 
     def hold(self, claim: Claim) -> None:
         """Keep `claim`'s lease alive until `drop`."""
@@ -66,8 +67,13 @@ class LeaseKeeper:
         with self._lock:
             return claim.job_id in self._lost
 
+    def stop(self) -> None:
+        """End the heartbeat thread (claims still held simply expire)."""
+        self._stopped = True
+        self._wake.set()
+
     def _loop(self) -> None:
-        while True:
+        while not self._stopped:
             self._wake.wait(self._lease_s / 3)
             with self._lock:
                 claims = list(self._claims.values())

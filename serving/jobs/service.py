@@ -148,6 +148,7 @@ class JobService:
         """Stop claiming and give running jobs up to `timeout_s` to finish."""
         if self.pool is not None and self._started_in == os.getpid():
             self.pool.stop(timeout_s)
+        self.leases.stop()
 
     # --- the API ---
 

@@ -81,10 +81,13 @@ def check_url(url: str, policy: WebhookPolicy) -> str:
         raise WebhookRefused("webhook URL must start with https://")
     if port == 0:
         raise WebhookRefused("webhook URL has port 0")
+    host = parts.hostname.lower().rstrip(".")
+    if (host == "localhost" or host.endswith(".localhost")) and not policy.allow_loopback:
+        raise WebhookRefused("webhook target localhost is not a public address")
     literal = _ip_literal(parts.hostname)
     if literal is not None:
         _check_address(literal, parts.scheme, policy)
-    elif parts.scheme == "http" and parts.hostname.lower() != "localhost":
+    elif parts.scheme == "http" and host != "localhost":
         raise WebhookRefused("http:// webhooks may only target loopback addresses")
     return url
 

@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 import requests
+from flask import Flask
 
 from serving.jobs.firestore_store import FirestoreJobStore
+from serving.jobs.service import get_jobs
 from serving.jobs.sql_store import SqlJobStore, sqlite_url
 from serving.jobs.store import JobStore
 from tests.conftest import FIXTURE_HANDLERS, require_service
@@ -142,3 +144,32 @@ def tasks_emulator_python() -> Path:
     """The interpreter of the Cloud Tasks emulator's own virtual environment (.ci/run makes it)."""
     configured = os.environ.get("TASKS_EMULATOR_PYTHON")
     return Path(configured) if configured else PROJECT_ROOT / ".venv-tasks-emulator" / "bin" / "python"
+
+
+@pytest.fixture
+def make_jobs_app(make_app: Callable[..., Flask], tmp_path: Path) -> Iterator[Callable[..., Flask]]:
+    """Build apps serving tests/fixtures/handlers/jobs with a SQLite store in `tmp_path`.
+
+    No worker threads unless the test asks (`jobs_workers=1`); every pool is stopped after.
+    """
+    apps: list[Flask] = []
+
+    def build(**overrides: Any) -> Flask:
+        values: dict[str, Any] = {
+            "handlers_dir": JOB_HANDLERS,
+            "jobs_data_dir": tmp_path / "data",
+            "jobs_workers": 0,
+            "jobs_poll_interval_s": 0.05,
+            "jobs_lease_s": 5.0,
+        }
+        values.update(overrides)
+        app = make_app(**values)
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        service = get_jobs(app)
+        if service is not None:
+            service.stop(5)
+            service.store.close()
