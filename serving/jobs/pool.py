@@ -93,6 +93,8 @@ class WorkerPool:
         left = [t.name for t in self._threads if t.is_alive() and t.name.startswith("job-worker")]
         if left:
             log.warning("stopping with %d job(s) still running; their leases will expire", len(left))
+        else:
+            log.info("job pool stopped in %.2f s", timeout_s - max(0.0, deadline - time.monotonic()))
         return not left
 
     def _work(self) -> None:
