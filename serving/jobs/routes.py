@@ -83,6 +83,7 @@ def _service() -> JobService:
     service = get_jobs(current_app)
     if service is None:
         raise JobsUnavailable(jobs_disabled_reason(get_state().settings))
+    service.start()
     return service
 
 

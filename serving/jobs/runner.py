@@ -130,7 +130,8 @@ class JobRunner:
         releases it when it returns.
         """
         job = claim.job
-        fields = {"job_id": job.id, "model": job.model, "attempt": job.attempts}
+        # The submitting request's id ties the job's log lines to the 202 that accepted it.
+        fields = {"job_id": job.id, "model": job.model, "attempt": job.attempts, "request_id": job.request_id}
         log.info("job %s started (attempt %d)", job.id, job.attempts, extra=fields)
         runtime = self._registry.get(job.model)
         if runtime is None:

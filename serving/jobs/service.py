@@ -5,7 +5,7 @@ the dispatcher and refusing (with `SettingsError`) a combination that would lose
 Nothing here touches the database at build time: the schema is created on first use in
 each process, and the `threads` pool starts in each server process after the fork
 (`start_background_jobs`, called from gunicorn's `post_worker_init` hook, or on the first
-request under another server).
+job request under another server).
 """
 
 from __future__ import annotations
@@ -137,7 +137,12 @@ class JobService:
                 self._prepared_in = os.getpid()
 
     def start(self) -> None:
-        """Start this process's background work (the `threads` pool); idempotent."""
+        """Start this process's background work (the `threads` pool); idempotent.
+
+        gunicorn calls it from its `post_worker_init` hook, so a restarted server resumes
+        its jobs at once; the job routes call it too, for other servers (Flask's
+        development server), so an app that never sees a job starts no threads.
+        """
         if self._started_in == os.getpid() or self.pool is None or self.settings.jobs_workers == 0:
             return
         self._started_in = os.getpid()
@@ -346,13 +351,6 @@ def init_jobs(app: Flask, settings: Settings, registry: Registry, inference: Inf
             "JOBS_DISPATCHER=threads on a serverless platform: background threads get CPU only with "
             "instance-based billing / always-allocated CPU; JOBS_DISPATCHER=cloud-tasks runs jobs inside requests"
         )
-
-    @app.before_request
-    def _start_jobs_on_first_request() -> None:
-        # gunicorn starts the pool from its post_worker_init hook; other servers (Flask's
-        # development server, functions-framework) start it here.
-        service.start()
-
     return service
 
 
