@@ -16,10 +16,13 @@ that instances starting together do not race.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -125,6 +128,10 @@ class SqlJobStore:
         self._pool_size = pool_size
         self._engine = self._create_engine()
         self._pid = os.getpid()
+        self._write_lock: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if self.dialect == "sqlite":
+            database = sa.engine.make_url(self.url).database or ""
+            self._write_lock = _WriterLock(Path(database + ".lock"))
 
     def _create_engine(self) -> Engine:
         if self.dialect == "sqlite":
@@ -171,11 +178,31 @@ class SqlJobStore:
         self._engine.dispose()
 
     @contextmanager
-    def _begin(self) -> Iterator[Connection]:
+    def _begin(self, *, durable: bool = True) -> Iterator[Connection]:
+        """A write transaction (on SQLite: holding the database's write lock).
+
+        `durable=False` is for bookkeeping whose loss in a power cut is harmless (a
+        claim or lease that vanishes only means the job runs again); on SQLite it skips
+        the fsync. Accepted jobs and outcomes are always synced.
+        """
         self.after_fork()
+        with self._write_lock, self._transaction(readonly=False, durable=durable) as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A read-only transaction: never waits for writers (WAL on SQLite, MVCC on PostgreSQL)."""
+        self.after_fork()
+        with self._transaction(readonly=True) as conn:
+            yield conn
+
+    @contextmanager
+    def _transaction(self, *, readonly: bool, durable: bool = True) -> Iterator[Connection]:
         try:
-            with self._engine.begin() as conn:
-                yield conn
+            with self._engine.connect() as conn:
+                conn = conn.execution_options(serving_readonly=readonly, serving_durable=durable)
+                with conn.begin():
+                    yield conn
         except IntegrityError:
             raise
         except SQLAlchemyError as exc:
@@ -193,7 +220,7 @@ class SqlJobStore:
         except IntegrityError as exc:
             if job.idempotency_key is None:
                 raise StoreError(f"job store refused the new job: {_first_line(exc)}") from exc
-        with self._begin() as conn:
+        with self._read() as conn:
             row = conn.execute(sa.select(JOBS).where(JOBS.c.idempotency_key == job.idempotency_key)).mappings().first()
         if row is None:  # the other job was purged in between: try once more
             return self.create(job)
@@ -203,7 +230,7 @@ class SqlJobStore:
         return existing, False
 
     def get(self, job_id: str) -> Job | None:
-        with self._begin() as conn:
+        with self._read() as conn:
             row = conn.execute(sa.select(JOBS).where(JOBS.c.id == job_id)).mappings().first()
         return _job(row) if row is not None else None
 
@@ -232,11 +259,7 @@ class SqlJobStore:
         }
 
     def _expire_exhausted(self, conn: Connection, now: float, job_id: str | None = None) -> None:
-        condition = sa.and_(
-            JOBS.c.status == JobStatus.RUNNING.value,
-            JOBS.c.lease_until < now,
-            JOBS.c.attempts >= JOBS.c.max_attempts,
-        )
+        condition = self._exhausted(now)
         if job_id is not None:
             condition = sa.and_(condition, JOBS.c.id == job_id)
         ended = conn.execute(
@@ -245,8 +268,22 @@ class SqlJobStore:
         if ended:
             log.warning("%d job(s) failed: attempts exhausted by stopped processes", ended)
 
+    def _any(self, condition: sa.ColumnElement[bool]) -> bool:
+        # Idle workers poll: a read finds out whether a write transaction is worth it.
+        with self._read() as conn:
+            return conn.execute(sa.select(JOBS.c.id).where(condition).limit(1)).first() is not None
+
+    def _exhausted(self, now: float) -> sa.ColumnElement[bool]:
+        return sa.and_(
+            JOBS.c.status == JobStatus.RUNNING.value,
+            JOBS.c.lease_until < now,
+            JOBS.c.attempts >= JOBS.c.max_attempts,
+        )
+
     def claim_next(self, worker: str, lease_s: float, now: float) -> Claim | None:
-        with self._begin() as conn:
+        if not self._any(sa.or_(self._runnable(now), self._exhausted(now))):
+            return None
+        with self._begin(durable=False) as conn:
             now = _locked_now(now)
             self._expire_exhausted(conn, now)
             candidate = (
@@ -263,7 +300,7 @@ class SqlJobStore:
         return Claim(_job(row), token) if row is not None else None
 
     def claim(self, job_id: str, worker: str, lease_s: float, now: float) -> Claim | Job | None:
-        with self._begin() as conn:
+        with self._begin(durable=False) as conn:
             now = _locked_now(now)
             self._expire_exhausted(conn, now, job_id)
             token, values = self._claim_values(worker, lease_s, now)
@@ -278,7 +315,7 @@ class SqlJobStore:
         lost: set[str] = set()
         if not claims:
             return lost
-        with self._begin() as conn:
+        with self._begin(durable=False) as conn:
             for claim in claims:
                 extended = conn.execute(
                     sa.update(JOBS)
@@ -308,7 +345,7 @@ class SqlJobStore:
         return _job(row) if row is not None else None
 
     def release(self, claim: Claim, not_before: float, now: float) -> bool:
-        with self._begin() as conn:
+        with self._begin(durable=False) as conn:
             row = conn.execute(
                 sa.update(JOBS)
                 .where(_holds(claim))
@@ -346,11 +383,11 @@ class SqlJobStore:
     # --- Cloud Tasks bookkeeping ---
 
     def mark_dispatched(self, job_id: str, now: float) -> None:
-        with self._begin() as conn:
+        with self._begin(durable=False) as conn:
             conn.execute(sa.update(JOBS).where(JOBS.c.id == job_id).values(dispatched_at=now))
 
     def undispatched(self, older_than: float, limit: int) -> list[Job]:
-        with self._begin() as conn:
+        with self._read() as conn:
             rows = (
                 conn.execute(
                     sa.select(JOBS)
@@ -373,7 +410,9 @@ class SqlJobStore:
         return sa.and_(JOBS.c.webhook_state == WebhookState.PENDING.value, JOBS.c.webhook_next_at <= now)
 
     def claim_webhook(self, lease_s: float, now: float) -> Job | None:
-        with self._begin() as conn:
+        if not self._any(self._webhook_due(now)):
+            return None
+        with self._begin(durable=False) as conn:
             candidate = (
                 sa.select(JOBS.c.id)
                 .where(self._webhook_due(now))
@@ -385,7 +424,7 @@ class SqlJobStore:
             return self._take_webhook(conn, JOBS.c.id == candidate, lease_s, now)
 
     def claim_webhook_for(self, job_id: str, lease_s: float, now: float) -> Job | None:
-        with self._begin() as conn:
+        with self._begin(durable=False) as conn:
             return self._take_webhook(conn, JOBS.c.id == job_id, lease_s, now)
 
     def _take_webhook(self, conn: Connection, which: sa.ColumnElement[bool], lease_s: float, now: float) -> Job | None:
@@ -433,6 +472,42 @@ def _locked_now(now: float) -> float:
     # The caller read its clock before waiting for the lock (SQLite's write lock can take
     # a while): times written under the lock must not predate the writes before them.
     return max(now, time.time())
+
+
+class _WriterLock:
+    """Queues SQLite writers of every thread and process, in the kernel instead of SQLite.
+
+    SQLite's busy handler retries a locked database after sleeps of up to 100 ms, so
+    under contention some writers (a client's submit among them) wait seconds; flock()
+    waiters are woken as soon as the lock is free. A thread lock in front, because one
+    process's threads share the file descriptor and flock() does not tell them apart;
+    the file is reopened after a fork, because a child shares its parent's.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._threads = threading.Lock()
+        self._fd: int | None = None
+        self._pid = 0
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        try:
+            if self._fd is None or self._pid != os.getpid():
+                self._path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+                self._pid = os.getpid()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._threads.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
 
 
 def _holds(claim: Claim) -> sa.ColumnElement[bool]:
@@ -523,13 +598,22 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    # FULL: a commit (an accepted job, a result) survives power loss, not only a crash.
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
+    # IMMEDIATE takes the write lock now, so no other process can change what this
+    # transaction reads before it writes; reads need no lock at all in WAL mode.
+    options = conn.get_execution_options()
+    if options.get("serving_readonly", False):
+        conn.exec_driver_sql("BEGIN")
+        return
+    # FULL: the commit is on disk before the client hears of it (an accepted job, a
+    # result) and survives power loss, not only a crash. NORMAL (WAL: no fsync per
+    # commit, still safe against any process crash) for claims and leases.
+    conn.exec_driver_sql("PRAGMA synchronous=" + ("FULL" if options.get("serving_durable", True) else "NORMAL"))
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
