@@ -11,6 +11,7 @@ from serving.inference import Inference
 from serving.jobs import routes as job_routes
 from serving.jobs.service import init_jobs
 from serving.logs import REQUEST_ID_HEADER, configure_logging, install_request_hooks
+from serving.platform import adapt_to_platform, log_format, project_id
 from serving.registry import Registry, discover_handlers
 from serving.settings import Settings
 from serving.state import EXTENSION_KEY, ServingState
@@ -23,7 +24,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     `HandlerError` here, naming the file, so a bad deployment never starts serving.
     """
     settings = settings or Settings.from_env()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, log_format(settings), project_id(settings))
 
     app = Flask(__name__, static_folder=None)
     # No trailing-slash redirects: a redirect would answer an API client with HTML.
@@ -58,6 +59,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(job_routes.blueprint)
     app.register_blueprint(job_routes.internal)
     init_jobs(app, settings, registry, app.extensions[EXTENSION_KEY].inference)
+
+    adapt_to_platform(app, settings)
 
     if settings.model_loading == "eager":
         registry.load_all()

@@ -107,7 +107,7 @@ class JobService:
                 base_url=settings.jobs_tasks_url,
                 service_account=settings.jobs_tasks_service_account,
                 audience=audience,
-                app_engine_service=settings.gae_service,
+                app_engine_service=settings.gae_service or "",
                 deadline_s=settings.jobs_timeout_s,
                 emulator_host=settings.jobs_tasks_emulator_host,
             )
@@ -346,7 +346,7 @@ def init_jobs(app: Flask, settings: Settings, registry: Registry, inference: Inf
     app.extensions[EXTENSION_KEY] = service
     if service is None:
         return None
-    if service.dispatcher_kind == "threads" and (settings.gae_env or settings.k_service):
+    if service.dispatcher_kind == "threads" and on_serverless(settings):
         log.warning(
             "JOBS_DISPATCHER=threads on a serverless platform: background threads get CPU only with "
             "instance-based billing / always-allocated CPU; JOBS_DISPATCHER=cloud-tasks runs jobs inside requests"
@@ -370,13 +370,19 @@ def jobs_disabled_reason(settings: Settings) -> str:
     )
 
 
+def on_serverless(settings: Settings) -> bool:
+    """True on App Engine standard, Cloud Run or Cloud Functions: instances with throwaway disks."""
+    # dev_appserver.py sets GAE_ENV=localdev: a developer's machine, whose disk stays.
+    return settings.gae_env == "standard" or bool(settings.k_service)
+
+
 def resolve_store_kind(settings: Settings) -> str:
     """The store `JOBS_STORE` stands for here: sqlite, postgresql, firestore or none."""
     if settings.jobs_store != "auto":
         return settings.jobs_store
     if settings.database_url:
         return "postgresql"
-    if (settings.gae_env or settings.k_service) and not settings.jobs_allow_ephemeral_store:
+    if on_serverless(settings) and not settings.jobs_allow_ephemeral_store:
         return "none"
     return "sqlite"
 
@@ -384,7 +390,7 @@ def resolve_store_kind(settings: Settings) -> str:
 def build_store(settings: Settings) -> JobStore | None:
     """The job store the settings ask for, after checking that it keeps jobs."""
     kind = resolve_store_kind(settings)
-    serverless = bool(settings.gae_env or settings.k_service)
+    serverless = on_serverless(settings)
     _check_dispatcher(settings, kind, serverless)
     if kind == "none":
         if settings.jobs_store == "auto":
