@@ -211,7 +211,7 @@ class JobService:
         outcome = self.store.cancel(job_id, self.clock())
         if outcome is not None and outcome[1]:
             log.info("job %s canceled", job_id, extra={"job_id": job_id})
-            self._job_finished(outcome[0])
+            self._job_finished(outcome[0], inline=False)
         return outcome
 
     def _dispatch(self, job: Job) -> None:
@@ -229,14 +229,23 @@ class JobService:
             return
         self.store.mark_dispatched(job.id, self.clock())
 
-    def _job_finished(self, job: Job) -> None:
+    def _job_finished(self, job: Job, *, inline: bool = True) -> None:
         if job.webhook_url is None:
             return
         if self.pool is not None:
             self.pool.job_finished(job)
-        else:
+        elif inline:
             # Inside the run request the instance has CPU: deliver now, retry via a task.
             self.deliver_webhook(job.id)
+        else:
+            # A client's DELETE should not wait for someone else's webhook target.
+            from serving.jobs.cloud_tasks import DispatchError
+
+            assert self.tasks is not None
+            try:
+                self.tasks.enqueue_webhook(job, 0.0)
+            except DispatchError as exc:
+                log.error("job %s: %s", job.id, exc, extra={"job_id": job.id})
 
     # --- background work ---
 
