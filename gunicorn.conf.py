@@ -6,6 +6,8 @@ bad environment variable stops gunicorn with the variable's name before it forks
 
 from __future__ import annotations
 
+from typing import Any
+
 from serving.settings import Settings
 
 _settings = Settings.from_env()
@@ -67,3 +69,19 @@ forwarded_allow_ips = ""
 # gunicorn's control socket lives in $HOME, which is read-only on App Engine and absent
 # for the Cloud Run image's user, and nobody can reach it on a serverless instance.
 control_socket_disable = True
+
+
+# Asynchronous jobs: each worker process starts its own job threads after the fork
+# (threads started in the master before it would not survive), and on shutdown gives
+# running jobs the graceful period to finish. A job still running after that keeps its
+# lease until it expires, and then another process runs it again.
+def post_worker_init(worker: Any) -> None:
+    from serving.jobs.service import start_background_jobs
+
+    start_background_jobs(worker.wsgi)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    from serving.jobs.service import stop_background_jobs
+
+    stop_background_jobs(worker.wsgi, max(0.5, _settings.graceful_timeout_s - 1))

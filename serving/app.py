@@ -8,6 +8,8 @@ from flask_cors import CORS
 from serving import api, batch_api, docs, health, openapi
 from serving.errors import register_error_handlers
 from serving.inference import Inference
+from serving.jobs import routes as job_routes
+from serving.jobs.service import init_jobs
 from serving.logs import REQUEST_ID_HEADER, configure_logging, install_request_hooks
 from serving.platform import adapt_to_platform, log_format, project_id
 from serving.registry import Registry, discover_handlers
@@ -65,6 +67,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(docs.blueprint)
     register_vertex_routes(app)
     app.cli.add_command(new_model_command)
+    app.register_blueprint(job_routes.blueprint)
+    app.register_blueprint(job_routes.internal)
+    init_jobs(app, settings, registry, app.extensions[EXTENSION_KEY].inference)
 
     adapt_to_platform(app, settings)
 
