@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 from flask_cors import CORS
 
-from serving import api, health
+from serving import api, health, web
 from serving.errors import register_error_handlers
 from serving.inference import Inference
 from serving.logs import REQUEST_ID_HEADER, configure_logging, install_request_hooks
@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.register_blueprint(health.blueprint)
     app.register_blueprint(api.blueprint)
+    app.register_blueprint(web.blueprint)
 
     if settings.model_loading == "eager":
         registry.load_all()
