@@ -331,11 +331,13 @@ function fieldShell(ctx, { name, schema, required, control, type, extra = [] }) 
   const describedBy = [hintId, errorId].filter(Boolean).join(" ");
   control.setAttribute("aria-describedby", describedBy);
   if (required) control.required = true;
+  // The asterisk stays outside the label: the accessible name is the plain title, and
+  // `required` is what assistive technology announces.
   const label = h(
-    "label",
-    { for: id, class: "msw-label" },
-    schema.title || humanize(name),
-    required ? h("span", { class: "msw-required", "aria-hidden": "true" }, " *") : null,
+    "div",
+    { class: "msw-label-row" },
+    h("label", { for: id, class: "msw-label" }, schema.title || humanize(name)),
+    required ? requiredMark() : null,
   );
   const errorLine = h("p", { id: errorId, class: "msw-field-error", hidden: true });
   const wrapper = h(
@@ -349,6 +351,10 @@ function fieldShell(ctx, { name, schema, required, control, type, extra = [] }) 
   );
   ctx.errorSlots.set(name, { control, errorLine });
   return wrapper;
+}
+
+function requiredMark() {
+  return h("span", { class: "msw-required", "aria-hidden": "true" }, "*");
 }
 
 function scalarControlValue(control, type) {
@@ -450,7 +456,8 @@ function imageField(ctx, name, schema, required) {
   const asDataUrl = typeof schema.pattern === "string" && schema.pattern.startsWith("^data:");
   const input = h("input", { type: "file", class: "msw-file", name, accept: media.startsWith("image/") ? media : "image/*" });
   const preview = h("img", { class: "msw-preview", alt: "", hidden: true });
-  const caption = h("p", { class: "msw-file-name" }, "No image chosen");
+  const emptyCaption = "…or drop an image here";
+  const caption = h("p", { class: "msw-file-name" }, emptyCaption);
   const drop = h("div", { class: "msw-drop" }, preview, caption);
   let value;
   let objectUrl = null;
@@ -514,7 +521,8 @@ function imageField(ctx, name, schema, required) {
 
   const element = fieldShell(ctx, { name, schema, required: false, control: input, type: "image", extra: [drop] });
   if (required) {
-    element.querySelector(".msw-label").append(h("span", { class: "msw-required", "aria-hidden": "true" }, " *"));
+    // Not `required` on the file input: an example image counts as chosen.
+    element.querySelector(".msw-label-row").append(requiredMark());
     input.setAttribute("aria-required", "true");
   }
   return {
@@ -557,7 +565,7 @@ function jsonField(ctx, name, schema, required, label) {
   const control = h("textarea", { class: "msw-input msw-code", name, rows: 4, spellcheck: "false", autocomplete: "off" });
   const sample = schema.default !== undefined ? schema.default : schema.examples && schema.examples[0];
   if (sample !== undefined) control.placeholder = JSON.stringify(sample);
-  const shownSchema = { ...schema, title: label || schema.title, description: [schema.description, "JSON."].filter(Boolean).join(" ") };
+  const shownSchema = { ...schema, title: label || schema.title, description: [schema.description, "Written as JSON."].filter(Boolean).join(" ") };
   control.addEventListener("input", () => parseJsonInput(control, required));
   return {
     element: fieldShell(ctx, { name, schema: shownSchema, required, control, type: "json" }),
@@ -626,15 +634,36 @@ function firstControl(element) {
 
 function objectField(ctx, name, schema, required, path) {
   const requiredKeys = new Set(schema.required || []);
+  // An optional object's required properties are required only once any of its
+  // properties is filled in, which the browser's `required` cannot say: checked below.
   const children = Object.entries(schema.properties || {}).map(([key, sub]) => ({
     key,
-    field: buildField(ctx, key, sub, requiredKeys.has(key), `${path}.${key}`),
+    field: buildField(ctx, key, sub, required && requiredKeys.has(key), `${path}.${key}`),
   }));
-  return groupField(ctx, name, schema, required, children, (entries, isRequired) => {
+  const group = groupField(ctx, name, schema, required, children, (entries, isRequired) => {
     const value = {};
     for (const [key, item] of entries) if (item !== undefined) value[key] = item;
     return Object.keys(value).length || isRequired ? value : undefined;
   });
+  if (required) return group;
+  const validateChildren = group.validate;
+  group.validate = () => {
+    validateChildren();
+    const values = children.map((child) => [child, child.field.read()]);
+    const anyFilled = values.some(([child, value]) => value !== undefined && value !== false && child.field.element.hidden !== true);
+    for (const [child, value] of values) {
+      const control = firstControl(child.field.element);
+      if (!control || !requiredKeys.has(child.key)) continue;
+      if (anyFilled && value === undefined) {
+        control.setCustomValidity(`Fill this in too, or leave all of ${schema.title || humanize(name)} empty.`);
+        control.dataset.mswGroupMissing = "1";
+      } else if (control.dataset.mswGroupMissing) {
+        control.setCustomValidity("");
+        delete control.dataset.mswGroupMissing;
+      }
+    }
+  };
+  return group;
 }
 
 function tupleField(ctx, name, schema, required, itemSchemas, path) {
@@ -824,6 +853,8 @@ function barsFor(scores) {
         "li",
         { class: index === 0 ? "msw-bar msw-bar-top" : "msw-bar" },
         h("span", { class: "msw-bar-label" }, score.label),
+        // Read aloud (and copied) as "setosa: 97.9%"; the layout is the grid's.
+        h("span", { class: "msw-visually-hidden" }, ": "),
         h("span", { class: "msw-bar-track", "aria-hidden": "true" }, fill),
         h("span", { class: "msw-bar-value" }, text),
       ),
@@ -994,7 +1025,7 @@ class ModelWidget {
         "div",
         { class: "msw-title-row" },
         h("h3", { class: "msw-title", id: titleId }, entry.name || this.model),
-        entry.version ? h("span", { class: "msw-badge" }, `v${entry.version}`) : null,
+        entry.version && entry.version !== "0" ? h("span", { class: "msw-badge" }, `v${entry.version}`) : null,
         entry.async === "always" ? h("span", { class: "msw-badge msw-badge-job" }, "runs as a job") : null,
       ),
       entry.description ? h("p", { class: "msw-description" }, entry.description) : null,
@@ -1178,7 +1209,10 @@ class ModelWidget {
         const text = (error && typeof error === "object" ? error.message : error) || "The job failed without a reason.";
         throw new WidgetError(String(text), { requestId: response.requestId });
       }
-      if (TERMINAL_JOB_STATES.has(state)) throw new WidgetError("The job was canceled before it finished.");
+      if (TERMINAL_JOB_STATES.has(state)) {
+        const reason = job.error && typeof job.error === "object" ? job.error.message : job.error;
+        throw new WidgetError(reason ? `The job was canceled before it finished: ${reason}` : "The job was canceled before it finished.");
+      }
       if (state !== lastState) {
         this.showStatus(scheduled, { detail: describe(state) });
         lastState = state;
