@@ -6,6 +6,8 @@ bad environment variable stops gunicorn with the variable's name before it forks
 
 from __future__ import annotations
 
+from typing import Any
+
 from serving.settings import Settings
 
 _settings = Settings.from_env()
@@ -55,3 +57,19 @@ logconfig_dict = {
 limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190
+
+
+# Asynchronous jobs: each worker process starts its own job threads after the fork
+# (threads started in the master before it would not survive), and on shutdown gives
+# running jobs the graceful period to finish. A job still running after that keeps its
+# lease until it expires, and then another process runs it again.
+def post_worker_init(worker: Any) -> None:
+    from serving.jobs.service import start_background_jobs
+
+    start_background_jobs(worker.wsgi)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    from serving.jobs.service import stop_background_jobs
+
+    stop_background_jobs(worker.wsgi, max(0.5, _settings.graceful_timeout_s - 1))

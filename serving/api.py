@@ -12,6 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 
 from serving.errors import ModelNotFound
+from serving.jobs.routes import submit, wants_async
 from serving.jsonbody import read_json
 from serving.registry import ModelRuntime
 from serving.state import get_state
@@ -40,6 +41,8 @@ def read_payload(runtime: ModelRuntime) -> Any:
 def predict(name: str) -> Response:
     runtime = find_model(name)
     payload = read_payload(runtime)
+    if wants_async(runtime):
+        return submit(runtime, payload)
     result = get_state().inference.predict(runtime, payload)
     return jsonify(result=result)
 

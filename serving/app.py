@@ -8,6 +8,8 @@ from flask_cors import CORS
 from serving import api, health, web
 from serving.errors import register_error_handlers
 from serving.inference import Inference
+from serving.jobs import routes as job_routes
+from serving.jobs.service import init_jobs
 from serving.logs import REQUEST_ID_HEADER, configure_logging, install_request_hooks
 from serving.registry import Registry, discover_handlers
 from serving.settings import Settings
@@ -54,6 +56,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health.blueprint)
     app.register_blueprint(api.blueprint)
     app.register_blueprint(web.blueprint)
+    app.register_blueprint(job_routes.blueprint)
+    app.register_blueprint(job_routes.internal)
+    init_jobs(app, settings, registry, app.extensions[EXTENSION_KEY].inference)
 
     if settings.model_loading == "eager":
         registry.load_all()
