@@ -1,12 +1,15 @@
 """The widget's asynchronous path in a real browser: 202, "Task Scheduled", polling, outcome.
 
-The server here is a TEST DOUBLE of the HTTP protocol that issue 4's jobs API speaks
-(the real one is being built on another branch): `POST /v1/<Model>` answers
+Against the real job API under gunicorn (SQLite job store, worker threads), from a page
+on another origin: a model with `ASYNC = "always"` answers 202 with `Location`, the
+widget polls `GET /v1/jobs/<id>` and shows the result or the model's error.
+
+The real jobs finish on their own schedule, so each state the widget shows on the way
+(queued, running, and the terminal succeeded, failed, canceled) is also pinned against a
+TEST DOUBLE of the same HTTP protocol: `POST /v1/<Model>` answers
 `202 {"job_id", "status": "queued", "message": "Task Scheduled"}` with
-`Location: /v1/jobs/<id>`, and `GET /v1/jobs/<id>` answers the job with its `status`
-(queued, running, succeeded, failed, canceled) and its `result` or `error`. It also
-serves the real widget files from web/static/. Each job stays unfinished until the test
-releases it, so every state the widget shows can be seen.
+`Location: /v1/jobs/<id>`, `GET /v1/jobs/<id>` answers the job document, and each job
+stays unfinished until the test releases it. The double also serves web/static/.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from typing import Any
 import pytest
 
 from serving.web import STATIC_DIR
-from tests.servers import free_port
-from tests.web.sites import html_page
+from tests.conftest import FIXTURE_HANDLERS
+from tests.servers import ServerProcess, free_port, gunicorn_command, running_server
+from tests.web.sites import StaticSite, html_page, serving_static_site
 
 pytestmark = pytest.mark.e2e
 
@@ -197,3 +201,54 @@ def test_a_new_submit_stops_polling_the_previous_job(page: Any, double: JobsApiD
     page.wait_for_timeout(1000)  # longer than the poll interval: a live poller would have asked again
 
     assert first.polls == polls_of_first
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[StaticSite]:
+    with serving_static_site() as static_site:
+        yield static_site
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory, site: StaticSite) -> Iterator[ServerProcess]:
+    port = free_port()
+    data_dir = tmp_path_factory.mktemp("jobs")
+    env = {
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "GUNICORN_WORKERS": "1",
+        "HANDLERS_DIR": str(FIXTURE_HANDLERS / "widget_jobs"),
+        "CORS_ORIGINS": site.origin,
+        "JOBS_STORE": "sqlite",
+        "JOBS_DATA_DIR": str(data_dir),
+        "JOBS_WORKERS": "1",
+    }
+    with running_server(gunicorn_command(), port=port, log_path=data_dir / "gunicorn.log", env=env) as server:
+        yield server
+
+
+@pytest.mark.parametrize(
+    ("text", "outcome"),
+    [("a lovely day", "Label positive"), ("unreadable scribbles", "The text is unreadable: write it in plain words")],
+    ids=["succeeded", "failed"],
+)
+def test_a_real_job_from_another_origin(
+    page: Any, page_errors: Any, api: ServerProcess, site: StaticSite, text: str, outcome: str
+) -> None:
+    from playwright.sync_api import expect
+
+    site.pages["/reviews.html"] = html_page(
+        "Reviews",
+        f'<script type="module" src="{api.url}/static/widget.js"></script>'
+        f'<div data-model-widget data-endpoint="{api.url}" data-model="Sentiment"></div>',
+    )
+    page.goto(site.url("/reviews.html"))
+    expect(page.locator(".msw-badge-job")).to_have_text("runs as a job")
+    page.get_by_label("Text").fill(text)
+    page.get_by_label("Seconds").fill("1.5")
+    page.get_by_role("button", name="Predict").click()
+
+    output = page.locator(".msw-output")
+    expect(output).to_contain_text("Task Scheduled")
+    expect(output).to_contain_text(outcome)
+    assert page_errors.all() == []

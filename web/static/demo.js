@@ -30,7 +30,9 @@ function escapeAttribute(text) {
 export function embedSnippet(model) {
   return [
     `<script type="module" src="${escapeAttribute(WIDGET_URL)}"></script>`,
-    `<div data-model-widget data-endpoint="${escapeAttribute(ENDPOINT)}" data-model="${escapeAttribute(model)}"></div>`,
+    `<div data-model-widget`,
+    `     data-endpoint="${escapeAttribute(ENDPOINT)}"`,
+    `     data-model="${escapeAttribute(model)}"></div>`,
   ].join("\n");
 }
 
@@ -66,7 +68,8 @@ function modelCard(entry) {
       "details",
       { class: "embed" },
       h("summary", {}, "Embed on your website"),
-      h("pre", { class: "snippet" }, code),
+      // Focusable, so that keyboard users can scroll a long line into view.
+      h("pre", { class: "snippet", tabindex: "0", "aria-label": `Embed code for ${entry.name}` }, code),
       h("div", { class: "embed-actions" }, copy, status),
     ),
   );
