@@ -9,6 +9,7 @@ one whose package is missing). Each test embeds widgets in a page of a foreign w
 from __future__ import annotations
 
 import json
+import re
 import struct
 import zlib
 from collections.abc import Iterator
@@ -54,7 +55,7 @@ def show(page: Any, api: ServerProcess, site: StaticSite, request: pytest.Fixtur
             f'<script type="module" src="{api.url}/static/widget.js"></script>'
             f'<div data-model-widget data-endpoint="{endpoint or api.url}" data-model="{model}"{extra}></div>'
         )
-        path = f"/{request.node.name}.html".replace("[", "-").replace("]", "")
+        path = "/" + re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name) + ".html"
         site.pages[path] = html_page(f"{model} widget", snippet)
         page.goto(site.url(path))
         page.locator(".msw-title").wait_for()
@@ -220,25 +221,29 @@ def test_input_the_browser_can_check_never_reaches_the_server(
 
 
 @pytest.mark.parametrize(
-    ("fields", "message", "marked"),
+    ("model", "fields", "message", "status", "marked"),
     [
-        ({"A": "1", "B": "0"}, "Cannot divide by zero: b must not be 0", None),
-        ({"A": "1", "B": "2", "Label": "ABC"}, "'ABC' does not match '^[a-z]*$'", "Label"),
+        ("Divide", {"A": "1", "B": "0"}, "Cannot divide by zero: b must not be 0", 400, None),
+        ("Divide", {"A": "1", "B": "2", "Label": "ABC"}, "'ABC' does not match '^[a-z]*$'", 400, "Label"),
+        ("Crashing", {"X": "1"}, "quote the request id when reporting it", 500, None),
     ],
-    ids=["refused-by-the-model", "refused-by-the-schema"],
+    ids=["400-refused-by-the-model", "400-refused-by-the-schema", "500-model-crashed"],
 )
-def test_a_400_shows_the_servers_message(show: Any, fields: dict[str, str], message: str, marked: str | None) -> None:
+def test_an_error_answer_shows_the_servers_message(
+    show: Any, model: str, fields: dict[str, str], message: str, status: int, marked: str | None
+) -> None:
     from playwright.sync_api import expect
 
-    page = show("Divide")
+    page = show(model)
     for label, value in fields.items():
         page.get_by_label(label, exact=True).fill(value)
     page.get_by_role("button", name="Predict").click()
 
     alert = page.get_by_role("alert")
     expect(alert).to_contain_text(message)
-    expect(alert).to_contain_text("HTTP 400")
+    expect(alert).to_contain_text(f"HTTP {status}")
     expect(alert).to_contain_text("request id")
+    expect(alert).not_to_contain_text("secret")
     if marked:
         field = page.get_by_label(marked, exact=True)
         expect(field).to_have_attribute("aria-invalid", "true")
@@ -378,3 +383,30 @@ def test_results_are_shown_readably(page: Any, api: ServerProcess, result: Any, 
 
     for part in shown:
         assert part in text, text
+
+
+def test_widgets_added_later_are_mounted(show: Any) -> None:
+    from playwright.sync_api import expect
+
+    page = show("Divide")
+    page.evaluate(
+        """(endpoint) => {
+            const element = document.createElement('div');
+            element.setAttribute('data-model-widget', '');
+            element.setAttribute('data-endpoint', endpoint);
+            element.setAttribute('data-model', 'Embedder');
+            document.body.append(element);
+        }""",
+        page.locator("[data-model-widget]").first.get_attribute("data-endpoint"),
+    )
+
+    expect(page.locator(".msw-title")).to_have_text(["Divide", "Embedder"])
+
+
+@pytest.mark.parametrize(
+    ("theme", "background"), [("light", "rgb(255, 255, 255)"), ("dark", "rgb(21, 27, 38)")], ids=["light", "dark"]
+)
+def test_themes(show: Any, theme: str, background: str) -> None:
+    page = show("Divide", theme=theme)
+
+    assert page.locator(".msw").evaluate("e => getComputedStyle(e).backgroundColor") == background
