@@ -7,6 +7,7 @@ not named, so the API refuses it.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,13 @@ from typing import Any
 import pytest
 import requests
 
-from tests.servers import ServerProcess, free_port, gunicorn_command, running_server
+from tests.servers import PROJECT_ROOT, ServerProcess, free_port, gunicorn_command, running_server
 from tests.web.sites import StaticSite, html_page, serving_static_site
 
 pytestmark = pytest.mark.e2e
 
 PHONE = {"width": 360, "height": 740}
+DIGIT_SAMPLES = PROJECT_ROOT / "models" / "digits" / "samples"
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +102,62 @@ def test_xxxmodel_greets_leo(page: Any, api: ServerProcess) -> None:
     expect(output).to_have_attribute("aria-live", "polite")
 
 
+@pytest.mark.parametrize(
+    ("measurements", "species"),
+    [((5.1, 3.5, 1.4, 0.2), "setosa"), ((6.7, 3.0, 5.2, 2.3), "virginica")],
+    ids=["setosa", "virginica"],
+)
+def test_iris_shows_a_label(page: Any, api: ServerProcess, measurements: tuple[float, ...], species: str) -> None:
+    from playwright.sync_api import expect
+
+    _open_demo(page, api)
+    card = _card(page, "Iris")
+    for label, value in zip(("Sepal length", "Sepal width", "Petal length", "Petal width"), measurements, strict=True):
+        card.get_by_label(label).fill(str(value))
+    card.get_by_role("button", name="Predict").click()
+
+    expect(card.locator(".msw-headline")).to_have_text(f"Label {species}")
+    bars = card.get_by_role("list", name="Probabilities").get_by_role("listitem")
+    expect(bars).to_have_count(3)
+    expect(bars.first).to_contain_text(species)
+
+
+@pytest.mark.parametrize("digit", sorted(int(path.stem) for path in DIGIT_SAMPLES.glob("*.png")))
+def test_digits_reads_an_uploaded_image(page: Any, api: ServerProcess, digit: int) -> None:
+    from playwright.sync_api import expect
+
+    _open_demo(page, api)
+    card = _card(page, "Digits")
+    card.get_by_label("Image").set_input_files(str(DIGIT_SAMPLES / f"{digit}.png"))
+    expect(card.get_by_role("img", name=f"Preview of {digit}.png")).to_be_visible()
+    card.get_by_role("button", name="Predict").click()
+
+    expect(card.locator(".msw-headline")).to_have_text(f"Digit {digit}")
+    expect(card.get_by_role("list", name="Probabilities").get_by_role("listitem")).to_have_count(10)
+
+
+def test_digits_shows_the_servers_answer_to_a_broken_image(page: Any, api: ServerProcess, tmp_path: Path) -> None:
+    # Whatever the server says about this image (the model's own 400 message), the widget
+    # shows it, with the status: compared with the same request sent directly.
+    from playwright.sync_api import expect
+
+    broken = tmp_path / "scan.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\ntruncated")
+    direct = requests.post(
+        api.url + "/v1/Digits", json={"image": base64.b64encode(broken.read_bytes()).decode()}, timeout=10
+    )
+    assert direct.status_code >= 400
+    _open_demo(page, api)
+    card = _card(page, "Digits")
+
+    card.get_by_label("Image").set_input_files(str(broken))
+    card.get_by_role("button", name="Predict").click()
+
+    alert = card.get_by_role("alert")
+    expect(alert).to_contain_text(direct.json()["message"])
+    expect(alert).to_contain_text(f"HTTP {direct.status_code}")
+
+
 def test_keyboard_alone_fills_and_submits_a_widget(page: Any, api: ServerProcess) -> None:
     from playwright.sync_api import expect
 
@@ -107,7 +165,7 @@ def test_keyboard_alone_fills_and_submits_a_widget(page: Any, api: ServerProcess
     card = _card(page, "XXXModel")
     name_input = card.get_by_label("Name")
 
-    for _ in range(12):
+    for _ in range(60):  # every control before it on the page, at most
         page.keyboard.press("Tab")
         if name_input.evaluate("element => element.getRootNode().activeElement === element"):
             break
@@ -158,10 +216,18 @@ def test_narrow_phone_screen(page: Any, api: ServerProcess, artifacts_dir: Path)
     page.screenshot(path=str(artifacts_dir / "demo-page-phone.png"), full_page=True)
 
 
-def test_demo_page_screenshot(page: Any, page_errors: Any, api: ServerProcess, artifacts_dir: Path) -> None:
+def test_demo_page_screenshot(
+    page: Any, page_errors: Any, api: ServerProcess, models: list[dict[str, Any]], artifacts_dir: Path
+) -> None:
     from playwright.sync_api import expect
 
     _open_demo(page, api)
+    for entry in models:
+        card = _card(page, entry["name"])
+        if entry["status"] == "ready" and entry["input_schema"].get("examples"):
+            card.get_by_role("button", name="Fill example").click()
+            card.get_by_role("button", name="Predict").click()
+            expect(card.locator(".msw-result")).to_be_visible()
     card = _card(page, "XXXModel")
     card.get_by_label("Name").fill("Leo")
     card.get_by_role("button", name="Predict").click()
