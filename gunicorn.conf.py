@@ -43,15 +43,13 @@ loglevel = _settings.log_level.lower()
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "app": {"()": "serving.logs.JsonFormatter" if _settings.log_format == "json" else "serving.logs.TextFormatter"}
-    },
-    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "app", "stream": "ext://sys.stderr"}},
-    # gunicorn replaces its defaults key by key: name the root logger so it does not point
-    # at gunicorn's own (now absent) console handler. The app adds its handler to root.
+    # gunicorn's own lines go to the root logger, where the app (loaded before gunicorn
+    # logs anything, thanks to preload_app) installed the handler LOG_FORMAT chose: one
+    # format for every line, Cloud Logging's included. gunicorn replaces its defaults key by
+    # key, so the root logger is named here to drop its console handler.
     "root": {"level": _settings.log_level, "handlers": []},
     "loggers": {
-        "gunicorn.error": {"handlers": ["stderr"], "level": _settings.log_level, "propagate": False},
+        "gunicorn.error": {"level": _settings.log_level, "handlers": [], "propagate": True},
     },
 }
 
