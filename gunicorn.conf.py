@@ -6,6 +6,7 @@ bad environment variable stops gunicorn with the variable's name before it forks
 
 from __future__ import annotations
 
+from serving.gunicorn_hardening import harden_gunicorn
 from serving.settings import Settings
 
 _settings = Settings.from_env()
@@ -55,3 +56,7 @@ logconfig_dict = {
 limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190
+
+# gunicorn's own error pages (e.g. 431 for oversized headers) become JSON like the app's,
+# and the `Server` header stops naming gunicorn (serving/gunicorn_hardening.py says how).
+harden_gunicorn()

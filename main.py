@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from serving.app import create_app
+from serving.hardening import QuietRequestHandler
 
 app = create_app()
 
@@ -21,7 +22,9 @@ def _cli() -> None:
     parser.add_argument("-p", "--port", type=int, default=settings.port, help="port to bind (default: %(default)s)")
     parser.add_argument("-d", "--debug", action="store_true", help="Flask debug mode (reloader, debugger)")
     args = parser.parse_args()
-    app.run(host=args.host, port=args.port, debug=args.debug)
+    if args.debug and settings.google_cloud_runtime:
+        parser.error(f"--debug is refused on Google Cloud ({settings.google_cloud_runtime} is set)")
+    app.run(host=args.host, port=args.port, debug=args.debug, request_handler=QuietRequestHandler)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
+from serving.access import authorize_model, may_use_model
 from serving.errors import ModelNotFound
 from serving.jsonbody import read_json
 from serving.registry import ModelRuntime
@@ -20,12 +21,13 @@ blueprint = Blueprint("api", __name__, url_prefix="/v1")
 
 
 def find_model(name: str) -> ModelRuntime:
-    """The model called `name`, or `ModelNotFound` (404)."""
+    """The model called `name`, or `ModelNotFound` (404); 403 when the API key may not use it."""
     runtime = get_state().registry.get(name)
     if runtime is None:
         shown = name if len(name) <= 64 else name[:61] + "..."
         raise ModelNotFound(f"No model named {shown!r}; GET /v1/models lists the models served here")
     g.model = runtime.spec.name
+    authorize_model(runtime.spec.name)
     return runtime
 
 
@@ -46,7 +48,8 @@ def predict(name: str) -> Response:
 
 @blueprint.get("/models")
 def list_models() -> Response:
-    return jsonify(models=[runtime.describe() for runtime in get_state().registry])
+    usable = (runtime for runtime in get_state().registry if may_use_model(runtime.spec.name))
+    return jsonify(models=[runtime.describe() for runtime in usable])
 
 
 @blueprint.get("/models/<name>")

@@ -6,12 +6,16 @@ from flask import Flask
 from flask_cors import CORS
 
 from serving import api, health
+from serving.access import enforce_access_control, install_access_control, load_key_ring
 from serving.errors import register_error_handlers
+from serving.hardening import install_security_headers, refuse_debug_in_production
 from serving.inference import Inference
 from serving.logs import REQUEST_ID_HEADER, configure_logging, install_request_hooks
+from serving.ratelimits import install_rate_limits
 from serving.registry import Registry, discover_handlers
-from serving.settings import Settings
+from serving.settings import Settings, SettingsError
 from serving.state import EXTENSION_KEY, ServingState
+from serving.timebudget import TimeBudget
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -24,6 +28,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_logging(settings.log_level, settings.log_format)
 
     app = Flask(__name__, static_folder=None)
+    refuse_debug_in_production(app, settings)
     # No trailing-slash redirects: a redirect would answer an API client with HTML.
     app.url_map.strict_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
@@ -34,10 +39,27 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions[EXTENSION_KEY] = ServingState(
         settings=settings,
         registry=registry,
-        inference=Inference(validate_output=settings.validate_output),
+        inference=Inference(
+            validate_output=settings.validate_output,
+            budget=TimeBudget(default_timeout_s=settings.predict_timeout_s, max_abandoned=settings.max_abandoned_calls),
+        ),
     )
 
     install_request_hooks(app)
+    # Order matters: identify the API key, count the request against its client's rate
+    # limit (so failed key guesses are limited too), then refuse it if it has no key.
+    ring = load_key_ring(settings)
+    for key_id, model in ring.unknown_models(runtime.spec.name for runtime in registry):
+        raise SettingsError(f"API_KEYS: key {key_id!r} is scoped to {model!r}, which is not a served model")
+    install_access_control(app, ring)
+    install_rate_limits(
+        app,
+        limits=settings.rate_limits,
+        storage_url=settings.rate_limit_storage_url,
+        key_prefix=settings.rate_limit_key_prefix,
+    )
+    enforce_access_control(app)
+    install_security_headers(app)
     register_error_handlers(app)
     any_origin = settings.cors_origins == ("*",)
     CORS(
