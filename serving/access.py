@@ -55,11 +55,12 @@ def load_key_ring(settings: Settings, fetch_secret: Callable[[str], str] = acces
     if settings.api_keys_secret:
         payload = fetch_secret(settings.api_keys_secret)
         try:
-            keys.extend(parse_key_specs(payload))
+            from_secret = parse_key_specs(payload)
         except ValueError as exc:
             raise SettingsError(f"API_KEYS_SECRET={settings.api_keys_secret!r}: not a valid key list: {exc}") from None
-        if not keys:
+        if not from_secret:
             raise SettingsError(f"API_KEYS_SECRET={settings.api_keys_secret!r}: the secret holds no keys")
+        keys.extend(from_secret)
     try:
         return KeyRing(keys)
     except ValueError as exc:

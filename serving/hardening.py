@@ -42,7 +42,8 @@ def install_security_headers(app: Flask) -> None:
         headers = response.headers
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("Referrer-Policy", "no-referrer")
-        if response.mimetype == "text/html":
+        # Flask's automatic OPTIONS answer is an empty "text/html" body: not a page.
+        if response.mimetype == "text/html" and request.method != "OPTIONS":
             headers.setdefault("Content-Security-Policy", HTML_CSP)
             headers.setdefault("X-Frame-Options", "DENY")
         else:

@@ -70,7 +70,8 @@ def parse_key_specs(raw: str) -> tuple[ApiKey, ...]:
     for position, entry in enumerate(_entries(raw), start=1):
         parts = entry.split(":")
         key_id = parts[0]
-        where = f"entry {position} ({key_id!r})" if _ID.match(key_id) else f"entry {position}"
+        # Name the entry by its id only when it has one: a lone word may be a bare secret.
+        where = f"entry {position} ({key_id!r})" if len(parts) > 1 and _ID.match(key_id) else f"entry {position}"
         if len(parts) not in (2, 3):
             raise ValueError(f"{where}: expected <id>:<secret>[:<Model>|<Model>...]")
         if not _ID.match(key_id):

@@ -51,18 +51,24 @@ def crc32c(data: bytes) -> int:
     return crc ^ 0xFFFFFFFF
 
 
-def access_secret(name: str, client: SecretManagerServiceClient | None = None) -> str:
+def access_secret(name: str, client: SecretManagerServiceClient | None = None, timeout_s: float = 30.0) -> str:
     """The UTF-8 payload of secret version `name`; raises `SecretError` saying what failed.
 
     `client` defaults to one using Application Default Credentials (on App Engine and
     Cloud Run: the service account, which needs `roles/secretmanager.secretAccessor`).
+    Transient failures are retried by the client library until `timeout_s` has passed.
     """
     try:
+        from google.api_core import exceptions, retry
+
         if client is None:
             from google.cloud.secretmanager_v1 import SecretManagerServiceClient
 
             client = SecretManagerServiceClient()
-        response = client.access_secret_version(request={"name": name}, timeout=30.0)
+        transient = retry.if_exception_type(exceptions.ServiceUnavailable, exceptions.ResourceExhausted)
+        response = client.access_secret_version(
+            request={"name": name}, retry=retry.Retry(predicate=transient, timeout=timeout_s), timeout=timeout_s
+        )
     except Exception as exc:  # noqa: BLE001 - any transport or permission failure stops start-up, named
         raise SecretError(f"cannot read secret {name}: {exc.__class__.__name__}: {exc}") from None
     data = bytes(response.payload.data)

@@ -72,16 +72,24 @@ class _DaemonThreads:
         tasks = self._tasks
         while True:
             future, fn = tasks.get()
+            result: Any = None
+            error: BaseException | None = None
             if future.set_running_or_notify_cancel():
                 try:
-                    future.set_result(fn())
+                    result = fn()
                 except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller, who decides
-                    future.set_exception(exc)
-            del future, fn
+                    error = exc
             with self._lock:
                 if tasks is not self._tasks:  # the pool was reset after a fork
                     return
+                # Idle before the caller wakes: its next call reuses this thread.
                 self._idle += 1
+            if not future.cancelled():
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(result)
+            del future, fn, result, error
 
 
 class TimeBudget:
