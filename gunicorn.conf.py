@@ -11,8 +11,9 @@ from serving.settings import Settings
 
 _settings = Settings.from_env()
 
-# App Engine and Cloud Run route traffic to $PORT on all interfaces.
-bind = f"{_settings.host}:{_settings.port}"
+# App Engine and Cloud Run route traffic to $PORT on all interfaces; Vertex AI to
+# $AIP_HTTP_PORT, which takes precedence when set.
+bind = f"{_settings.host}:{_settings.listen_port}"
 
 # gthread: a few processes, each with threads. Model code (numpy, scikit-learn, torch)
 # releases the GIL for its heavy parts, so threads overlap inference with HTTP work, and

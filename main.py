@@ -19,7 +19,9 @@ def _cli() -> None:
     settings = app.extensions["serving"].settings
     parser = argparse.ArgumentParser(description="Serve the models in handlers/ with Flask's development server.")
     parser.add_argument("-a", "--host", default=settings.host, help="address to bind (default: %(default)s)")
-    parser.add_argument("-p", "--port", type=int, default=settings.port, help="port to bind (default: %(default)s)")
+    parser.add_argument(
+        "-p", "--port", type=int, default=settings.listen_port, help="port to bind (default: %(default)s)"
+    )
     parser.add_argument("-d", "--debug", action="store_true", help="Flask debug mode (reloader, debugger)")
     args = parser.parse_args()
     if args.debug and settings.google_cloud_runtime:

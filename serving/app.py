@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 from flask_cors import CORS
 
-from serving import api, health
+from serving import api, batch_api, docs, health, openapi
 from serving.access import enforce_access_control, install_access_control, load_key_ring
 from serving.errors import register_error_handlers
 from serving.hardening import install_security_headers, refuse_debug_in_production
@@ -13,9 +13,11 @@ from serving.inference import Inference
 from serving.logs import REQUEST_ID_HEADER, configure_logging, install_request_hooks
 from serving.ratelimits import install_rate_limits
 from serving.registry import Registry, discover_handlers
+from serving.scaffold import new_model_command
 from serving.settings import Settings, SettingsError
 from serving.state import EXTENSION_KEY, ServingState
 from serving.timebudget import TimeBudget
+from serving.vertex import register_vertex_routes
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -31,6 +33,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     refuse_debug_in_production(app, settings)
     # No trailing-slash redirects: a redirect would answer an API client with HTML.
     app.url_map.strict_slashes = False
+    # Nor for `//` in a path, which Werkzeug would merge with an HTML 308 redirect.
+    app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.compact = True  # type: ignore[attr-defined]
@@ -60,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     enforce_access_control(app)
     install_security_headers(app)
+    batch_api.install_error_alias(app)
     register_error_handlers(app)
     any_origin = settings.cors_origins == ("*",)
     CORS(
@@ -75,6 +80,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.register_blueprint(health.blueprint)
     app.register_blueprint(api.blueprint)
+    app.register_blueprint(batch_api.blueprint)
+    app.register_blueprint(openapi.blueprint)
+    app.register_blueprint(docs.blueprint)
+    register_vertex_routes(app)
+    app.cli.add_command(new_model_command)
 
     if settings.model_loading == "eager":
         registry.load_all()

@@ -94,6 +94,12 @@ class PayloadTooLarge(ApiError):
     status, code, message = 413, "payload_too_large", "Request body too large"
 
 
+class TooManyInstances(PayloadTooLarge):
+    """A batch request carries more instances than `PREDICT_MAX_INSTANCES`."""
+
+    code, message = "too_many_instances", "Too many instances in one request"
+
+
 class UnsupportedMediaType(ApiError):
     status, code, message = 415, "unsupported_media_type", "Unsupported media type"
 
@@ -133,11 +139,18 @@ _FROM_WERKZEUG: dict[int, type[ApiError]] = {
 }
 
 
+# Routes that speak TensorFlow Serving's wire format set this flag on `g`: its clients
+# read an error's text from `error`, ours from `message`, so those routes send both.
+ERROR_ALIAS_FLAG = "error_alias"
+
+
 def _render(error: ApiError) -> Response:
     body = error.body()
     request_id = g.get("request_id")
     if request_id:
         body.setdefault("request_id", request_id)
+    if g.get(ERROR_ALIAS_FLAG):
+        body.setdefault("error", error.message)
     response = jsonify(body)
     response.status_code = error.status
     for name, value in error.headers.items():

@@ -109,6 +109,21 @@ def _storage_url(raw: str) -> str | None:
     return value or None
 
 
+def _route(raw: str) -> str:
+    value = raw.strip()
+    # Werkzeug reads `<...>` in a rule as a URL variable; Vertex AI's routes are plain paths.
+    if not value.startswith("/") or any(ch in value for ch in "<>?# \t"):
+        raise ValueError("expected a URL path starting with '/' (no '<', '>', '?', '#' or spaces)")
+    return value
+
+
+def _model_name(raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ValueError("expected a model name")
+    return value
+
+
 # App Engine standard rejects requests over 32 MB (whether read as 10^6 or 2^20 bytes)
 # before they reach the app; staying a little under it means our own 413 (JSON, with a
 # message) is what clients see.
@@ -195,6 +210,37 @@ class Settings:
         "json",
         "`json`: one JSON object per line (what Cloud Logging reads); `text` for humans.",
         _one_of("json", "text"),
+    )
+    # --- batch prediction, Vertex AI and API docs ---
+    predict_max_instances: int = _setting(
+        "PREDICT_MAX_INSTANCES",
+        1000,
+        "Most `instances` one `POST /v1/models/<Model>:predict` may carry; more get 413.",
+        _int_between(1, 1_000_000),
+    )
+    default_model: str | None = _setting(
+        "DEFAULT_MODEL",
+        None,
+        "Model that Vertex AI's predict route (`AIP_PREDICT_ROUTE`) serves; default the only model served.",
+        _model_name,
+    )
+    aip_http_port: int | None = _setting(
+        "AIP_HTTP_PORT",
+        None,
+        "Vertex AI custom container: the port to listen on (overrides `PORT`). Vertex AI sets it.",
+        _int_between(1, 65535),
+    )
+    aip_health_route: str | None = _setting(
+        "AIP_HEALTH_ROUTE",
+        None,
+        "Vertex AI custom container: route answering 200 only when `DEFAULT_MODEL` is ready. Vertex AI sets it.",
+        _route,
+    )
+    aip_predict_route: str | None = _setting(
+        "AIP_PREDICT_ROUTE",
+        None,
+        'Vertex AI custom container: route taking `{"instances": [...]}` for `DEFAULT_MODEL`. Vertex AI sets it.',
+        _route,
     )
     # --- asynchronous jobs ---
     # --- Google Cloud platform ---
@@ -294,6 +340,27 @@ class Settings:
             raise SettingsError(
                 f"CORS_ORIGINS={','.join(self.cors_origins)!r} is not valid: `*` cannot be combined with named origins"
             )
+        if (self.aip_health_route is None) != (self.aip_predict_route is None):
+            given, missing = (
+                ("AIP_HEALTH_ROUTE", "AIP_PREDICT_ROUTE")
+                if self.aip_predict_route is None
+                else ("AIP_PREDICT_ROUTE", "AIP_HEALTH_ROUTE")
+            )
+            raise SettingsError(f"{given} is set but {missing} is not: Vertex AI sets both, set neither or both")
+        if self.vertex_ai and self.aip_health_route == self.aip_predict_route:
+            raise SettingsError(
+                f"AIP_HEALTH_ROUTE={self.aip_health_route!r} is not valid: it must differ from AIP_PREDICT_ROUTE"
+            )
+
+    @property
+    def listen_port(self) -> int:
+        """The port the server binds: Vertex AI's `AIP_HTTP_PORT` when set, else `PORT`."""
+        return self.aip_http_port if self.aip_http_port is not None else self.port
+
+    @property
+    def vertex_ai(self) -> bool:
+        """True when Vertex AI's custom container routes are configured."""
+        return self.aip_health_route is not None and self.aip_predict_route is not None
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some values changed (for tests and tools)."""

@@ -1,0 +1,110 @@
+"""Batch prediction in the format TF Serving, KServe v1 and Vertex AI clients speak.
+
+`POST /v1/models/<Name>:predict` with `{"instances": [...]}` answers
+`{"predictions": [...]}`, one prediction per instance, in order. The versioned form
+`POST /v1/models/<Name>/versions/<VERSION>:predict` serves the same model when
+`<VERSION>` is its `VERSION`.
+
+The request fails as a whole, as TF Serving's does: an invalid instance is a 400 naming
+its index and JSON path before any model code runs, and an instance the model rejects
+(or fails on) fails the request with that instance's status, index and message. Clients
+retry a whole request, so a partial answer would only hide which predictions are missing.
+Every error on these routes carries `error` (what TF Serving clients read) beside
+`message`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Blueprint, Flask, Response, g, jsonify, request
+
+from serving.api import find_model
+from serving.errors import ERROR_ALIAS_FLAG, ApiError, MethodNotAllowed, ModelNotFound
+from serving.instances import MAX_REPORTED_ERRORS, parse_batch_request, validate_instances
+from serving.jsonbody import read_json
+from serving.registry import ModelRuntime
+from serving.state import get_state
+
+blueprint = Blueprint("batch_api", __name__, url_prefix="/v1/models")
+
+_PREDICT_PATH = re.compile(r"/v1/models/[^/]+(/versions/[^/]+)?:predict")
+
+
+@blueprint.post("/<name>:predict")
+def predict(name: str) -> Response:
+    return predict_instances(find_model(name))
+
+
+@blueprint.route("/<name>:predict", methods=["GET", "PUT", "PATCH", "DELETE"])
+@blueprint.route("/<name>/versions/<version>:predict", methods=["GET", "PUT", "PATCH", "DELETE"])
+def predict_wrong_method(name: str, version: str | None = None) -> Response:
+    # Without this rule `GET /v1/models/<Name>:predict` would match `GET /v1/models/<name>`
+    # and answer "no model named '<Name>:predict'"; the truth is a 405.
+    error = MethodNotAllowed('Method not allowed for this route: send POST with {"instances": [...]}')
+    error.headers["Allow"] = "POST, OPTIONS"
+    raise error
+
+
+@blueprint.post("/<name>/versions/<version>:predict")
+def predict_version(name: str, version: str) -> Response:
+    runtime = find_model(name)
+    if version != runtime.spec.version:
+        raise ModelNotFound(f"Model {runtime.spec.name} serves version {runtime.spec.version!r}, not {version[:64]!r}")
+    return predict_instances(runtime)
+
+
+def predict_instances(runtime: ModelRuntime) -> Response:
+    """Answer the current request's `{"instances": [...]}` with `{"predictions": [...]}`."""
+    state = get_state()
+    instances = parse_batch_request(
+        read_json(request), model=runtime.spec.name, max_instances=state.settings.predict_max_instances
+    )
+    validate_instances(runtime.spec.input_validator, instances)
+    return jsonify(predictions=run_instances(runtime, instances))
+
+
+def run_instances(runtime: ModelRuntime, instances: list[Any]) -> list[Any]:
+    """Every instance's prediction, in chunks of the handler's `max_batch_size`.
+
+    Raises the first failing instance's `ApiError`, its message prefixed with
+    `instances[i]` and with `index`, `path` and (when several failed) `errors`.
+    """
+    inference = get_state().inference
+    size = runtime.spec.batch.max_batch_size
+    predictions: list[Any] = []
+    for start in range(0, len(instances), size):
+        outcomes = inference.predict_many(runtime, instances[start : start + size])
+        failures = [(start + offset, o) for offset, o in enumerate(outcomes) if isinstance(o, ApiError)]
+        if failures:
+            # The request fails whole: later chunks would only cost model time.
+            raise _instance_error(failures)
+        predictions.extend(outcomes)
+    return predictions
+
+
+def _instance_error(failures: list[tuple[int, ApiError]]) -> ApiError:
+    index, error = failures[0]
+    if len(failures) > 1:
+        error.details["errors"] = [
+            {"index": i, "code": e.code, "message": e.message} for i, e in failures[:MAX_REPORTED_ERRORS]
+        ]
+    error.message = f"instances[{index}]: {error.message}"
+    error.details.setdefault("path", f"$.instances[{index}]")
+    error.details["index"] = index
+    return error
+
+
+def install_error_alias(app: Flask) -> None:
+    """Make errors on the batch routes (and Vertex AI's predict route) carry `error` too.
+
+    A request hook rather than a blueprint one: 404s and 405s of these URLs are decided
+    before any blueprint code runs, and they must carry `error` as well.
+    """
+    vertex_route = get_state(app).settings.aip_predict_route
+
+    @app.before_request
+    def _mark_tf_serving_request() -> None:
+        if _PREDICT_PATH.fullmatch(request.path) or request.path == vertex_route:
+            setattr(g, ERROR_ALIAS_FLAG, True)

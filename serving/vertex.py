@@ -1,0 +1,65 @@
+"""Vertex AI's custom container contract: its health and predict routes, from its variables.
+
+Vertex AI starts a custom serving container with `AIP_HTTP_PORT`, `AIP_HEALTH_ROUTE` and
+`AIP_PREDICT_ROUTE` set (gunicorn.conf.py binds `AIP_HTTP_PORT`). It serves one model per
+deployment: `DEFAULT_MODEL`, or the only model in handlers/. The health route answers 200
+only when that model is ready (loading it first, if loading is lazy) and 503 otherwise;
+the predict route takes `{"instances": [...]}` and answers `{"predictions": [...]}` exactly
+like `POST /v1/models/<Name>:predict`.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, Response, g, jsonify
+
+from serving.batch_api import predict_instances
+from serving.registry import ModelRuntime, Registry
+from serving.settings import Settings, SettingsError
+from serving.state import get_state
+
+
+def default_model(settings: Settings, registry: Registry) -> ModelRuntime | None:
+    """The model `DEFAULT_MODEL` names, else the only model served, else None.
+
+    Raises `SettingsError` when `DEFAULT_MODEL` names no served model.
+    """
+    if settings.default_model is not None:
+        runtime = registry.get(settings.default_model)
+        if runtime is None:
+            served = ", ".join(r.spec.name for r in registry) or "none"
+            raise SettingsError(
+                f"DEFAULT_MODEL={settings.default_model!r} is not valid: no such model (served: {served})"
+            )
+        return runtime
+    runtimes = list(registry)
+    return runtimes[0] if len(runtimes) == 1 else None
+
+
+def register_vertex_routes(app: Flask) -> None:
+    """Add Vertex AI's health and predict routes when its variables are set.
+
+    Raises `SettingsError` when they are set but no single model is to be served.
+    """
+    state = get_state(app)
+    settings = state.settings
+    runtime = default_model(settings, state.registry)
+    if settings.aip_health_route is None or settings.aip_predict_route is None:
+        return
+    if runtime is None:
+        names = [r.spec.name for r in state.registry]
+        found = f"{len(names)} are ({', '.join(names)}): set DEFAULT_MODEL to one of them" if names else "none is"
+        raise SettingsError(f"AIP_PREDICT_ROUTE={settings.aip_predict_route!r} serves one model, but {found}")
+    name = runtime.spec.name
+
+    def vertex_health() -> Response:
+        g.model = name
+        # Loads the model on first call when MODEL_LOADING=lazy; a 503 says why it cannot serve.
+        get_state().inference.model_for(runtime)
+        return jsonify(status="ready", model=name)
+
+    def vertex_predict() -> Response:
+        g.model = name
+        return predict_instances(runtime)
+
+    app.add_url_rule(settings.aip_health_route, "vertex_health", vertex_health, methods=["GET"])
+    app.add_url_rule(settings.aip_predict_route, "vertex_predict", vertex_predict, methods=["POST"])

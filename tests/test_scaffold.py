@@ -1,0 +1,172 @@
+"""`flask --app main new-model <Name>`: files that pass their own tests, and no overwriting."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from serving.scaffold import module_name, name_problem, scaffold_files
+from tests.servers import PROJECT_ROOT, VENV_BIN, base_env
+
+# What a copy of the project needs for `flask --app main` and the generated tests to run.
+PROJECT_PARTS = [
+    "main.py",
+    "gunicorn.conf.py",
+    "pyproject.toml",
+    "serving",
+    "handlers",
+    "models",
+    "tests/__init__.py",
+    "tests/conftest.py",
+    "tests/servers.py",
+    "tests/test_handler_contract.py",
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "module"),
+    [
+        ("ImageTagger", "image_tagger"),
+        ("XXXModel", "xxx_model"),
+        ("SentenceEmbedding", "sentence_embedding"),
+        ("Iris", "iris"),
+        ("iris2", "iris2"),
+        ("HTTPStatus2Label", "http_status2_label"),
+    ],
+)
+def test_module_name_is_snake_case(name: str, module: str) -> None:
+    assert module_name(name) == module
+
+
+@pytest.mark.parametrize(
+    ("name", "problem_part"),
+    [
+        pytest.param("Image-Tagger", "letters and digits", id="dash"),
+        pytest.param("2Fast", "starting with a letter", id="leading-digit"),
+        pytest.param("", "letters and digits", id="empty"),
+        pytest.param("A" * 33, "at most 32", id="too-long"),
+        pytest.param("Models", "used by the API's own routes", id="reserved"),
+        pytest.param("Class", "Python keyword", id="keyword"),
+        pytest.param("XXXModel", "already served", id="taken"),
+        pytest.param("Ünïcode", "letters and digits", id="non-ascii"),
+    ],
+)
+def test_names_that_cannot_be_used(name: str, problem_part: str) -> None:
+    problem = name_problem(name, {"XXXModel"})
+
+    assert problem is not None
+    assert problem_part in problem
+
+
+def test_generated_files_compile(tmp_path: Path) -> None:
+    for path, text in scaffold_files("ImageTagger", tmp_path).items():
+        compile(text, str(path), "exec")
+        assert "ImageTagger" in text
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path) -> Path:
+    """A copy of this project's code (not its .venv) to scaffold into."""
+    copy = tmp_path / "project"
+    for part in PROJECT_PARTS:
+        source = PROJECT_ROOT / part
+        target = copy / part
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, target)
+    return copy
+
+
+def _run(command: list[str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    # Lazy loading: the copy's other models need not load for scaffolding or these tests.
+    env = base_env({"MODEL_LOADING": "lazy", "LOG_LEVEL": "WARNING"})
+    env.pop("PYTHONPATH", None)
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def _new_model(copy: Path, name: str) -> subprocess.CompletedProcess[str]:
+    return _run([str(VENV_BIN / "flask"), "--app", "main", "new-model", name], copy)
+
+
+@pytest.mark.e2e
+def test_flask_new_model_writes_files_whose_tests_pass(project_copy: Path) -> None:
+    result = _new_model(project_copy, "ImageTagger")
+
+    assert result.returncode == 0, result.stderr
+    written = [
+        project_copy / "handlers" / "image_tagger.py",
+        project_copy / "models" / "image_tagger.py",
+        project_copy / "tests" / "test_image_tagger.py",
+    ]
+    for path in written:
+        assert path.is_file()
+        assert f"wrote {path}" in result.stdout
+    # The generated tests, and the contract test over the new handler (with a real gunicorn).
+    selected = ["tests/test_image_tagger.py", "tests/test_handler_contract.py", "-k", "image_tagger"]
+    tests = _run([str(VENV_BIN / "python"), "-m", "pytest", "-q", *selected], project_copy)
+    assert tests.returncode == 0, tests.stdout[-3000:]
+    assert " passed" in tests.stdout
+    assert "failed" not in tests.stdout
+    assert "skipped" not in tests.stdout
+    # The project's `make test` lints everything, the new files included.
+    relative = [str(path.relative_to(project_copy)) for path in written]
+    lint = _run([str(VENV_BIN / "ruff"), "check", *relative], project_copy)
+    formatted = _run([str(VENV_BIN / "ruff"), "format", "--check", *relative], project_copy)
+    assert lint.returncode == 0, lint.stdout
+    assert formatted.returncode == 0, formatted.stdout
+
+
+@pytest.mark.e2e
+def test_flask_new_model_refuses_to_overwrite(project_copy: Path) -> None:
+    model = project_copy / "models" / "image_tagger.py"
+    model.write_text("# the user's own work\n")
+
+    result = _new_model(project_copy, "ImageTagger")
+
+    assert result.returncode != 0
+    assert f"refusing to overwrite {model}; nothing was written" in result.stderr
+    assert model.read_text() == "# the user's own work\n"
+    assert not (project_copy / "handlers" / "image_tagger.py").exists()
+    assert not (project_copy / "tests" / "test_image_tagger.py").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        pytest.param("XXXModel", "a model named 'XXXModel' is already served", id="served-name"),
+        pytest.param("bad name", "letters and digits", id="bad-name"),
+    ],
+)
+def test_cli_rejects_unusable_names_and_writes_nothing(
+    make_app: Callable[..., Flask], tmp_path: Path, name: str, message: str
+) -> None:
+    runner = make_app(model_loading="lazy").test_cli_runner()
+
+    result = runner.invoke(args=["new-model", name, "--directory", str(tmp_path)])
+
+    assert result.exit_code == 1
+    assert message in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_writes_into_the_given_directory(make_app: Callable[..., Flask], tmp_path: Path) -> None:
+    runner = make_app(model_loading="lazy").test_cli_runner()
+
+    first = runner.invoke(args=["new-model", "Summarizer", "--directory", str(tmp_path)])
+    second = runner.invoke(args=["new-model", "Summarizer", "--directory", str(tmp_path)])
+
+    assert first.exit_code == 0, first.output
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.py")) == [
+        "handlers/summarizer.py",
+        "models/summarizer.py",
+        "tests/test_summarizer.py",
+    ]
+    assert second.exit_code == 1
+    assert "refusing to overwrite" in second.output
