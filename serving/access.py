@@ -82,6 +82,11 @@ def _presented_secret() -> str | None:
     return api_key or None
 
 
+def is_public_view(view: object) -> bool:
+    """True when `view` was marked `@public`."""
+    return bool(getattr(view, _PUBLIC_ATTR, False))
+
+
 def is_public_request() -> bool:
     """True for requests that never need a key: preflights, public views, unmatched routes."""
     if request.method == "OPTIONS":
@@ -92,8 +97,7 @@ def is_public_request() -> bool:
         return True
     if endpoint == "static" or endpoint.endswith(".static"):
         return True
-    view = current_app.view_functions.get(endpoint)
-    return bool(getattr(view, _PUBLIC_ATTR, False))
+    return is_public_view(current_app.view_functions.get(endpoint))
 
 
 def current_key() -> ApiKey | None:

@@ -20,7 +20,9 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
+from serving.access import public
 from serving.instances import DEFAULT_SIGNATURE
+from serving.openapi_security import document_security
 from serving.registry import ModelRuntime
 from serving.state import ServingState, get_state
 from serving.vertex import default_model
@@ -491,9 +493,12 @@ def build_document(app: Flask) -> dict[str, Any]:
     doc.add_schema("ModelStatus", MODEL_STATUS_SCHEMA)
     for group in ROUTE_GROUPS:
         group(doc, state)
-    return doc.to_dict()
+    document = doc.to_dict()
+    document_security(document, app)
+    return document
 
 
 @blueprint.get("/openapi.json")
+@public
 def openapi_json() -> Response:
     return jsonify(build_document(current_app))
