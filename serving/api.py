@@ -10,14 +10,33 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
+from flask.blueprints import BlueprintSetupState
+from werkzeug.routing import BaseConverter
 
 from serving.access import authorize_model, may_use_model
 from serving.errors import ModelNotFound
 from serving.jsonbody import read_json
-from serving.registry import ModelRuntime
+from serving.registry import RESERVED_NAMES, ModelRuntime
 from serving.state import get_state
 
 blueprint = Blueprint("api", __name__, url_prefix="/v1")
+
+
+class ModelNameConverter(BaseConverter):
+    """`<model:name>`: a URL segment that can be a model's name.
+
+    Model names have no `:` and are never a reserved word, so `GET /v1/models/X:predict`
+    and `POST /v1/models` do not land on a model route (answering "no model named ..."):
+    Werkzeug finds the route they belong to and answers 405 with its true `Allow`.
+    """
+
+    regex = "(?!(?i:" + "|".join(sorted(RESERVED_NAMES)) + ")$)[^/:]+"
+
+
+@blueprint.record_once
+def _register_converter(state: BlueprintSetupState) -> None:
+    # Recorded before the routes below, so it is in the URL map before they are added.
+    state.app.url_map.converters.setdefault("model", ModelNameConverter)
 
 
 def find_model(name: str) -> ModelRuntime:
@@ -38,7 +57,7 @@ def read_payload(runtime: ModelRuntime) -> Any:
     return payload
 
 
-@blueprint.post("/<name>")
+@blueprint.post("/<model:name>")
 def predict(name: str) -> Response:
     runtime = find_model(name)
     payload = read_payload(runtime)
@@ -52,6 +71,6 @@ def list_models() -> Response:
     return jsonify(models=[runtime.describe() for runtime in usable])
 
 
-@blueprint.get("/models/<name>")
+@blueprint.get("/models/<model:name>")
 def describe_model(name: str) -> Response:
     return jsonify(find_model(name).describe())

@@ -21,7 +21,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, g, jsonify, request
 
 from serving.api import find_model
-from serving.errors import ERROR_ALIAS_FLAG, ApiError, MethodNotAllowed, ModelNotFound
+from serving.errors import ERROR_ALIAS_FLAG, ApiError, ModelNotFound
 from serving.instances import MAX_REPORTED_ERRORS, parse_batch_request, validate_instances
 from serving.jsonbody import read_json
 from serving.registry import ModelRuntime
@@ -35,16 +35,6 @@ _PREDICT_PATH = re.compile(r"/v1/models/[^/]+(/versions/[^/]+)?:predict")
 @blueprint.post("/<name>:predict")
 def predict(name: str) -> Response:
     return predict_instances(find_model(name))
-
-
-@blueprint.route("/<name>:predict", methods=["GET", "PUT", "PATCH", "DELETE"])
-@blueprint.route("/<name>/versions/<version>:predict", methods=["GET", "PUT", "PATCH", "DELETE"])
-def predict_wrong_method(name: str, version: str | None = None) -> Response:
-    # Without this rule `GET /v1/models/<Name>:predict` would match `GET /v1/models/<name>`
-    # and answer "no model named '<Name>:predict'"; the truth is a 405.
-    error = MethodNotAllowed('Method not allowed for this route: send POST with {"instances": [...]}')
-    error.headers["Allow"] = "POST, OPTIONS"
-    raise error
 
 
 @blueprint.post("/<name>/versions/<version>:predict")

@@ -18,9 +18,8 @@ from tests.conftest import FIXTURE_HANDLERS
 
 BATCH_HANDLERS = FIXTURE_HANDLERS / "batch"
 VERTEX = {"aip_health_route": "/vertex/health", "aip_predict_route": "/vertex/predict"}
-# Routes that are not API operations: static files of the docs page, and the rule that
-# turns a wrong method on a batch URL into a 405.
-UNDOCUMENTED_ENDPOINTS = {"docs.docs_asset", "batch_api.predict_wrong_method"}
+# Routes that are not API operations: static files of the docs page.
+UNDOCUMENTED_ENDPOINTS = {"docs.docs_asset"}
 
 APP_CONFIGS = {
     "project-handlers": {},
