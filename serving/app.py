@@ -6,9 +6,11 @@ from flask import Flask
 from flask_cors import CORS
 
 from serving import api, health
+from serving.batching import create_inference, install_batching_hooks
 from serving.errors import register_error_handlers
-from serving.inference import Inference
+from serving.json_provider import FastJSONProvider
 from serving.logs import REQUEST_ID_HEADER, configure_logging, install_request_hooks
+from serving.metrics import create_metrics, install_metrics
 from serving.registry import Registry, discover_handlers
 from serving.settings import Settings
 from serving.state import EXTENSION_KEY, ServingState
@@ -27,17 +29,20 @@ def create_app(settings: Settings | None = None) -> Flask:
     # No trailing-slash redirects: a redirect would answer an API client with HTML.
     app.url_map.strict_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
-    app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.json.compact = True  # type: ignore[attr-defined]
+    app.json = FastJSONProvider(app)
 
     registry = Registry(discover_handlers(settings.handlers_dir))
+    metrics = create_metrics(settings.metrics, settings.metrics_dir)
     app.extensions[EXTENSION_KEY] = ServingState(
         settings=settings,
         registry=registry,
-        inference=Inference(validate_output=settings.validate_output),
+        inference=create_inference(settings, metrics),
+        metrics=metrics,
     )
 
     install_request_hooks(app)
+    install_metrics(app, metrics)
+    install_batching_hooks(app)
     register_error_handlers(app)
     any_origin = settings.cors_origins == ("*",)
     CORS(
