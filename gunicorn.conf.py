@@ -91,6 +91,13 @@ limit_request_field_size = 8190
 # --- server hooks ---
 
 
+def on_starting(server: Any) -> None:
+    """Say where the workers' metrics go."""
+    if _metrics_dir is not None:
+        kind = "private, removed at exit" if _metrics_dir_private else "PROMETHEUS_MULTIPROC_DIR"
+        server.log.info("metrics directory: %s (%s)", _metrics_dir, kind)
+
+
 def when_ready(server: Any) -> None:
     """Before the first fork: freeze what the app has allocated so far.
 

@@ -13,7 +13,7 @@ Bodies are compact and keep the order of keys. Request bodies are not parsed her
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from flask import Response
@@ -45,4 +45,5 @@ class FastJSONProvider(DefaultJSONProvider):
             body = orjson.dumps(obj, default=self.default, option=_OPTIONS | orjson.OPT_APPEND_NEWLINE)
         except TypeError:
             body = (super().dumps(obj, separators=(",", ":")) + "\n").encode()
-        return self._app.response_class(body, mimetype=self.mimetype)
+        response_class = cast("type[Response]", self._app.response_class)
+        return response_class(body, mimetype=self.mimetype)

@@ -97,7 +97,7 @@ def mark_worker_dead(pid: int, directory: Path) -> None:
     """Drop a dead worker's live gauges (its queue depth) from the merged view."""
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(pid, str(directory))
+    multiprocess.mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
 
 
 def remove_private_dir(path: Path) -> None:
@@ -145,14 +145,12 @@ class PrometheusMetrics(Metrics):
         self._export = CollectorRegistry()
         if directory is not None:
             # Values go to the files; a scrape reads every worker's files.
-            MultiProcessCollector(self._export, path=str(directory))
+            MultiProcessCollector(self._export, path=str(directory))  # type: ignore[no-untyped-call]
             owner: CollectorRegistry | None = None
         else:
             owner = self._export
         labels = ("route", "model", "status")
-        self._requests = Counter(
-            "model_serving_requests", "HTTP requests answered.", labels, registry=owner
-        )
+        self._requests = Counter("model_serving_requests", "HTTP requests answered.", labels, registry=owner)
         self._latency = Histogram(
             "model_serving_request_duration_seconds",
             "Time from a request's start to its response, in seconds.",

@@ -199,7 +199,9 @@ class Settings:
         "Requests that may wait for one model in one worker; more get 503 with `Retry-After`.",
         _int_between(1, 100_000),
     )
-    metrics: bool = _setting("METRICS", True, "Record Prometheus metrics and serve them at `GET /metrics`.", _parse_bool)
+    metrics: bool = _setting(
+        "METRICS", True, "Record Prometheus metrics and serve them at `GET /metrics`.", _parse_bool
+    )
     metrics_dir: Path | None = _setting(
         "PROMETHEUS_MULTIPROC_DIR",
         None,

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from serving.batching import BatchingInference, Batcher, BatchLimits, create_inference
+from serving.batching import Batcher, BatchingInference, BatchLimits, create_inference
 from serving.errors import ApiError, InvalidInput, ModelUnavailable, Overloaded
 from serving.inference import Inference
 from serving.registry import BatchPolicy
@@ -86,8 +86,12 @@ def _queue(batcher: Batcher, pool: ThreadPoolExecutor, payloads: list[Any]) -> l
     futures = []
     for payload in payloads:  # one by one, so the queue keeps this order
         futures.append(pool.submit(batcher.submit, payload))
-        _eventually(lambda n=len(futures): batcher.queue_depth() == n)
+        _wait_for_depth(batcher, len(futures))
     return futures
+
+
+def _wait_for_depth(batcher: Batcher, depth: int) -> None:
+    _eventually(lambda: batcher.queue_depth() == depth)
 
 
 def test_a_lone_request_runs_at_once_on_its_own_thread() -> None:
@@ -201,7 +205,9 @@ def test_a_crash_in_the_batch_call_is_a_500_for_each_request(pool: ThreadPoolExe
         assert "secret" not in error.message
 
 
-@pytest.mark.parametrize(("announced", "sizes"), [(True, [1, 1, 2]), (False, [1, 1, 1, 1])], ids=["announced", "silent"])
+@pytest.mark.parametrize(
+    ("announced", "sizes"), [(True, [1, 1, 2]), (False, [1, 1, 1, 1])], ids=["announced", "silent"]
+)
 def test_a_batch_waits_only_for_requests_announced_on_their_way(
     pool: ThreadPoolExecutor, announced: bool, sizes: list[int]
 ) -> None:
@@ -285,7 +291,7 @@ def test_concurrent_http_requests_are_answered_individually_from_one_batch(
     queued = []
     for x in (2, -1, 3):
         queued.append(pool.submit(_post, gated_app, "Gated", {"x": x}))
-        _eventually(lambda n=len(queued): batcher.queue_depth() == n)
+        _wait_for_depth(batcher, len(queued))
     gated.GATE.set()
 
     assert first.result(5)[:2] == (200, {"result": 2})
