@@ -7,16 +7,17 @@ from flask_cors import CORS
 
 from serving import api, batch_api, docs, health, openapi
 from serving.access import enforce_access_control, install_access_control, load_key_ring
+from serving.batching import create_inference, install_batching_hooks
 from serving.errors import register_error_handlers
 from serving.hardening import install_security_headers, refuse_debug_in_production
-from serving.inference import Inference
+from serving.json_provider import FastJSONProvider
 from serving.logs import REQUEST_ID_HEADER, configure_logging, install_request_hooks
+from serving.metrics import create_metrics, install_metrics
 from serving.ratelimits import install_rate_limits
 from serving.registry import Registry, discover_handlers
 from serving.scaffold import new_model_command
 from serving.settings import Settings, SettingsError
 from serving.state import EXTENSION_KEY, ServingState
-from serving.timebudget import TimeBudget
 from serving.vertex import register_vertex_routes
 
 
@@ -36,20 +37,19 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Nor for `//` in a path, which Werkzeug would merge with an HTML 308 redirect.
     app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
-    app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.json.compact = True  # type: ignore[attr-defined]
+    app.json = FastJSONProvider(app)
 
     registry = Registry(discover_handlers(settings.handlers_dir))
+    metrics = create_metrics(settings.metrics, settings.metrics_dir)
     app.extensions[EXTENSION_KEY] = ServingState(
         settings=settings,
         registry=registry,
-        inference=Inference(
-            validate_output=settings.validate_output,
-            budget=TimeBudget(default_timeout_s=settings.predict_timeout_s, max_abandoned=settings.max_abandoned_calls),
-        ),
+        inference=create_inference(settings, metrics),
+        metrics=metrics,
     )
 
     install_request_hooks(app)
+    install_metrics(app, metrics)
     # Order matters: identify the API key, count the request against its client's rate
     # limit (so failed key guesses are limited too), then refuse it if it has no key.
     ring = load_key_ring(settings)
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     enforce_access_control(app)
     install_security_headers(app)
+    install_batching_hooks(app)
     batch_api.install_error_alias(app)
     register_error_handlers(app)
     any_origin = settings.cors_origins == ("*",)

@@ -245,6 +245,41 @@ class Settings:
     # --- asynchronous jobs ---
     # --- Google Cloud platform ---
     # --- throughput and observability ---
+    batching: bool = _setting(
+        "BATCHING",
+        True,
+        "Gather concurrent requests to a model that has `predict_batch` into one call (per worker process).",
+        _parse_bool,
+    )
+    batch_max_size: int | None = _setting(
+        "BATCH_MAX_SIZE",
+        None,
+        "Largest batch for every model, overriding each handler's `BATCH` (default: the handler's, else 32).",
+        _int_between(1, 4096),
+    )
+    batch_max_latency_ms: float | None = _setting(
+        "BATCH_MAX_LATENCY_MS",
+        None,
+        "Longest a queued request waits for its batch to fill, overriding each handler's `BATCH` "
+        "(default: the handler's, else 5).",
+        _float_between(0, 10_000),
+    )
+    batch_queue_limit: int = _setting(
+        "BATCH_QUEUE_LIMIT",
+        256,
+        "Requests that may wait for one model in one worker; more get 503 with `Retry-After`.",
+        _int_between(1, 100_000),
+    )
+    metrics: bool = _setting(
+        "METRICS", True, "Record Prometheus metrics and serve them at `GET /metrics`.", _parse_bool
+    )
+    metrics_dir: Path | None = _setting(
+        "PROMETHEUS_MULTIPROC_DIR",
+        None,
+        "Directory where each gunicorn worker writes its metrics; unset: gunicorn.conf.py makes a private "
+        "one per start and removes it at exit. A set one is emptied of metric files at start.",
+        _path,
+    )
     # --- security ---
     api_keys: tuple[ApiKey, ...] = _setting(
         "API_KEYS",
