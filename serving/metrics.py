@@ -233,6 +233,9 @@ def create_metrics(enabled: bool, directory: Path | None) -> Metrics:
 # --- HTTP: recording each request, and the /metrics route ---
 
 
+_CONVERTER = re.compile(r"<\w+:(\w+)>")
+
+
 def install_metrics(app: Flask, metrics: Metrics) -> None:
     """Record every request of `app` and serve `GET /metrics` (when metrics are enabled)."""
     if not metrics.enabled:
@@ -245,7 +248,8 @@ def install_metrics(app: Flask, metrics: Metrics) -> None:
         if started is not None:
             rule = request.url_rule
             metrics.observe_request(
-                rule.rule if rule is not None else "unmatched",
+                # `/v1/<model:name>` is reported as `/v1/<name>`: converters are not the route.
+                _CONVERTER.sub(r"<\1>", rule.rule) if rule is not None else "unmatched",
                 g.get("model") or "",
                 response.status_code,
                 time.perf_counter() - started,

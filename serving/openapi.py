@@ -473,9 +473,32 @@ def vertex_routes(doc: OpenApiDocument, state: ServingState) -> None:
     )
 
 
+def metrics_routes(doc: OpenApiDocument, state: ServingState) -> None:
+    """`GET /metrics`, when metrics are on."""
+    if not state.settings.metrics:
+        return
+    doc.add_tag("observability", "Prometheus metrics.")
+    text = {"schema": {"type": "string"}}
+    doc.add_operation(
+        "/metrics",
+        "get",
+        {
+            "tags": ["observability"],
+            "operationId": "metrics",
+            "summary": "Prometheus metrics of this instance, merged over its gunicorn workers",
+            "responses": {
+                "200": {
+                    "description": "Prometheus text exposition (OpenMetrics when the Accept header asks for it).",
+                    "content": {"text/plain": text, "application/openmetrics-text": text},
+                }
+            },
+        },
+    )
+
+
 RouteGroup = Callable[[OpenApiDocument, ServingState], None]
 # Each group describes its routes; a new group of routes adds its function here.
-ROUTE_GROUPS: tuple[RouteGroup, ...] = (model_routes, listing_routes, health_routes, vertex_routes)
+ROUTE_GROUPS: tuple[RouteGroup, ...] = (model_routes, listing_routes, health_routes, vertex_routes, metrics_routes)
 
 
 def build_document(app: Flask) -> dict[str, Any]:

@@ -73,7 +73,8 @@ def test_every_operation_documents_json_bodies_for_its_responses(make_app: Calla
             assert operation["responses"], f"{method} {path} has no responses"
             for status, response in operation["responses"].items():
                 media = response["content"]
-                assert set(media) in ({"application/json"}, {"text/html"}), f"{method} {path} {status}"
+                allowed = ({"application/json"}, {"text/html"}, {"text/plain", "application/openmetrics-text"})
+                assert set(media) in allowed, f"{method} {path} {status}"
                 if int(status) >= 400:
                     assert "application/json" in media, f"{method} {path} {status} is not a JSON error"
 
