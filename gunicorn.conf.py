@@ -123,3 +123,19 @@ def on_exit(server: Any) -> None:
     """gunicorn is stopping: remove this start's private metrics directory."""
     if _metrics_dir is not None and _metrics_dir_private:
         remove_private_dir(_metrics_dir)
+
+
+# Asynchronous jobs: each worker process starts its own job threads after the fork
+# (threads started in the master before it would not survive), and on shutdown gives
+# running jobs the graceful period to finish. A job still running after that keeps its
+# lease until it expires, and then another process runs it again.
+def post_worker_init(worker: Any) -> None:
+    from serving.jobs.service import start_background_jobs
+
+    start_background_jobs(worker.wsgi)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    from serving.jobs.service import stop_background_jobs
+
+    stop_background_jobs(worker.wsgi, max(0.5, _settings.graceful_timeout_s - 1))

@@ -10,6 +10,8 @@ from serving.access import enforce_access_control, install_access_control, load_
 from serving.batching import create_inference, install_batching_hooks
 from serving.errors import register_error_handlers
 from serving.hardening import install_security_headers, refuse_debug_in_production
+from serving.jobs import routes as job_routes
+from serving.jobs.service import init_jobs
 from serving.json_provider import FastJSONProvider
 from serving.logs import REQUEST_ID_HEADER, configure_logging, install_request_hooks
 from serving.metrics import create_metrics, install_metrics
@@ -86,6 +88,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(docs.blueprint)
     register_vertex_routes(app)
     app.cli.add_command(new_model_command)
+    app.register_blueprint(job_routes.blueprint)
+    app.register_blueprint(job_routes.internal)
+    init_jobs(app, settings, registry, app.extensions[EXTENSION_KEY].inference)
 
     if settings.model_loading == "eager":
         registry.load_all()

@@ -197,3 +197,24 @@ def register_error_handlers(app: Flask) -> None:
     def _unexpected(exc: Exception) -> Response:
         log.exception("unhandled exception")
         return _render(InternalError("Internal server error; quote the request id when reporting it"))
+
+
+# --- asynchronous jobs ---
+
+
+class JobNotFound(NotFound):
+    code, message = "job_not_found", "No job with this id (it may have been purged after its retention)"
+
+
+class JobFinished(Conflict):
+    code, message = "job_finished", "The job has already finished"
+
+
+class IdempotencyKeyReused(ApiError):
+    """An `Idempotency-Key` sent again with a different request (RFC draft: 422)."""
+
+    status, code, message = 422, "idempotency_key_reused", "This Idempotency-Key was used for a different request"
+
+
+class JobsUnavailable(ApiError):
+    status, code, message = 503, "jobs_unavailable", "Asynchronous jobs are not available"

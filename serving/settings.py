@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,6 +122,27 @@ def _model_name(raw: str) -> str:
     value = raw.strip()
     if not value:
         raise ValueError("expected a model name")
+    return value
+
+
+def _collection_name(raw: str) -> str:
+    value = raw.strip()
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,100}", value):
+        raise ValueError("expected letters, digits, '_' or '-' (at most 100)")
+    return value
+
+
+def _tasks_queue(raw: str) -> str:
+    value = raw.strip()
+    if value and not re.fullmatch(r"projects/[^/\s]+/locations/[^/\s]+/queues/[A-Za-z0-9-]{1,100}", value):
+        raise ValueError("expected projects/PROJECT/locations/LOCATION/queues/QUEUE")
+    return value
+
+
+def _base_url(raw: str) -> str:
+    value = raw.strip().rstrip("/")
+    if value and not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", value):
+        raise ValueError("expected an http(s) URL without query or fragment")
     return value
 
 
@@ -243,6 +265,171 @@ class Settings:
         _route,
     )
     # --- asynchronous jobs ---
+    jobs_store: str = _setting(
+        "JOBS_STORE",
+        "auto",
+        "Where jobs are kept: `sqlite` (a file in `JOBS_DATA_DIR`), `postgresql` (`DATABASE_URL`), "
+        "`firestore`, or `none` (asynchronous requests get 503). `auto`: `postgresql` when `DATABASE_URL` "
+        "is set, else `sqlite` except on App Engine/Cloud Run, whose disks vanish with the instance (`none`).",
+        _one_of("auto", "sqlite", "postgresql", "firestore", "none"),
+    )
+    database_url: str = _setting(
+        "DATABASE_URL",
+        "",
+        "PostgreSQL URL of the job store, e.g. `postgresql://user:pass@/db?host=/cloudsql/PROJECT:REGION:INSTANCE`.",
+        secret=True,
+    )
+    jobs_data_dir: Path = _setting(
+        "JOBS_DATA_DIR",
+        PROJECT_ROOT / "var",
+        "Writable, persistent directory of the SQLite job store (`jobs.sqlite`); refused when it is on tmpfs.",
+        _path,
+    )
+    jobs_allow_ephemeral_store: bool = _setting(
+        "JOBS_ALLOW_EPHEMERAL_STORE",
+        False,
+        "Accept a SQLite job store on tmpfs or a serverless instance's disk, where jobs are lost with it (demos only).",
+        _parse_bool,
+    )
+    jobs_dispatcher: str = _setting(
+        "JOBS_DISPATCHER",
+        "threads",
+        "Who runs jobs: `threads` (a pool in every server process that claims jobs from the store) or "
+        "`cloud-tasks` (each job is a Cloud Tasks HTTP task delivered to `POST /internal/jobs/<id>/run`).",
+        _one_of("threads", "cloud-tasks"),
+    )
+    jobs_workers: int = _setting(
+        "JOBS_WORKERS",
+        2,
+        "Jobs run at once per server process by the `threads` dispatcher; 0 makes the process submit-only.",
+        _int_between(0, 64),
+    )
+    jobs_poll_interval_s: float = _setting(
+        "JOBS_POLL_INTERVAL_S",
+        1.0,
+        "Seconds an idle worker thread waits before looking for jobs again (submits in the same process wake it).",
+        _float_between(0.05, 60),
+    )
+    jobs_lease_s: float = _setting(
+        "JOBS_LEASE_S",
+        60.0,
+        "Seconds a claim lasts without a heartbeat (sent every third of it); a job whose process died is "
+        "re-run after its lease expires.",
+        _float_between(1, 3600),
+    )
+    jobs_max_attempts: int = _setting(
+        "JOBS_MAX_ATTEMPTS",
+        3,
+        "Times a job is started before it fails for good (a start counts when its process dies mid-job).",
+        _int_between(1, 100),
+    )
+    jobs_timeout_s: float = _setting(
+        "JOBS_TIMEOUT_S",
+        900.0,
+        "Seconds a job may run before it fails as timed out (a handler's `TIMEOUT_S` overrides it).",
+        _float_between(1, 86400),
+    )
+    jobs_retention_s: int = _setting(
+        "JOBS_RETENTION_S",
+        7 * 24 * 3600,
+        "Seconds finished jobs and their results are kept before they are purged.",
+        _int_between(60, 10 * 365 * 24 * 3600),
+    )
+    jobs_purge_interval_s: float = _setting(
+        "JOBS_PURGE_INTERVAL_S",
+        600.0,
+        "Seconds between purges of expired jobs (by the `threads` dispatcher, or after Cloud Tasks runs).",
+        _float_between(1, 86400),
+    )
+    jobs_webhook_allow_loopback: bool = _setting(
+        "JOBS_WEBHOOK_ALLOW_LOOPBACK",
+        False,
+        "Allow `http://` webhooks to loopback addresses (local development); other targets must be "
+        "`https` to public addresses.",
+        _parse_bool,
+    )
+    jobs_webhook_max_attempts: int = _setting(
+        "JOBS_WEBHOOK_MAX_ATTEMPTS",
+        6,
+        "Deliveries tried per webhook before giving up.",
+        _int_between(1, 50),
+    )
+    jobs_webhook_backoff_s: float = _setting(
+        "JOBS_WEBHOOK_BACKOFF_S",
+        10.0,
+        "Seconds before the first webhook retry; each later retry waits twice as long (at most an hour).",
+        _float_between(0.01, 3600),
+    )
+    jobs_webhook_timeout_s: float = _setting(
+        "JOBS_WEBHOOK_TIMEOUT_S",
+        10.0,
+        "Seconds a webhook target has to connect and answer.",
+        _float_between(0.1, 120),
+    )
+    jobs_firestore_project: str = _setting(
+        "JOBS_FIRESTORE_PROJECT",
+        "",
+        "Google Cloud project of the Firestore job store (default: the environment's project). "
+        "`FIRESTORE_EMULATOR_HOST` points the client at an emulator.",
+    )
+    jobs_firestore_database: str = _setting(
+        "JOBS_FIRESTORE_DATABASE", "(default)", "Firestore database id of the job store."
+    )
+    jobs_firestore_collection: str = _setting(
+        "JOBS_FIRESTORE_COLLECTION",
+        "jobs",
+        "Firestore collection of the jobs (idempotency keys go to `<collection>_keys`).",
+        _collection_name,
+    )
+    jobs_tasks_queue: str = _setting(
+        "JOBS_TASKS_QUEUE",
+        "",
+        "Cloud Tasks queue of the `cloud-tasks` dispatcher: `projects/P/locations/L/queues/Q`.",
+        _tasks_queue,
+    )
+    jobs_tasks_target: str = _setting(
+        "JOBS_TASKS_TARGET",
+        "app_engine",
+        "`app_engine`: App Engine tasks to this service (trusted by `X-AppEngine-QueueName`); `http`: HTTP "
+        "tasks to `JOBS_TASKS_URL` with an OIDC token (Cloud Run).",
+        _one_of("app_engine", "http"),
+    )
+    jobs_tasks_url: str = _setting(
+        "JOBS_TASKS_URL",
+        "",
+        "Base URL of this service for `http` tasks, e.g. `https://my-service-abc123-uc.a.run.app`.",
+        _base_url,
+    )
+    jobs_tasks_service_account: str = _setting(
+        "JOBS_TASKS_SERVICE_ACCOUNT",
+        "",
+        "Service account whose OIDC token signs `http` tasks; the run endpoint accepts only its tokens.",
+    )
+    jobs_tasks_audience: str = _setting(
+        "JOBS_TASKS_AUDIENCE",
+        "",
+        "Audience of the OIDC token of `http` tasks (default: `JOBS_TASKS_URL`).",
+    )
+    jobs_tasks_oidc_certs_url: str = _setting(
+        "JOBS_TASKS_OIDC_CERTS_URL",
+        "https://www.googleapis.com/oauth2/v1/certs",
+        "Where the public keys that sign Google's OIDC tokens are fetched (tests point it at a local server).",
+        _base_url,
+    )
+    jobs_tasks_emulator_host: str = _setting(
+        "JOBS_TASKS_EMULATOR_HOST",
+        "",
+        "`host:port` of a Cloud Tasks emulator (gcloud-tasks-emulator) to use instead of Google's API.",
+    )
+    gae_env: str = _setting(
+        "GAE_ENV", "", "Set by App Engine standard (`standard`); never set it yourself. Jobs read it."
+    )
+    gae_service: str = _setting(
+        "GAE_SERVICE", "", "Set by App Engine (the service name); Cloud Tasks jobs are routed back to it."
+    )
+    k_service: str = _setting(
+        "K_SERVICE", "", "Set by Cloud Run and Cloud Functions (the service name); never set it yourself."
+    )
     # --- Google Cloud platform ---
     # --- throughput and observability ---
     batching: bool = _setting(
@@ -331,8 +518,8 @@ class Settings:
     flask_debug: bool = _setting(
         "FLASK_DEBUG", False, "Flask debug mode for `python main.py`; refused on Google Cloud.", _parse_bool
     )
-    gae_env: str | None = _setting("GAE_ENV", None, "Set by App Engine; marks a Google Cloud runtime.")
-    k_service: str | None = _setting("K_SERVICE", None, "Set by Cloud Run; marks a Google Cloud runtime.")
+    # GAE_ENV and K_SERVICE are read in the jobs section above; with FUNCTION_TARGET
+    # they mark a Google Cloud runtime (see `google_cloud_runtime`).
     function_target: str | None = _setting(
         "FUNCTION_TARGET", None, "Set by Cloud Functions; marks a Google Cloud runtime."
     )
@@ -413,7 +600,7 @@ def settings_table() -> str:
             shown = str(default.relative_to(PROJECT_ROOT)) if default.is_relative_to(PROJECT_ROOT) else str(default)
         elif isinstance(default, bool):
             shown = str(default).lower()
-        elif default is None:
+        elif default is None or default == "":
             shown = "(unset)"
         else:
             shown = str(default)

@@ -80,7 +80,13 @@ def start_gunicorn(tmp_path: Path) -> Callable[..., Any]:
 
     def start(env: dict[str, str] | None = None, *extra: str) -> Any:
         port = free_port()
-        merged = {"PORT": str(port), "HOST": "127.0.0.1", "GUNICORN_WORKERS": "2", **(env or {})}
+        merged = {
+            "PORT": str(port),
+            "HOST": "127.0.0.1",
+            "GUNICORN_WORKERS": "2",
+            "JOBS_DATA_DIR": str(tmp_path / "jobs"),  # never the project's own var/
+            **(env or {}),
+        }
         return running_server(
             gunicorn_command(*extra), port=port, log_path=tmp_path / f"gunicorn-{port}.log", env=merged
         )

@@ -115,7 +115,13 @@ def test_development_server(tmp_path: Path) -> None:
 def test_start_and_stop_scripts(tmp_path: Path) -> None:
     port = free_port()
     env = base_env(
-        {"PORT": str(port), "HOST": "127.0.0.1", "RUN_DIR": str(tmp_path), "GUNICORN": str(VENV_BIN / "gunicorn")}
+        {
+            "PORT": str(port),
+            "HOST": "127.0.0.1",
+            "RUN_DIR": str(tmp_path),
+            "GUNICORN": str(VENV_BIN / "gunicorn"),
+            "JOBS_DATA_DIR": str(tmp_path / "jobs"),
+        }
     )
 
     started = subprocess.run(["bin/start.sh"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=90)

@@ -1,0 +1,434 @@
+"""The job store on Firestore: serverless, nothing to run, scales to zero.
+
+One document per job in `JOBS_FIRESTORE_COLLECTION` (id = job id) and one per idempotency
+key in `<collection>_keys` (id = SHA-256 of the key). Payloads, results and errors are kept
+as JSON text, so any JSON (arrays of arrays, which Firestore cannot store natively, too)
+round-trips unchanged. Every state change is a Firestore transaction that re-reads the
+document and checks the condition (runnable, claim token, state) before writing, which
+makes claims atomic and the terminal transition happen exactly once across instances.
+
+Queries that find candidates need composite indexes in production (the emulator needs
+none); the README lists them. `FIRESTORE_EMULATOR_HOST` makes the client use an emulator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+import threading
+from typing import Any
+
+from google.api_core import exceptions as google_exceptions
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from serving.jobs.records import Job, JobStatus, WebhookState, dumps
+from serving.jobs.store import Claim, DocumentTooLarge, IdempotencyConflict, StoreError
+
+log = logging.getLogger("serving.jobs.store")
+
+# Firestore's limit is 1 MiB per document; leave room for the other fields.
+MAX_JSON_BYTES = 1_000_000
+_CANDIDATES = 10
+_EXHAUSTED = {
+    "code": "attempts_exhausted",
+    "message": "Gave up: every attempt ended with the process running the job stopping before it finished "
+    "(crash, out of memory, kill or restart)",
+}
+_CANCELED = {"code": "canceled", "message": "Canceled by the client"}
+_TOO_LARGE = {
+    "code": "result_too_large",
+    "message": "The result is larger than the Firestore job store can keep (1 MiB)",
+}
+
+
+class _Contended(StoreError):
+    """A transaction kept colliding with other writers of the same document."""
+
+
+class FirestoreJobStore:
+    """`JobStore` on Firestore; clients are made per process, after the fork."""
+
+    def __init__(self, *, project: str | None, database: str, collection: str) -> None:
+        self.project = project
+        self.database = database
+        self.collection = collection
+        self._client: firestore.Client | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    # --- lifecycle ---
+
+    def _db(self) -> firestore.Client:
+        # gRPC channels do not survive fork(): each process makes its own client.
+        with self._lock:
+            if self._client is None or self._pid != os.getpid():
+                try:
+                    self._client = firestore.Client(project=self.project, database=self.database)
+                except Exception as exc:
+                    raise StoreError(f"cannot create a Firestore client: {exc}") from exc
+                self._pid = os.getpid()
+            return self._client
+
+    def _jobs(self) -> Any:
+        return self._db().collection(self.collection)
+
+    def _keys(self) -> Any:
+        return self._db().collection(f"{self.collection}_keys")
+
+    def prepare(self) -> None:
+        """Firestore has no schema; checks that the database answers."""
+        self._call(lambda: self._jobs().limit(1).get())
+
+    def after_fork(self) -> None:
+        if self._pid and self._pid != os.getpid():
+            self._client = None
+
+    def close(self) -> None:
+        if self._client is not None and self._pid == os.getpid():
+            self._client.close()  # type: ignore[no-untyped-call]
+        self._client = None
+
+    def _call(self, operation: Any) -> Any:
+        try:
+            return operation()
+        except StoreError:
+            raise
+        except (google_exceptions.GoogleAPIError, OSError) as exc:
+            raise StoreError(f"job store (Firestore) failed: {exc.__class__.__name__}: {exc}") from exc
+
+    def _transaction(self, body: Any, max_attempts: int = 10) -> Any:
+        def attempt() -> Any:
+            transaction = self._db().transaction(max_attempts=max_attempts)
+            try:
+                return firestore.transactional(body)(transaction)
+            except ValueError as exc:
+                if "Failed to commit transaction" in str(exc):
+                    raise _Contended(str(exc)) from exc
+                raise
+
+        return self._call(attempt)
+
+    # --- submit and read ---
+
+    def create(self, job: Job) -> tuple[Job, bool]:
+        data = _document(job)
+        job_ref = self._jobs().document(job.id)
+        key_ref = self._keys().document(_key_id(job.idempotency_key)) if job.idempotency_key is not None else None
+
+        def body(transaction: Any) -> tuple[Job, bool]:
+            if key_ref is not None:
+                key = key_ref.get(transaction=transaction)
+                if key.exists:
+                    existing = self._jobs().document(key.get("job_id")).get(transaction=transaction)
+                    if existing.exists:
+                        found = _job(existing.to_dict())
+                        if found.request_hash != job.request_hash:
+                            raise IdempotencyConflict(found)
+                        return found, False
+                transaction.set(key_ref, {"job_id": job.id, "created_at": job.created_at})
+            transaction.create(job_ref, data)
+            return job, True
+
+        return self._transaction(body)  # type: ignore[no-any-return]
+
+    def get(self, job_id: str) -> Job | None:
+        snapshot = self._call(lambda: self._jobs().document(job_id).get())
+        return _job(snapshot.to_dict()) if snapshot.exists else None
+
+    # --- claims ---
+
+    def _candidates(self, now: float) -> list[str]:
+        queued = (
+            self._jobs()
+            .where(filter=FieldFilter("status", "==", JobStatus.QUEUED.value))
+            .where(filter=FieldFilter("not_before", "<=", now))
+            .order_by("not_before")
+            .limit(_CANDIDATES)
+        )
+        expired = (
+            self._jobs()
+            .where(filter=FieldFilter("status", "==", JobStatus.RUNNING.value))
+            .where(filter=FieldFilter("lease_until", "<", now))
+            .order_by("lease_until")
+            .limit(_CANDIDATES)
+        )
+        found = self._call(lambda: list(queued.get()) + list(expired.get()))
+        ordered = sorted(found, key=lambda snapshot: snapshot.get("created_at"))
+        return [snapshot.id for snapshot in ordered]
+
+    def _try_claim(
+        self, job_id: str, worker: str, lease_s: float, now: float, max_attempts: int = 10
+    ) -> Claim | Job | None:
+        ref = self._jobs().document(job_id)
+        token = secrets.token_hex(16)
+
+        def body(transaction: Any) -> Claim | Job | None:
+            snapshot = ref.get(transaction=transaction)
+            if not snapshot.exists:
+                return None
+            job = _job(snapshot.to_dict())
+            expired = job.status is JobStatus.RUNNING and job.lease_until is not None and job.lease_until < now
+            if expired and job.attempts >= job.max_attempts:
+                transaction.update(ref, _terminal(job, JobStatus.FAILED, None, _EXHAUSTED, now))
+                log.warning("job %s failed: attempts exhausted by stopped processes", job.id)
+                return _job({**snapshot.to_dict(), **_terminal(job, JobStatus.FAILED, None, _EXHAUSTED, now)})
+            runnable = (job.status is JobStatus.QUEUED and job.not_before <= now) or expired
+            if not runnable:
+                return job
+            changes = {
+                "status": JobStatus.RUNNING.value,
+                "claim_token": token,
+                "worker": worker[:128],
+                "lease_until": now + lease_s,
+                "attempts": job.attempts + 1,
+                "started_at": now,
+                "updated_at": now,
+            }
+            transaction.update(ref, changes)
+            return Claim(_job({**snapshot.to_dict(), **changes}), token)
+
+        return self._transaction(body, max_attempts)  # type: ignore[no-any-return]
+
+    def claim_next(self, worker: str, lease_s: float, now: float) -> Claim | None:
+        for job_id in self._candidates(now):
+            try:
+                outcome = self._try_claim(job_id, worker, lease_s, now, max_attempts=2)
+            except _Contended:
+                continue  # another process is claiming it right now
+            if isinstance(outcome, Claim):
+                return outcome
+        return None
+
+    def claim(self, job_id: str, worker: str, lease_s: float, now: float) -> Claim | Job | None:
+        return self._try_claim(job_id, worker, lease_s, now)
+
+    def _if_held(self, claim: Claim, change: Any) -> Job | None:
+        ref = self._jobs().document(claim.job_id)
+
+        def body(transaction: Any) -> Job | None:
+            snapshot = ref.get(transaction=transaction)
+            if not snapshot.exists:
+                return None
+            data = snapshot.to_dict()
+            if data.get("claim_token") != claim.token or data.get("status") != JobStatus.RUNNING.value:
+                return None
+            changes = change(_job(data))
+            transaction.update(ref, changes)
+            return _job({**data, **changes})
+
+        return self._transaction(body)  # type: ignore[no-any-return]
+
+    def heartbeat(self, claims: list[Claim], lease_s: float, now: float) -> set[str]:
+        lost = set()
+        for claim in claims:
+            kept = self._if_held(claim, lambda job: {"lease_until": now + lease_s, "updated_at": now})
+            if kept is None:
+                lost.add(claim.job_id)
+        return lost
+
+    def finish(
+        self, claim: Claim, status: JobStatus, result: Any, error: dict[str, Any] | None, now: float
+    ) -> Job | None:
+        if status is JobStatus.SUCCEEDED and len(dumps(result).encode()) > MAX_JSON_BYTES:
+            status, result, error = JobStatus.FAILED, None, _TOO_LARGE
+        return self._if_held(claim, lambda job: _terminal(job, status, result, error, now))
+
+    def release(self, claim: Claim, not_before: float, now: float) -> bool:
+        def change(job: Job) -> dict[str, Any]:
+            return {
+                "status": JobStatus.QUEUED.value,
+                "claim_token": None,
+                "lease_until": None,
+                "worker": None,
+                "attempts": job.attempts - 1,
+                "not_before": not_before,
+                "updated_at": now,
+            }
+
+        return self._if_held(claim, change) is not None
+
+    def cancel(self, job_id: str, now: float) -> tuple[Job, bool] | None:
+        ref = self._jobs().document(job_id)
+
+        def body(transaction: Any) -> tuple[Job, bool] | None:
+            snapshot = ref.get(transaction=transaction)
+            if not snapshot.exists:
+                return None
+            job = _job(snapshot.to_dict())
+            if job.status.terminal:
+                return job, False
+            changes = _terminal(job, JobStatus.CANCELED, None, _CANCELED, now)
+            transaction.update(ref, changes)
+            return _job({**snapshot.to_dict(), **changes}), True
+
+        return self._transaction(body)  # type: ignore[no-any-return]
+
+    # --- Cloud Tasks bookkeeping ---
+
+    def mark_dispatched(self, job_id: str, now: float) -> None:
+        self._call(lambda: self._jobs().document(job_id).update({"dispatched_at": now}))
+
+    def undispatched(self, older_than: float, limit: int) -> list[Job]:
+        query = (
+            self._jobs()
+            .where(filter=FieldFilter("status", "==", JobStatus.QUEUED.value))
+            .where(filter=FieldFilter("dispatched_at", "==", None))
+            .where(filter=FieldFilter("created_at", "<", older_than))
+            .order_by("created_at")
+            .limit(limit)
+        )
+        return [_job(snapshot.to_dict()) for snapshot in self._call(lambda: list(query.get()))]
+
+    # --- webhooks ---
+
+    def claim_webhook(self, lease_s: float, now: float) -> Job | None:
+        query = (
+            self._jobs()
+            .where(filter=FieldFilter("webhook_state", "==", WebhookState.PENDING.value))
+            .where(filter=FieldFilter("webhook_next_at", "<=", now))
+            .order_by("webhook_next_at")
+            .limit(_CANDIDATES)
+        )
+        for snapshot in self._call(lambda: list(query.get())):
+            job = self.claim_webhook_for(snapshot.id, lease_s, now)
+            if job is not None:
+                return job
+        return None
+
+    def claim_webhook_for(self, job_id: str, lease_s: float, now: float) -> Job | None:
+        ref = self._jobs().document(job_id)
+
+        def body(transaction: Any) -> Job | None:
+            snapshot = ref.get(transaction=transaction)
+            if not snapshot.exists:
+                return None
+            data = snapshot.to_dict()
+            due = data.get("webhook_state") == WebhookState.PENDING.value and (data.get("webhook_next_at") or 0) <= now
+            if not due:
+                return None
+            changes = {"webhook_next_at": now + lease_s, "webhook_attempts": int(data.get("webhook_attempts", 0)) + 1}
+            transaction.update(ref, changes)
+            return _job({**data, **changes})
+
+        return self._transaction(body)  # type: ignore[no-any-return]
+
+    def finish_webhook(self, job_id: str, delivered: bool, error: str | None, retry_at: float | None) -> None:
+        if delivered:
+            values: dict[str, Any] = {"webhook_state": WebhookState.DELIVERED.value, "webhook_error": None}
+        elif retry_at is None:
+            values = {"webhook_state": WebhookState.FAILED.value, "webhook_error": error}
+        else:
+            values = {"webhook_next_at": retry_at, "webhook_error": error}
+        ref = self._jobs().document(job_id)
+
+        def body(transaction: Any) -> None:
+            snapshot = ref.get(transaction=transaction)
+            if snapshot.exists and snapshot.get("webhook_state") == WebhookState.PENDING.value:
+                transaction.update(ref, values)
+
+        self._transaction(body)
+
+    def purge(self, finished_before: float) -> int:
+        purged = 0
+        while True:
+            query = self._jobs().where(filter=FieldFilter("finished_at", "<", finished_before)).limit(200)
+            snapshots = self._call(lambda q=query: list(q.get()))
+            doomed = [s for s in snapshots if s.get("webhook_state") != WebhookState.PENDING.value]
+            if not doomed:
+                return purged
+            batch = self._db().batch()
+            for snapshot in doomed:
+                batch.delete(snapshot.reference)
+                key = snapshot.get("idempotency_key")
+                if key is not None:
+                    batch.delete(self._keys().document(_key_id(key)))
+            self._call(batch.commit)
+            purged += len(doomed)
+            if len(snapshots) < 200:
+                return purged
+
+
+def _key_id(key: str | None) -> str:
+    return hashlib.sha256((key or "").encode()).hexdigest()
+
+
+def _terminal(job: Job, status: JobStatus, result: Any, error: dict[str, Any] | None, now: float) -> dict[str, Any]:
+    pending = job.webhook_url is not None
+    return {
+        "status": status.value,
+        "result": dumps(result) if status is JobStatus.SUCCEEDED else None,
+        "error": dumps(error) if error is not None else None,
+        "finished_at": now,
+        "updated_at": now,
+        "claim_token": None,
+        "lease_until": None,
+        "webhook_state": WebhookState.PENDING.value if pending else None,
+        "webhook_next_at": now if pending else None,
+    }
+
+
+def _document(job: Job) -> dict[str, Any]:
+    payload = dumps(job.payload)
+    if len(payload.encode()) > MAX_JSON_BYTES:
+        raise DocumentTooLarge("The request is larger than the Firestore job store can keep (1 MiB per job)")
+    return {
+        "id": job.id,
+        "model": job.model,
+        "status": job.status.value,
+        "payload": payload,
+        "result": dumps(job.result) if job.result is not None else None,
+        "error": dumps(job.error) if job.error is not None else None,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "not_before": job.not_before,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "lease_until": job.lease_until,
+        "claim_token": job.claim_token,
+        "worker": job.worker,
+        "idempotency_key": job.idempotency_key,
+        "request_hash": job.request_hash,
+        "request_id": job.request_id,
+        "webhook_url": job.webhook_url,
+        "webhook_state": job.webhook_state.value if job.webhook_state else None,
+        "webhook_attempts": job.webhook_attempts,
+        "webhook_next_at": job.webhook_next_at,
+        "webhook_error": job.webhook_error,
+        "dispatched_at": job.dispatched_at,
+    }
+
+
+def _job(data: dict[str, Any]) -> Job:
+    return Job(
+        id=data["id"],
+        model=data["model"],
+        status=JobStatus(data["status"]),
+        payload=json.loads(data["payload"]),
+        result=json.loads(data["result"]) if data.get("result") is not None else None,
+        error=json.loads(data["error"]) if data.get("error") is not None else None,
+        created_at=float(data["created_at"]),
+        updated_at=float(data["updated_at"]),
+        started_at=data.get("started_at"),
+        finished_at=data.get("finished_at"),
+        not_before=float(data.get("not_before") or 0.0),
+        attempts=int(data.get("attempts", 0)),
+        max_attempts=int(data["max_attempts"]),
+        lease_until=data.get("lease_until"),
+        claim_token=data.get("claim_token"),
+        worker=data.get("worker"),
+        idempotency_key=data.get("idempotency_key"),
+        request_hash=data.get("request_hash"),
+        request_id=data.get("request_id"),
+        webhook_url=data.get("webhook_url"),
+        webhook_state=WebhookState(data["webhook_state"]) if data.get("webhook_state") else None,
+        webhook_attempts=int(data.get("webhook_attempts", 0)),
+        webhook_next_at=data.get("webhook_next_at"),
+        webhook_error=data.get("webhook_error"),
+        dispatched_at=data.get("dispatched_at"),
+    )

@@ -1,0 +1,224 @@
+"""The job API: asynchronous submits, `GET`/`DELETE /v1/jobs/<id>`, and Cloud Tasks' run endpoint.
+
+A `POST /v1/<Model>` becomes a job when the client asks (`Prefer: respond-async`, RFC 7240,
+or `?async=true`) or the handler declares `ASYNC = "always"`; the body is validated
+first, so a bad request never becomes a job. The answer is
+`202 {"job_id", "status": "queued", "message": "Task Scheduled"}` with
+`Location: /v1/jobs/<job_id>`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from serving.errors import (
+    BadRequest,
+    Forbidden,
+    IdempotencyKeyReused,
+    JobFinished,
+    JobNotFound,
+    JobsUnavailable,
+    NotFound,
+    PayloadTooLarge,
+)
+from serving.jobs.records import Job, is_job_id
+from serving.jobs.service import JobService, get_jobs, jobs_disabled_reason
+from serving.jobs.store import DocumentTooLarge, IdempotencyConflict, StoreError
+from serving.jobs.webhooks import WebhookRefused, check_url
+from serving.registry import ModelRuntime, ModelStatus
+from serving.state import get_state
+
+blueprint = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
+internal = Blueprint("jobs_internal", __name__, url_prefix="/internal/jobs")
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+WEBHOOK_HEADER = "Webhook-Url"
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
+def _prefers_async() -> bool:
+    # RFC 7240: a comma-separated list of preferences, each `token[=value] *(; param)`.
+    for header in request.headers.getlist("Prefer"):
+        for preference in header.split(","):
+            name = preference.split(";", 1)[0].split("=", 1)[0].strip().lower()
+            if name == "respond-async":
+                return True
+    return False
+
+
+def _async_query() -> bool | None:
+    raw = request.args.get("async")
+    if raw is None:
+        return None
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise BadRequest("Query parameter async must be true or false", path="async")
+
+
+def wants_async(runtime: ModelRuntime) -> bool:
+    """Whether this request runs as a job; 400 when it asks what the model forbids."""
+    explicit = _async_query()
+    mode = runtime.spec.async_mode
+    if mode == "always":
+        if explicit is False:
+            raise BadRequest(f"Model {runtime.spec.name} runs only asynchronously; drop async=false")
+        return True
+    if mode == "never":
+        if explicit is True:
+            raise BadRequest(f"Model {runtime.spec.name} does not run asynchronously; drop async=true")
+        # A Prefer header is only a preference (RFC 7240): answered synchronously.
+        return False
+    return explicit is True or (explicit is None and _prefers_async())
+
+
+def _service() -> JobService:
+    service = get_jobs(current_app)
+    if service is None:
+        raise JobsUnavailable(jobs_disabled_reason(get_state().settings))
+    service.start()
+    return service
+
+
+def _job_location(job: Job) -> str:
+    return f"/v1/jobs/{job.id}"
+
+
+def _read_options(service: JobService) -> tuple[str | None, str | None]:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None and not _IDEMPOTENCY_KEY.match(key):
+        raise BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters", path=IDEMPOTENCY_HEADER)
+    webhook = request.args.get("webhook") or request.headers.get(WEBHOOK_HEADER)
+    if webhook is not None:
+        try:
+            check_url(webhook.strip(), service.webhook_policy)
+        except WebhookRefused as exc:
+            raise BadRequest(f"Webhook refused: {exc}", path="webhook") from None
+        webhook = webhook.strip()
+    return key, webhook
+
+
+def submit(runtime: ModelRuntime, payload: Any) -> Response:
+    """Store `payload` as a job for `runtime` and answer 202 Task Scheduled."""
+    service = _service()
+    if runtime.status in (ModelStatus.FAILED, ModelStatus.UNAVAILABLE):
+        # Fails now rather than as a job: it would only fail there.
+        get_state().inference.model_for(runtime)
+    key, webhook = _read_options(service)
+    try:
+        job, created = service.submit(
+            runtime, payload, idempotency_key=key, webhook_url=webhook, request_id=g.get("request_id")
+        )
+    except IdempotencyConflict as exc:
+        raise IdempotencyKeyReused(job_id=exc.job.id) from None
+    except DocumentTooLarge as exc:
+        raise PayloadTooLarge(str(exc)) from None
+    except StoreError as exc:
+        current_app.logger.error("job store unavailable: %s", exc)
+        error = JobsUnavailable("The job store is unavailable; retry later")
+        error.headers["Retry-After"] = "5"
+        raise error from None
+    response = jsonify(job_id=job.id, status=job.status.value, message="Task Scheduled")
+    response.status_code = 202
+    response.headers["Location"] = _job_location(job)
+    response.headers["Cache-Control"] = "no-store"
+    if _prefers_async():
+        response.headers["Preference-Applied"] = "respond-async"
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _find(job_id: str) -> tuple[JobService, str]:
+    # A malformed id cannot name a job: answer without asking the store.
+    if not is_job_id(job_id):
+        raise JobNotFound()
+    return _service(), job_id
+
+
+@blueprint.get("/<job_id>")
+def get_job(job_id: str) -> Response:
+    service, job_id = _find(job_id)
+    try:
+        job = service.get(job_id)
+    except StoreError as exc:
+        raise _store_unavailable(exc) from None
+    if job is None:
+        raise JobNotFound()
+    response = jsonify(job.document())
+    response.headers["Cache-Control"] = "no-store"
+    if not job.status.terminal:
+        response.headers["Retry-After"] = "1"
+    return response
+
+
+@blueprint.delete("/<job_id>")
+def cancel_job(job_id: str) -> Response:
+    service, job_id = _find(job_id)
+    try:
+        outcome = service.cancel(job_id)
+    except StoreError as exc:
+        raise _store_unavailable(exc) from None
+    if outcome is None:
+        raise JobNotFound()
+    job, changed = outcome
+    if not changed:
+        raise JobFinished(f"The job has already finished ({job.status.value}); nothing to cancel", status=job.status)
+    response = jsonify(job.document())
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _store_unavailable(exc: StoreError) -> JobsUnavailable:
+    current_app.logger.error("job store unavailable: %s", exc)
+    error = JobsUnavailable("The job store is unavailable; retry later")
+    error.headers["Retry-After"] = "5"
+    return error
+
+
+def _queue_service(job_id: str) -> JobService:
+    service = get_jobs(current_app)
+    if service is None or service.queue_caller is None:
+        raise NotFound("Not found: no such route")
+    refusal = service.queue_caller.verify(request.headers)
+    if refusal is not None:
+        current_app.logger.warning("internal job endpoint refused: %s", refusal)
+        raise Forbidden("Only the job queue may call this endpoint")
+    if not is_job_id(job_id):
+        raise JobNotFound()
+    return service
+
+
+@internal.post("/<job_id>/run")
+def run_job(job_id: str) -> Response:
+    """Cloud Tasks delivers a job here; it runs inside this request."""
+    service = _queue_service(job_id)
+    g.job_id = job_id
+    try:
+        outcome = service.run_delivered(job_id)
+    except StoreError as exc:
+        raise _store_unavailable(exc) from None
+    response = jsonify(job_id=job_id, **outcome.body)
+    response.status_code = outcome.status
+    if outcome.retry_after_s is not None:
+        response.headers["Retry-After"] = str(max(1, round(outcome.retry_after_s)))
+    return response
+
+
+@internal.post("/<job_id>/webhook")
+def deliver_webhook(job_id: str) -> Response:
+    """Cloud Tasks asks for one more webhook delivery attempt here."""
+    service = _queue_service(job_id)
+    try:
+        attempted = service.deliver_webhook(job_id)
+    except StoreError as exc:
+        raise _store_unavailable(exc) from None
+    # 200 either way: a retry, if one is due, was enqueued as a task of its own.
+    return jsonify(job_id=job_id, attempted=attempted)
