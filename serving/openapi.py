@@ -496,9 +496,121 @@ def metrics_routes(doc: OpenApiDocument, state: ServingState) -> None:
     )
 
 
+JOB_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "job_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+        "model": {"type": "string"},
+        "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "canceled"]},
+        "result": {"description": "The model's result, when the job succeeded."},
+        "error": {"type": "object", "description": "Why the job failed or was canceled (`code`, `message`)."},
+        "created_at": {"type": "string", "format": "date-time"},
+        "started_at": {"type": "string", "format": "date-time"},
+        "finished_at": {"type": "string", "format": "date-time"},
+        "attempts": {"type": "integer", "minimum": 0},
+        "webhook": {"type": "object", "properties": {"state": {"type": "string"}, "error": {"type": "string"}}},
+    },
+    "required": ["job_id", "model", "status", "created_at", "attempts"],
+}
+
+
+def job_routes(doc: OpenApiDocument, state: ServingState) -> None:
+    """`GET`/`DELETE /v1/jobs/{job_id}`, and the 202 of models that may run asynchronously."""
+    doc.add_tag("jobs", "Asynchronous predictions: submit with `Prefer: respond-async`, then poll.")
+    job_ref = doc.add_schema("Job", JOB_SCHEMA)
+    accepted_ref = doc.add_schema(
+        "JobAccepted",
+        {
+            "type": "object",
+            "properties": {
+                "job_id": {"type": "string"},
+                "status": {"const": "queued"},
+                "message": {"const": "Task Scheduled"},
+            },
+            "required": ["job_id", "status", "message"],
+        },
+    )
+    parameter = {
+        "name": "job_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+    }
+    unavailable = {"503": json_response("Jobs are off on this server, or the job store is unavailable.", _ref("Error"))}
+    doc.add_operation(
+        "/v1/jobs/{job_id}",
+        "get",
+        {
+            "tags": ["jobs"],
+            "operationId": "get_job",
+            "summary": "A job's state, and its result once it has succeeded",
+            "parameters": [parameter],
+            "responses": {"200": json_response("The job.", job_ref), **error_responses(404), **unavailable},
+        },
+    )
+    doc.add_operation(
+        "/v1/jobs/{job_id}",
+        "delete",
+        {
+            "tags": ["jobs"],
+            "operationId": "cancel_job",
+            "summary": "Cancel a queued or running job",
+            "parameters": [parameter],
+            "responses": {
+                "200": json_response("The canceled job.", job_ref),
+                **error_responses(404),
+                "409": json_response("The job has already finished.", _ref("Error")),
+                **unavailable,
+            },
+        },
+    )
+    for runtime in state.registry:
+        if runtime.spec.async_mode == "never":
+            continue
+        operation = doc.paths.get(f"/v1/{runtime.spec.name}", {}).get("post")
+        if operation is None:
+            continue
+        operation.setdefault("parameters", []).extend(
+            [
+                {
+                    "name": "Prefer",
+                    "in": "header",
+                    "required": False,
+                    "description": "`respond-async` runs the request as a job (RFC 7240).",
+                    "schema": {"type": "string", "enum": ["respond-async"]},
+                },
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "description": "A retried submit with the same key returns the same job.",
+                    "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+                },
+            ]
+        )
+        operation["responses"]["202"] = json_response(
+            "Accepted as a job: poll `Location`.",
+            accepted_ref,
+            headers={"Location": {"description": "`/v1/jobs/<job_id>`.", "schema": {"type": "string"}}},
+        )
+        operation["responses"].update(
+            {
+                "422": json_response("The Idempotency-Key was used for a different request.", _ref("Error")),
+                **unavailable,
+            }
+        )
+
+
 RouteGroup = Callable[[OpenApiDocument, ServingState], None]
 # Each group describes its routes; a new group of routes adds its function here.
-ROUTE_GROUPS: tuple[RouteGroup, ...] = (model_routes, listing_routes, health_routes, vertex_routes, metrics_routes)
+ROUTE_GROUPS: tuple[RouteGroup, ...] = (
+    model_routes,
+    listing_routes,
+    health_routes,
+    vertex_routes,
+    metrics_routes,
+    job_routes,
+)
 
 
 def build_document(app: Flask) -> dict[str, Any]:

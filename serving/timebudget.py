@@ -20,13 +20,14 @@ gunicorn forks its workers, and again in a forked child if the parent had any.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import math
 import os
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
@@ -36,6 +37,21 @@ from serving.errors import GatewayTimeout, ModelUnavailable, Overloaded
 log = logging.getLogger("serving.timebudget")
 
 T = TypeVar("T")
+# Set where the caller already runs the model call on a thread of its own with its own
+# deadline (the job runner, with JOBS_TIMEOUT_S): a second budget would only add a thread.
+_CALLER_ENFORCES: contextvars.ContextVar[bool] = contextvars.ContextVar("serving_caller_enforces", default=False)
+
+
+@contextlib.contextmanager
+def caller_enforces_timeout() -> Iterator[None]:
+    """Within this block, `TimeBudget.call` runs calls directly: the caller times them."""
+    token = _CALLER_ENFORCES.set(True)
+    try:
+        yield
+    finally:
+        _CALLER_ENFORCES.reset(token)
+
+
 _Task = tuple[Future[Any], Callable[[], Any]]
 
 
@@ -122,7 +138,7 @@ class TimeBudget:
         `model` is degraded, and `Overloaded` (503) when no thread could start it in time.
         """
         budget = self.timeout_for(timeout_s)
-        if budget <= 0:
+        if budget <= 0 or _CALLER_ENFORCES.get():
             return fn()
         if self.degraded(model):
             error = ModelUnavailable(
