@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 from flask_cors import CORS
 
-from serving import api, batch_api, docs, health, openapi
+from serving import api, batch_api, docs, health, openapi, web
 from serving.access import enforce_access_control, install_access_control, load_key_ring
 from serving.batching import create_inference, install_batching_hooks
 from serving.errors import register_error_handlers
@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(docs.blueprint)
     register_vertex_routes(app)
     app.cli.add_command(new_model_command)
+    app.register_blueprint(web.blueprint)
     app.register_blueprint(job_routes.blueprint)
     app.register_blueprint(job_routes.internal)
     init_jobs(app, settings, registry, app.extensions[EXTENSION_KEY].inference)
