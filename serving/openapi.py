@@ -473,6 +473,22 @@ def vertex_routes(doc: OpenApiDocument, state: ServingState) -> None:
     )
 
 
+def web_routes(doc: OpenApiDocument, state: ServingState) -> None:
+    """`GET /`: the demo page with every model's widget."""
+    doc.add_operation(
+        "/",
+        "get",
+        {
+            "tags": ["discovery"],
+            "operationId": "demo_page",
+            "summary": "Demo page: a widget for every model and the snippet to embed it",
+            "responses": {
+                "200": {"description": "An HTML page.", "content": {"text/html": {"schema": {"type": "string"}}}}
+            },
+        },
+    )
+
+
 def metrics_routes(doc: OpenApiDocument, state: ServingState) -> None:
     """`GET /metrics`, when metrics are on."""
     if not state.settings.metrics:
@@ -524,7 +540,11 @@ def job_routes(doc: OpenApiDocument, state: ServingState) -> None:
             "type": "object",
             "properties": {
                 "job_id": {"type": "string"},
-                "status": {"const": "queued"},
+                "status": {
+                    "type": "string",
+                    "description": "`queued`; a replayed Idempotency-Key answers the job's current status.",
+                    "enum": ["queued", "running", "succeeded", "failed", "canceled"],
+                },
                 "message": {"const": "Task Scheduled"},
             },
             "required": ["job_id", "status", "message"],
@@ -576,8 +596,9 @@ def job_routes(doc: OpenApiDocument, state: ServingState) -> None:
                     "name": "Prefer",
                     "in": "header",
                     "required": False,
-                    "description": "`respond-async` runs the request as a job (RFC 7240).",
-                    "schema": {"type": "string", "enum": ["respond-async"]},
+                    "description": "`respond-async` runs the request as a job (RFC 7240); other "
+                    "preferences are ignored, as RFC 7240 requires.",
+                    "schema": {"type": "string", "examples": ["respond-async"]},
                 },
                 {
                     "name": "Idempotency-Key",
@@ -610,6 +631,7 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
     vertex_routes,
     metrics_routes,
     job_routes,
+    web_routes,
 )
 
 

@@ -20,7 +20,12 @@ BATCH_HANDLERS = FIXTURE_HANDLERS / "batch"
 VERTEX = {"aip_health_route": "/vertex/health", "aip_predict_route": "/vertex/predict"}
 # Routes that are not API operations: static files of the docs page, and the endpoints
 # only Cloud Tasks may call.
-UNDOCUMENTED_ENDPOINTS = {"docs.docs_asset", "jobs_internal.run_job", "jobs_internal.deliver_webhook"}
+UNDOCUMENTED_ENDPOINTS = {
+    "docs.docs_asset",
+    "web.static_file",
+    "jobs_internal.run_job",
+    "jobs_internal.deliver_webhook",
+}
 
 APP_CONFIGS = {
     "project-handlers": {},

@@ -11,7 +11,7 @@ from flask import Flask
 from serving.keyspec import parse_key_specs
 
 OPS = "ops-secret-0123456789abcdef"
-PUBLIC_OPERATIONS = {"healthz", "readyz", "warmup", "openapi_document", "api_docs"}
+PUBLIC_OPERATIONS = {"healthz", "readyz", "warmup", "openapi_document", "api_docs", "demo_page"}
 
 
 def _operations(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -23,7 +23,9 @@ def keyed_app(make_app: Callable[..., Flask]) -> Flask:
     return make_app(api_keys=parse_key_specs(f"ops:{OPS},widget:widget-secret-0123456789:XXXModel"))
 
 
-@pytest.mark.parametrize("path", ["/openapi.json", "/docs", "/docs/assets/swagger-ui.css", "/docs/assets/docs.js"])
+@pytest.mark.parametrize(
+    "path", ["/openapi.json", "/docs", "/docs/assets/swagger-ui.css", "/docs/assets/docs.js", "/", "/static/widget.js"]
+)
 def test_documentation_stays_open_with_keys_on(keyed_app: Flask, path: str) -> None:
     response = keyed_app.test_client().get(path)
     response.close()  # file responses hold the file open until closed
