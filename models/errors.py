@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from serving import contract
 
-class InvalidInput(ValueError):
+
+class InvalidInput(contract.InvalidInput):
     """The request's content is unusable; the core answers 400 with str(exc) as the message.
 
     Raise it for what a JSON Schema cannot catch (an image that does not decode, say), with
-    a message the caller can act on and no file paths or library internals in it.
+    a message the caller can act on and no file paths or library internals in it. It is
+    `serving.contract.InvalidInput` (a plain ValueError with no Flask behind it), which is
+    what the core turns into a 400.
     """

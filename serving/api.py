@@ -15,7 +15,7 @@ from werkzeug.routing import BaseConverter
 
 from serving.access import authorize_model, may_use_model
 from serving.errors import ModelNotFound
-from serving.jobs.routes import submit, wants_async
+from serving.jobs.routes import idempotency_key, submit, wants_async
 from serving.jsonbody import read_json
 from serving.registry import RESERVED_NAMES, ModelRuntime
 from serving.state import get_state
@@ -62,6 +62,8 @@ def read_payload(runtime: ModelRuntime) -> Any:
 def predict(name: str) -> Response:
     runtime = find_model(name)
     payload = read_payload(runtime)
+    if runtime.spec.async_mode != "never":
+        idempotency_key()  # documented for such models: malformed is a 400 even when answered now
     if wants_async(runtime):
         return submit(runtime, payload)
     result = get_state().inference.predict(runtime, payload)

@@ -93,10 +93,16 @@ def _job_location(job: Job) -> str:
     return f"/v1/jobs/{job.id}"
 
 
-def _read_options(service: JobService) -> tuple[str | None, str | None]:
+def idempotency_key() -> str | None:
+    """The request's Idempotency-Key; 400 when it is malformed, whether or not it runs as a job."""
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is not None and not _IDEMPOTENCY_KEY.match(key):
         raise BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters", path=IDEMPOTENCY_HEADER)
+    return key
+
+
+def _read_options(service: JobService) -> tuple[str | None, str | None]:
+    key = idempotency_key()
     webhook = request.args.get("webhook") or request.headers.get(WEBHOOK_HEADER)
     if webhook is not None:
         try:
