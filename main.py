@@ -13,6 +13,7 @@ import argparse
 
 from serving.app import create_app
 from serving.functions import http_entry_point
+from serving.hardening import QuietRequestHandler
 
 app = create_app()
 api = http_entry_point(app)
@@ -27,7 +28,9 @@ def _cli() -> None:
     )
     parser.add_argument("-d", "--debug", action="store_true", help="Flask debug mode (reloader, debugger)")
     args = parser.parse_args()
-    app.run(host=args.host, port=args.port, debug=args.debug)
+    if args.debug and settings.google_cloud_runtime:
+        parser.error(f"--debug is refused on Google Cloud ({settings.google_cloud_runtime} is set)")
+    app.run(host=args.host, port=args.port, debug=args.debug, request_handler=QuietRequestHandler)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Load benchmarks: this project under gunicorn against a tutorial-style baseline app."""

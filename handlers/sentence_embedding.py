@@ -27,7 +27,9 @@ INPUT_SCHEMA: dict[str, Any] = {
             "type": "string",
             "minLength": 1,
             "maxLength": MAX_TEXT_CHARS,
-            "pattern": r"\S",  # at least one non-space character
+            # At least one non-space character. Python's `\S` and JSON Schema's (ECMA-262)
+            # disagree on a few characters, so exclude the spaces of both.
+            "pattern": r"[^\s\x1c-\x1f\x85\ufeff]",
             "description": "The text to embed; only its first ~256 word pieces count.",
         }
     },

@@ -12,8 +12,9 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.routing import BaseConverter
 
+from serving.access import authorize_model, may_use_model
 from serving.errors import ModelNotFound
-from serving.jobs.routes import submit, wants_async
+from serving.jobs.routes import idempotency_key, submit, wants_async
 from serving.jsonbody import read_json
 from serving.registry import NAME_PATTERN, RESERVED_NAMES, ModelRuntime
 from serving.state import get_state
@@ -40,12 +41,13 @@ class ModelNameConverter(BaseConverter):
 
 
 def find_model(name: str) -> ModelRuntime:
-    """The model called `name`, or `ModelNotFound` (404)."""
+    """The model called `name`, or `ModelNotFound` (404); 403 when the API key may not use it."""
     runtime = get_state().registry.get(name)
     if runtime is None:
         shown = name if len(name) <= 64 else name[:61] + "..."
         raise ModelNotFound(f"No model named {shown!r}; GET /v1/models lists the models served here")
     g.model = runtime.spec.name
+    authorize_model(runtime.spec.name)
     return runtime
 
 
@@ -60,6 +62,8 @@ def read_payload(runtime: ModelRuntime) -> Any:
 def predict(name: str) -> Response:
     runtime = find_model(name)
     payload = read_payload(runtime)
+    if runtime.spec.async_mode != "never":
+        idempotency_key()  # documented for such models: malformed is a 400 even when answered now
     if wants_async(runtime):
         return submit(runtime, payload)
     result = get_state().inference.predict(runtime, payload)
@@ -68,7 +72,8 @@ def predict(name: str) -> Response:
 
 @blueprint.get("/models")
 def list_models() -> Response:
-    return jsonify(models=[runtime.describe() for runtime in get_state().registry])
+    usable = (runtime for runtime in get_state().registry if may_use_model(runtime.spec.name))
+    return jsonify(models=[runtime.describe() for runtime in usable])
 
 
 @blueprint.get("/models/<model:name>")

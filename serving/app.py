@@ -6,15 +6,20 @@ from flask import Flask
 from flask_cors import CORS
 
 from serving import api, batch_api, docs, health, openapi, web
+from serving.access import enforce_access_control, install_access_control, load_key_ring
+from serving.batching import create_inference, install_batching_hooks
 from serving.errors import register_error_handlers
-from serving.inference import Inference
+from serving.hardening import install_security_headers, refuse_debug_in_production
 from serving.jobs import routes as job_routes
 from serving.jobs.service import init_jobs
+from serving.json_provider import FastJSONProvider
 from serving.logs import REQUEST_ID_HEADER, configure_logging, install_request_hooks
+from serving.metrics import create_metrics, install_metrics
 from serving.platform import adapt_to_platform, log_format, project_id
+from serving.ratelimits import install_rate_limits
 from serving.registry import Registry, discover_handlers
 from serving.scaffold import new_model_command
-from serving.settings import Settings
+from serving.settings import Settings, SettingsError
 from serving.state import EXTENSION_KEY, ServingState
 from serving.vertex import register_vertex_routes
 
@@ -29,23 +34,41 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_logging(settings.log_level, log_format(settings), project_id(settings))
 
     app = Flask(__name__, static_folder=None)
+    refuse_debug_in_production(app, settings)
     # No trailing-slash redirects: a redirect would answer an API client with HTML.
     app.url_map.strict_slashes = False
     # Nor for `//` in a path, which Werkzeug would merge with an HTML 308 redirect.
     app.url_map.merge_slashes = False
     app.url_map.converters["model"] = api.ModelNameConverter
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
-    app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.json.compact = True  # type: ignore[attr-defined]
+    app.json = FastJSONProvider(app)
 
     registry = Registry(discover_handlers(settings.handlers_dir))
+    metrics = create_metrics(settings.metrics, settings.metrics_dir)
     app.extensions[EXTENSION_KEY] = ServingState(
         settings=settings,
         registry=registry,
-        inference=Inference(validate_output=settings.validate_output),
+        inference=create_inference(settings, metrics),
+        metrics=metrics,
     )
 
     install_request_hooks(app)
+    install_metrics(app, metrics)
+    # Order matters: identify the API key, count the request against its client's rate
+    # limit (so failed key guesses are limited too), then refuse it if it has no key.
+    ring = load_key_ring(settings)
+    for key_id, model in ring.unknown_models(runtime.spec.name for runtime in registry):
+        raise SettingsError(f"API_KEYS: key {key_id!r} is scoped to {model!r}, which is not a served model")
+    install_access_control(app, ring)
+    install_rate_limits(
+        app,
+        limits=settings.rate_limits,
+        storage_url=settings.rate_limit_storage_url,
+        key_prefix=settings.rate_limit_key_prefix,
+    )
+    enforce_access_control(app)
+    install_security_headers(app)
+    install_batching_hooks(app)
     batch_api.install_error_alias(app)
     register_error_handlers(app)
     any_origin = settings.cors_origins == ("*",)

@@ -13,6 +13,8 @@ from pathlib import Path
 from flask import Blueprint, Response, send_from_directory, url_for
 from markupsafe import escape
 
+from serving.access import public
+
 SWAGGER_UI_VERSION = "5.35.0"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 SWAGGER_UI_DIR = STATIC_DIR / "swagger-ui"
@@ -49,6 +51,7 @@ _PAGE = """<!doctype html>
 
 
 @blueprint.get("/docs")
+@public
 def docs_page() -> Response:
     def asset(name: str) -> str:
         return str(escape(url_for("docs.docs_asset", filename=name)))
@@ -66,6 +69,7 @@ def docs_page() -> Response:
 
 
 @blueprint.get("/docs/assets/<path:filename>")
+@public
 def docs_asset(filename: str) -> Response:
     directory = STATIC_DIR if filename in _OWN_ASSETS else SWAGGER_UI_DIR
     # send_from_directory refuses paths that leave the directory (a 404).

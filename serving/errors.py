@@ -68,6 +68,12 @@ class Forbidden(ApiError):
     status, code, message = 403, "forbidden", "Forbidden"
 
 
+class ModelForbidden(Forbidden):
+    """The request's API key is scoped to other models."""
+
+    code = "model_forbidden"
+
+
 class NotFound(ApiError):
     status, code, message = 404, "not_found", "Not found"
 

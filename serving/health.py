@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
+from serving.access import public
 from serving.state import get_state
 
 blueprint = Blueprint("health", __name__)
@@ -31,11 +32,13 @@ def _readiness() -> tuple[dict[str, Any], int]:
 
 
 @blueprint.get("/healthz")
+@public
 def healthz() -> Response:
     return jsonify(status="ok")
 
 
 @blueprint.get("/readyz")
+@public
 def readyz() -> tuple[Response, int]:
     body, status = _readiness()
     if status != 200:
@@ -44,6 +47,7 @@ def readyz() -> tuple[Response, int]:
 
 
 @blueprint.get("/_ah/warmup")
+@public
 def warmup() -> tuple[Response, int]:
     get_state().registry.load_all()
     body, status = _readiness()

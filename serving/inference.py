@@ -9,12 +9,14 @@ the handler's OUTPUT_SCHEMA.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from serving.contract import InvalidInput
-from serving.errors import ApiError, InternalError, ModelUnavailable
+from serving.errors import ApiError, GatewayTimeout, InternalError, ModelUnavailable, Overloaded
 from serving.errors import InvalidInput as InvalidInputError
 from serving.registry import ModelNotReady, ModelRuntime, ModelStatus
+from serving.timebudget import TimeBudget
 
 log = logging.getLogger("serving.inference")
 
@@ -22,8 +24,15 @@ log = logging.getLogger("serving.inference")
 class Inference:
     """Runs model code for the routes; one per app."""
 
-    def __init__(self, *, validate_output: bool) -> None:
+    def __init__(self, *, validate_output: bool, budget: TimeBudget | None = None) -> None:
         self.validate_output = validate_output
+        self.budget = budget
+
+    def call_model(self, runtime: ModelRuntime, fn: Callable[[], Any]) -> Any:
+        """`fn()` (one model call) within the model's time budget, when there is one."""
+        if self.budget is None:
+            return fn()
+        return self.budget.call(runtime.spec.name, runtime.spec.timeout_s, fn)
 
     def model_for(self, runtime: ModelRuntime) -> Any:
         """The loaded model, or `ModelUnavailable` (503) saying why it cannot serve."""
@@ -42,7 +51,7 @@ class Inference:
         """One validated payload's result; raises an `ApiError` on any failure."""
         model = self.model_for(runtime)
         try:
-            result = runtime.spec.predict(model, payload)
+            result = self.call_model(runtime, lambda: runtime.spec.predict(model, payload))
         except InvalidInput as exc:
             raise InvalidInputError(str(exc) or "The model could not use this input") from None
         except ApiError:
@@ -65,7 +74,7 @@ class Inference:
         batch = runtime.spec.predict_batch
         if batch is not None and len(payloads) > 1:
             try:
-                results = batch(model, payloads)
+                results = self.call_model(runtime, lambda: batch(model, payloads))
                 if isinstance(results, list) and len(results) == len(payloads):
                     for result in results:
                         self.check_output(runtime, result)
@@ -76,6 +85,8 @@ class Inference:
                     len(payloads),
                     extra={"model": runtime.spec.name},
                 )
+            except (GatewayTimeout, Overloaded, ModelUnavailable):
+                raise  # over the time budget, or degraded: retrying item by item would be worse
             except Exception:  # noqa: BLE001
                 # Not necessarily a bug: one unusable item (a corrupt image) fails the
                 # vectorised call; the per-item pass below finds which.

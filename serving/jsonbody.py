@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 from flask import Request
 
-from serving.errors import MalformedJson, NoJsonObject
+from serving.errors import MalformedJson, NoJsonObject, PayloadTooLarge
 
 # Python refuses to convert integers with more digits than this (CVE-2020-10735); say so
 # as a 400 instead of a ValueError deep in the decoder.
@@ -68,11 +68,26 @@ def parse_json_bytes(data: bytes) -> Any:
         raise MalformedJson(f"Malformed JSON: {exc}") from None
 
 
+def read_body(request: Request) -> bytes:
+    """The request body; `PayloadTooLarge` (413) when it is over the app's limit.
+
+    A chunked body has no Content-Length for Werkzeug to check up front, and Werkzeug
+    stops reading such a body at the limit without saying so: a body cut short there
+    must be a 413, not a parse error (or, worse, a valid JSON prefix).
+    """
+    data = request.get_data(cache=True)
+    limit = request.max_content_length
+    cut_short = request.content_length is None and limit is not None and len(data) >= limit
+    if cut_short and request.environ["wsgi.input"].read(1):
+        raise PayloadTooLarge("Request body too large")
+    return data
+
+
 def read_json(request: Request) -> Any:
     """The request's JSON body; `NoJsonObject` when there is none, as in the tutorial."""
     if not is_json_mimetype(request):
         raise NoJsonObject()
-    data = request.get_data(cache=True)
+    data = read_body(request)
     if not data.strip():
         raise NoJsonObject()
     return parse_json_bytes(data)

@@ -253,6 +253,10 @@ def install_request_hooks(app: Flask) -> None:
         model = g.get("model")
         if model:
             fields["model"] = model
+        # The API key's public id (serving/access.py), never the secret.
+        key_id = g.get("api_key_id")
+        if key_id:
+            fields["key_id"] = key_id
         level = logging.ERROR if response.status_code >= 500 else logging.INFO
         access_log.log(level, "%s %s %s", request.method, request.path, response.status_code, extra=fields)
         return response

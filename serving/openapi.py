@@ -20,7 +20,9 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
+from serving.access import public
 from serving.instances import DEFAULT_SIGNATURE
+from serving.openapi_security import document_security
 from serving.registry import ModelRuntime
 from serving.state import ServingState, get_state
 from serving.vertex import default_model
@@ -497,9 +499,164 @@ def vertex_routes(doc: OpenApiDocument, state: ServingState) -> None:
     )
 
 
+def web_routes(doc: OpenApiDocument, state: ServingState) -> None:
+    """`GET /`: the demo page with every model's widget."""
+    doc.add_operation(
+        "/",
+        "get",
+        {
+            "tags": ["discovery"],
+            "operationId": "demo_page",
+            "summary": "Demo page: a widget for every model and the snippet to embed it",
+            "responses": {
+                "200": {"description": "An HTML page.", "content": {"text/html": {"schema": {"type": "string"}}}}
+            },
+        },
+    )
+
+
+def metrics_routes(doc: OpenApiDocument, state: ServingState) -> None:
+    """`GET /metrics`, when metrics are on."""
+    if not state.settings.metrics:
+        return
+    doc.add_tag("observability", "Prometheus metrics.")
+    text = {"schema": {"type": "string"}}
+    doc.add_operation(
+        "/metrics",
+        "get",
+        {
+            "tags": ["observability"],
+            "operationId": "metrics",
+            "summary": "Prometheus metrics of this instance, merged over its gunicorn workers",
+            "responses": {
+                "200": {
+                    "description": "Prometheus text exposition (OpenMetrics when the Accept header asks for it).",
+                    "content": {"text/plain": text, "application/openmetrics-text": text},
+                }
+            },
+        },
+    )
+
+
+JOB_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "job_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+        "model": {"type": "string"},
+        "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "canceled"]},
+        "result": {"description": "The model's result, when the job succeeded."},
+        "error": {"type": "object", "description": "Why the job failed or was canceled (`code`, `message`)."},
+        "created_at": {"type": "string", "format": "date-time"},
+        "started_at": {"type": "string", "format": "date-time"},
+        "finished_at": {"type": "string", "format": "date-time"},
+        "attempts": {"type": "integer", "minimum": 0},
+        "webhook": {"type": "object", "properties": {"state": {"type": "string"}, "error": {"type": "string"}}},
+    },
+    "required": ["job_id", "model", "status", "created_at", "attempts"],
+}
+
+
+def job_routes(doc: OpenApiDocument, state: ServingState) -> None:
+    """`GET`/`DELETE /v1/jobs/{job_id}`, and the 202 of models that may run asynchronously."""
+    doc.add_tag("jobs", "Asynchronous predictions: submit with `Prefer: respond-async`, then poll.")
+    job_ref = doc.add_schema("Job", JOB_SCHEMA)
+    accepted_ref = doc.add_schema(
+        "JobAccepted",
+        {
+            "type": "object",
+            "properties": {
+                "job_id": {"type": "string"},
+                "status": {
+                    "type": "string",
+                    "description": "`queued`; a replayed Idempotency-Key answers the job's current status.",
+                    "enum": ["queued", "running", "succeeded", "failed", "canceled"],
+                },
+                "message": {"const": "Task Scheduled"},
+            },
+            "required": ["job_id", "status", "message"],
+        },
+    )
+    parameter = {
+        "name": "job_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+    }
+    unavailable = {"503": json_response("Jobs are off on this server, or the job store is unavailable.", _ref("Error"))}
+    doc.add_operation(
+        "/v1/jobs/{job_id}",
+        "get",
+        {
+            "tags": ["jobs"],
+            "operationId": "get_job",
+            "summary": "A job's state, and its result once it has succeeded",
+            "parameters": [parameter],
+            "responses": {"200": json_response("The job.", job_ref), **error_responses(404), **unavailable},
+        },
+    )
+    doc.add_operation(
+        "/v1/jobs/{job_id}",
+        "delete",
+        {
+            "tags": ["jobs"],
+            "operationId": "cancel_job",
+            "summary": "Cancel a queued or running job",
+            "parameters": [parameter],
+            "responses": {
+                "200": json_response("The canceled job.", job_ref),
+                **error_responses(404),
+                "409": json_response("The job has already finished.", _ref("Error")),
+                **unavailable,
+            },
+        },
+    )
+    for runtime in state.registry:
+        if runtime.spec.async_mode == "never":
+            continue
+        operation = doc.paths.get(f"/v1/{runtime.spec.name}", {}).get("post")
+        if operation is None:
+            continue
+        operation.setdefault("parameters", []).extend(
+            [
+                {
+                    "name": "Prefer",
+                    "in": "header",
+                    "required": False,
+                    "description": "`respond-async` runs the request as a job (RFC 7240); other "
+                    "preferences are ignored, as RFC 7240 requires.",
+                    "schema": {"type": "string", "examples": ["respond-async"]},
+                },
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "description": "A retried submit with the same key returns the same job.",
+                    "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+                },
+            ]
+        )
+        accepted = json_response("Accepted as a job: poll `Location`.", accepted_ref)
+        accepted["headers"]["Location"] = {"description": "`/v1/jobs/<job_id>`.", "schema": {"type": "string"}}
+        operation["responses"]["202"] = accepted
+        operation["responses"].update(
+            {
+                "422": json_response("The Idempotency-Key was used for a different request.", _ref("Error")),
+                **unavailable,
+            }
+        )
+
+
 RouteGroup = Callable[[OpenApiDocument, ServingState], None]
 # Each group describes its routes; a new group of routes adds its function here.
-ROUTE_GROUPS: tuple[RouteGroup, ...] = (model_routes, listing_routes, health_routes, vertex_routes)
+ROUTE_GROUPS: tuple[RouteGroup, ...] = (
+    model_routes,
+    listing_routes,
+    health_routes,
+    vertex_routes,
+    metrics_routes,
+    job_routes,
+    web_routes,
+)
 
 
 def build_document(app: Flask) -> dict[str, Any]:
@@ -517,9 +674,12 @@ def build_document(app: Flask) -> dict[str, Any]:
     doc.add_schema("ModelStatus", MODEL_STATUS_SCHEMA)
     for group in ROUTE_GROUPS:
         group(doc, state)
-    return doc.to_dict()
+    document = doc.to_dict()
+    document_security(document, app)
+    return document
 
 
 @blueprint.get("/openapi.json")
+@public
 def openapi_json() -> Response:
     return jsonify(build_document(current_app))

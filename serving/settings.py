@@ -17,6 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from limits import parse_many
+
+from serving.keyspec import ApiKey, parse_key_specs
+from serving.secretmanager import parse_secret_name
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -24,8 +29,11 @@ class SettingsError(ValueError):
     """A setting has a value the server cannot use; the message names the variable."""
 
 
-def _setting(env: str, default: Any, doc: str, parse: Callable[[str], Any] | None = None) -> Any:
-    return field(default=default, metadata={"env": env, "doc": doc, "parse": parse})
+def _setting(
+    env: str, default: Any, doc: str, parse: Callable[[str], Any] | None = None, *, secret: bool = False
+) -> Any:
+    # A secret setting's value is left out of error messages and of the object's repr.
+    return field(default=default, repr=not secret, metadata={"env": env, "doc": doc, "parse": parse, "secret": secret})
 
 
 def _parse_bool(raw: str) -> bool:
@@ -83,6 +91,23 @@ def _log_level(raw: str) -> str:
     if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
     return value
+
+
+def _rate_limits(raw: str) -> str:
+    value = raw.strip()
+    if value:
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError("expected limits such as `100/minute;10/second` (separated by `;`)") from None
+    return value
+
+
+def _storage_url(raw: str) -> str | None:
+    value = raw.strip()
+    if value and not value.startswith(("memory://", "redis://", "rediss://", "redis+unix://")):
+        raise ValueError("expected memory://, redis://host:port[/db] or rediss://...")
+    return value or None
 
 
 def _collection_name(raw: str) -> str:
@@ -275,6 +300,7 @@ class Settings:
         "DATABASE_URL",
         "",
         "PostgreSQL URL of the job store, e.g. `postgresql://user:pass@/db?host=/cloudsql/PROJECT:REGION:INSTANCE`.",
+        secret=True,
     )
     jobs_data_dir: Path = _setting(
         "JOBS_DATA_DIR",
@@ -447,7 +473,100 @@ class Settings:
         "FUNCTION_TARGET", None, "Set by Cloud Functions: the entry point's name (`api`).", _optional
     )
     # --- throughput and observability ---
+    batching: bool = _setting(
+        "BATCHING",
+        True,
+        "Gather concurrent requests to a model that has `predict_batch` into one call (per worker process).",
+        _parse_bool,
+    )
+    batch_max_size: int | None = _setting(
+        "BATCH_MAX_SIZE",
+        None,
+        "Largest batch for every model, overriding each handler's `BATCH` (default: the handler's, else 32).",
+        _int_between(1, 4096),
+    )
+    batch_max_latency_ms: float | None = _setting(
+        "BATCH_MAX_LATENCY_MS",
+        None,
+        "Longest a queued request waits for its batch to fill, overriding each handler's `BATCH` "
+        "(default: the handler's, else 5).",
+        _float_between(0, 10_000),
+    )
+    batch_queue_limit: int = _setting(
+        "BATCH_QUEUE_LIMIT",
+        256,
+        "Requests that may wait for one model in one worker; more get 503 with `Retry-After`.",
+        _int_between(1, 100_000),
+    )
+    metrics: bool = _setting(
+        "METRICS", True, "Record Prometheus metrics and serve them at `GET /metrics`.", _parse_bool
+    )
+    metrics_dir: Path | None = _setting(
+        "PROMETHEUS_MULTIPROC_DIR",
+        None,
+        "Directory where each gunicorn worker writes its metrics; unset: gunicorn.conf.py makes a private "
+        "one per start and removes it at exit. A set one is emptied of metric files at start.",
+        _path,
+    )
     # --- security ---
+    api_keys: tuple[ApiKey, ...] = _setting(
+        "API_KEYS",
+        (),
+        "API keys, `<id>:<secret>[:<Model>|<Model>]`, separated by commas; when set (or "
+        "`API_KEYS_SECRET`), model and job routes require one (see Security).",
+        parse_key_specs,
+        secret=True,
+    )
+    api_keys_secret: str | None = _setting(
+        "API_KEYS_SECRET",
+        None,
+        "Secret Manager secret holding more API keys in the same format, one per line: "
+        "`projects/<p>/secrets/<s>[/versions/<n>]`; read once at start.",
+        parse_secret_name,
+    )
+    rate_limits: str = _setting(
+        "RATE_LIMITS",
+        "",
+        "Per-client limits on model and job routes, e.g. `100/minute;10/second` (client: API key, "
+        "else IP); empty: no limit.",
+        _rate_limits,
+    )
+    rate_limit_storage_url: str | None = _setting(
+        "RATE_LIMIT_STORAGE_URL",
+        None,
+        "Where rate-limit counters live: `redis://host:6379/0` (shared by all workers and "
+        "instances); unset: in memory, per worker process.",
+        _storage_url,
+        secret=True,
+    )
+    rate_limit_key_prefix: str = _setting(
+        "RATE_LIMIT_KEY_PREFIX", "model-serving", "Prefix of the rate-limit keys in Redis."
+    )
+    predict_timeout_s: float = _setting(
+        "PREDICT_TIMEOUT_S",
+        30.0,
+        "Time budget of one model call when its handler sets no TIMEOUT_S; over it the "
+        "client gets 504. 0: no budget (the call runs on the request thread).",
+        _float_between(0, 3600),
+    )
+    max_abandoned_calls: int = _setting(
+        "MAX_ABANDONED_CALLS",
+        2,
+        "Timed-out calls of one model that may still be running before that model answers "
+        "503 (degraded) until they end.",
+        _int_between(1, 64),
+    )
+    flask_debug: bool = _setting(
+        "FLASK_DEBUG", False, "Flask debug mode for `python main.py`; refused on Google Cloud.", _parse_bool
+    )
+
+    @property
+    def google_cloud_runtime(self) -> str | None:
+        """The variable that shows this runs on Google Cloud, or None when it does not."""
+        for env, value in (("GAE_ENV", self.gae_env), ("K_SERVICE", self.k_service)):
+            if value:
+                return env
+        return "FUNCTION_TARGET" if self.function_target else None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -463,13 +582,18 @@ class Settings:
             try:
                 values[spec.name] = parse(raw)
             except ValueError as exc:
-                raise SettingsError(f"{env}={raw!r} is not valid: {exc}") from None
+                shown = "<redacted>" if spec.metadata["secret"] else repr(raw)
+                raise SettingsError(f"{env}={shown} is not valid: {exc}") from None
         settings = cls(**values)
         settings.check()
         return settings
 
     def check(self) -> None:
         """Reject combinations of values that are each valid alone but not together."""
+        if self.flask_debug and self.google_cloud_runtime:
+            raise SettingsError(
+                f"FLASK_DEBUG is refused on Google Cloud ({self.google_cloud_runtime} is set): debug must not be public"
+            )
         if "*" in self.cors_origins and len(self.cors_origins) > 1:
             raise SettingsError(
                 f"CORS_ORIGINS={','.join(self.cors_origins)!r} is not valid: `*` cannot be combined with named origins"

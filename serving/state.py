@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import Flask, current_app
 
 from serving.inference import Inference
+from serving.metrics import Metrics
 from serving.registry import Registry
 from serving.settings import Settings
 
@@ -20,6 +21,9 @@ class ServingState:
     settings: Settings
     registry: Registry
     inference: Inference
+    # Prometheus metrics (a no-op `Metrics` when METRICS=false); the job runner counts
+    # jobs with `metrics.count_job(model, state)`.
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 def get_state(app: Flask | None = None) -> ServingState:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, g, jsonify
 
+from serving.access import public
 from serving.batch_api import predict_instances
 from serving.registry import ModelRuntime, Registry
 from serving.settings import Settings, SettingsError
@@ -61,5 +62,7 @@ def register_vertex_routes(app: Flask) -> None:
         g.model = name
         return predict_instances(runtime)
 
-    app.add_url_rule(settings.aip_health_route, "vertex_health", vertex_health, methods=["GET"])
-    app.add_url_rule(settings.aip_predict_route, "vertex_predict", vertex_predict, methods=["POST"])
+    # Vertex AI checks callers with IAM before it forwards a request, and cannot forward an
+    # API key: its two routes are open to whoever reaches the container.
+    app.add_url_rule(settings.aip_health_route, "vertex_health", public(vertex_health), methods=["GET"])
+    app.add_url_rule(settings.aip_predict_route, "vertex_predict", public(vertex_predict), methods=["POST"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 import werkzeug.exceptions
 from flask import Blueprint, Response, send_file, send_from_directory
 
+from serving.access import public
 from serving.errors import NotFound
 from serving.settings import PROJECT_ROOT
 
@@ -45,6 +46,7 @@ blueprint = Blueprint("web", __name__)
 
 
 @blueprint.get("/")
+@public
 def demo_page() -> Response:
     """The demo page: every model with its widget and a copy-paste embed snippet."""
     response = send_file(DEMO_PAGE, mimetype="text/html", max_age=0)
@@ -55,6 +57,7 @@ def demo_page() -> Response:
 
 
 @blueprint.get("/static/<path:filename>")
+@public
 def static_file(filename: str) -> Response:
     """A file from web/static/, readable by scripts on any origin; 404 JSON when absent."""
     try:

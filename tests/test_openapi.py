@@ -18,8 +18,14 @@ from tests.conftest import FIXTURE_HANDLERS
 
 BATCH_HANDLERS = FIXTURE_HANDLERS / "batch"
 VERTEX = {"aip_health_route": "/vertex/health", "aip_predict_route": "/vertex/predict"}
-# Routes that are not API operations: the static files of the docs page.
-UNDOCUMENTED_ENDPOINTS = {"docs.docs_asset"}
+# Routes that are not API operations: static files of the docs page, and the endpoints
+# only Cloud Tasks may call.
+UNDOCUMENTED_ENDPOINTS = {
+    "docs.docs_asset",
+    "web.static_file",
+    "jobs_internal.run_job",
+    "jobs_internal.deliver_webhook",
+}
 
 APP_CONFIGS = {
     "project-handlers": {"model_loading": "lazy"},
@@ -75,7 +81,8 @@ def test_every_operation_documents_json_bodies_for_its_responses(make_app: Calla
                 media = response["content"]
                 if "application/json" in media:
                     assert "X-Request-Id" in response["headers"], f"{method} {path} {status}"
-                assert set(media) in ({"application/json"}, {"text/html"}), f"{method} {path} {status}"
+                allowed = ({"application/json"}, {"text/html"}, {"text/plain", "application/openmetrics-text"})
+                assert set(media) in allowed, f"{method} {path} {status}"
                 if int(status) >= 400:
                     assert "application/json" in media, f"{method} {path} {status} is not a JSON error"
 

@@ -401,6 +401,7 @@ def _document(job: Job) -> dict[str, Any]:
         "webhook_next_at": job.webhook_next_at,
         "webhook_error": job.webhook_error,
         "dispatched_at": job.dispatched_at,
+        "owner": job.owner,
     }
 
 
@@ -431,4 +432,5 @@ def _job(data: dict[str, Any]) -> Job:
         webhook_next_at=data.get("webhook_next_at"),
         webhook_error=data.get("webhook_error"),
         dispatched_at=data.get("dispatched_at"),
+        owner=data.get("owner"),
     )

@@ -76,6 +76,9 @@ class Job:
     webhook_next_at: float | None = None
     webhook_error: str | None = None
     dispatched_at: float | None = None
+    # The id of the API key that submitted the job (serving/access.py); with keys on, only
+    # that key may read or cancel it.
+    owner: str | None = None
 
     def document(self) -> dict[str, Any]:
         """The public JSON document of `GET /v1/jobs/<id>` (and of the webhook)."""

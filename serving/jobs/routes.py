@@ -9,11 +9,13 @@ first, so a bad request never becomes a job. The answer is
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
+from serving.access import key_ring, public
 from serving.errors import (
     BadRequest,
     Forbidden,
@@ -95,10 +97,16 @@ def _job_location(job: Job) -> str:
     return f"/v1/jobs/{job.id}"
 
 
-def _read_options(service: JobService) -> tuple[str | None, str | None]:
+def idempotency_key() -> str | None:
+    """The request's Idempotency-Key; 400 when it is malformed, whether or not it runs as a job."""
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is not None and not _IDEMPOTENCY_KEY.match(key):
         raise BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters", path=IDEMPOTENCY_HEADER)
+    return key
+
+
+def _read_options(service: JobService) -> tuple[str | None, str | None]:
+    key = idempotency_key()
     webhook = request.args.get("webhook") or request.headers.get(WEBHOOK_HEADER)
     if webhook is not None:
         try:
@@ -118,7 +126,12 @@ def submit(runtime: ModelRuntime, payload: Any) -> Response:
     key, webhook = _read_options(service)
     try:
         job, created = service.submit(
-            runtime, payload, idempotency_key=key, webhook_url=webhook, request_id=g.get("request_id")
+            runtime,
+            payload,
+            idempotency_key=_owned_key(key),
+            webhook_url=webhook,
+            request_id=g.get("request_id"),
+            owner=g.get("api_key_id"),
         )
     except IdempotencyConflict as exc:
         raise IdempotencyKeyReused(job_id=exc.job.id) from None
@@ -140,6 +153,21 @@ def submit(runtime: ModelRuntime, payload: Any) -> Response:
     return response
 
 
+def _owned_key(key: str | None) -> str | None:
+    """The Idempotency-Key as stored: per API key, so two keys' clients never share a job."""
+    owner = g.get("api_key_id")
+    if key is None or owner is None:
+        return key
+    return "key:" + hashlib.sha256(f"{owner}\0{key}".encode()).hexdigest()
+
+
+def _visible(job: Job | None) -> Job | None:
+    """`job`, unless API keys are on and another key created it (then it does not exist)."""
+    if job is None or not key_ring(current_app).enabled:
+        return job
+    return job if job.owner is not None and job.owner == g.get("api_key_id") else None
+
+
 def _find(job_id: str) -> tuple[JobService, str]:
     # A malformed id cannot name a job: answer without asking the store.
     if not is_job_id(job_id):
@@ -151,7 +179,7 @@ def _find(job_id: str) -> tuple[JobService, str]:
 def get_job(job_id: str) -> Response:
     service, job_id = _find(job_id)
     try:
-        job = service.get(job_id)
+        job = _visible(service.get(job_id))
     except StoreError as exc:
         raise _store_unavailable(exc) from None
     if job is None:
@@ -167,7 +195,8 @@ def get_job(job_id: str) -> Response:
 def cancel_job(job_id: str) -> Response:
     service, job_id = _find(job_id)
     try:
-        outcome = service.cancel(job_id)
+        # Another key's job is not found, and so not canceled either.
+        outcome = service.cancel(job_id) if _visible(service.get(job_id)) is not None else None
     except StoreError as exc:
         raise _store_unavailable(exc) from None
     if outcome is None:
@@ -200,7 +229,10 @@ def _queue_service(job_id: str) -> JobService:
     return service
 
 
+# Open to the API-key check: Cloud Tasks cannot present an API key, and
+# `_queue_service` admits only the queue itself (App Engine's header or an OIDC token).
 @internal.post("/<job_id>/run")
+@public
 def run_job(job_id: str) -> Response:
     """Cloud Tasks delivers a job here; it runs inside this request."""
     service = _queue_service(job_id)
@@ -217,6 +249,7 @@ def run_job(job_id: str) -> Response:
 
 
 @internal.post("/<job_id>/webhook")
+@public
 def deliver_webhook(job_id: str) -> Response:
     """Cloud Tasks asks for one more webhook delivery attempt here."""
     service = _queue_service(job_id)

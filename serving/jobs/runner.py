@@ -23,6 +23,7 @@ from serving.inference import Inference
 from serving.jobs.records import Job, JobStatus
 from serving.jobs.store import Claim, JobStore, StoreError
 from serving.registry import ModelStatus, Registry
+from serving.timebudget import caller_enforces_timeout
 
 log = logging.getLogger("serving.jobs.runner")
 
@@ -149,7 +150,9 @@ class JobRunner:
             try:
                 # Validated at submit; again here because a deploy may have changed the schema.
                 runtime.spec.input_validator.validate(job.payload)
-                call.result = self._inference.predict(runtime, job.payload)
+                # This thread is the job's own and `timeout_s` below bounds it.
+                with caller_enforces_timeout():
+                    call.result = self._inference.predict(runtime, job.payload)
             except BaseException as exc:  # noqa: BLE001 - every outcome is recorded on the job
                 call.error = exc
             finally:

@@ -165,6 +165,7 @@ class JobService:
         idempotency_key: str | None,
         webhook_url: str | None,
         request_id: str | None,
+        owner: str | None = None,
     ) -> tuple[Job, bool]:
         """Store a new job and hand it to the dispatcher; `(job, created)`.
 
@@ -185,6 +186,7 @@ class JobService:
             request_hash=request_fingerprint(runtime.spec.name, payload, webhook_url),
             request_id=request_id,
             webhook_url=webhook_url,
+            owner=owner,
         )
         stored, created = self.store.create(job)
         if created or (stored.status is JobStatus.QUEUED and stored.dispatched_at is None):

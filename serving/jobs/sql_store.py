@@ -69,6 +69,7 @@ JOBS = sa.Table(
     sa.Column("webhook_next_at", sa.Double),
     sa.Column("webhook_error", sa.Text),
     sa.Column("dispatched_at", sa.Double),
+    sa.Column("owner", sa.String(64)),
     sa.Index("jobs_idempotency_key", "idempotency_key", unique=True),
     sa.Index("jobs_runnable", "status", "not_before"),
     sa.Index("jobs_leases", "status", "lease_until"),
@@ -91,9 +92,16 @@ def _migration_1(conn: Connection) -> None:
     JOBS.create(conn, checkfirst=True)
 
 
+def _migration_2(conn: Connection) -> None:
+    # A database made by step 1 of this release already has the column (step 1 creates
+    # the table as it is now); one made by an older release gets it here.
+    if "owner" not in {column["name"] for column in sa.inspect(conn).get_columns("jobs")}:
+        conn.execute(sa.text("ALTER TABLE jobs ADD COLUMN owner VARCHAR(64)"))
+
+
 # Append-only: a new column is a new numbered step (e.g. `ALTER TABLE jobs ADD COLUMN ...`
 # with a default), never an edit of an old one, so every database reaches the same shape.
-_MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _migration_1)]
+_MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _migration_1), (2, _migration_2)]
 
 _EXHAUSTED = {
     "code": "attempts_exhausted",
@@ -559,6 +567,7 @@ def _row(job: Job) -> dict[str, Any]:
         "webhook_next_at": job.webhook_next_at,
         "webhook_error": job.webhook_error,
         "dispatched_at": job.dispatched_at,
+        "owner": job.owner,
     }
 
 
@@ -589,6 +598,7 @@ def _job(row: RowMapping) -> Job:
         webhook_next_at=row["webhook_next_at"],
         webhook_error=row["webhook_error"],
         dispatched_at=row["dispatched_at"],
+        owner=row["owner"],
     )
 
 

@@ -1,0 +1,1 @@
+"""The tutorial-style baseline app the benchmark compares against."""

@@ -1,0 +1,62 @@
+"""The tutorial's way of serving a model, rebuilt for the benchmark's comparison.
+
+This is what the original tutorial deploys (Flask + Flask-Cors + jsonschema under
+`gunicorn -w 2`, one model call per request): a module-level model instance, the
+tutorial's `validate_json` decorator calling `jsonschema.validate` on every request, and
+Flask's own JSON handling. It is kept deliberately close to the tutorial (minus
+Flask-RESTful's Resource class, which would only make it slower) so that the benchmark's
+ratios compare this project against what its users would otherwise run. Never deploy it.
+
+    gunicorn -b 127.0.0.1:9999 -w 2 bench.baseline.main:app
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import Flask, request
+from flask_cors import CORS
+from jsonschema import ValidationError, validate
+
+from models.greeter import XXXModel
+
+
+def validate_json(schema: dict[str, Any]) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+    """The tutorial's decorator: 400 without a JSON body or when it breaks `schema`."""
+
+    def decorator(f: Callable[[], Any]) -> Callable[[], Any]:
+        @wraps(f)
+        def wrapper() -> Any:
+            json_body = request.get_json(silent=True)
+            if json_body is None:
+                return {"message": "No JSON object"}, 400
+            try:
+                validate(json_body, schema)
+            except ValidationError as e:
+                return {"message": e.message}, 400
+            return f()
+
+        return wrapper
+
+    return decorator
+
+
+xxx_model_instance = XXXModel()
+xxx_model_schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+
+app = Flask(__name__)
+CORS(app)
+
+
+@app.post("/v1/XXXModel")
+@validate_json(xxx_model_schema)
+def xxx_model() -> Any:
+    return {"result": xxx_model_instance.hello(request.json["name"])}  # type: ignore[index]
+
+
+@app.get("/readyz")
+def readyz() -> Any:
+    # The tutorial has no health route; the benchmark needs one to time the cold start.
+    return {"status": "ready"}

@@ -1,0 +1,639 @@
+"""Load benchmark: this project under gunicorn against the tutorial-style baseline app.
+
+    python -m bench.run              # the full run: 3 runs of 8 s at 16 and 64 connections
+    python -m bench.run --smoke      # a few seconds: proves the benchmark still works
+    python -m bench.run --profile    # also profile a worker under load (py-spy)
+
+For each workload (a model and a request body), it starts on loopback, one after the
+other, this project exactly as app.yaml runs it (`gunicorn -c gunicorn.conf.py main:app`,
+default settings: validation, CORS, request ids, JSON logs, metrics and batching all on)
+and the baseline (`gunicorn -w 2 bench.baseline.main:app`, see bench/baseline/main.py).
+Each is timed from process start to its first `GET /readyz` 200 (cold start), warmed up,
+then driven by wrk with bench/post.lua at each connection count; the run with the median
+throughput of each set is kept. Worker memory is read from /proc after the load.
+
+It prints a markdown table and writes, in --output-dir (default bench/): RESULTS.md (the
+table, the targets, the exact command and the machine), results.json and results.png
+(requests/s and p99 by concurrency). Nothing here asserts timings: the numbers are for
+people to read, and the machine they ran on is written next to them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime
+import io
+import json
+import os
+import platform
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = PROJECT_ROOT / "bench"
+LUA_SCRIPT = BENCH_DIR / "post.lua"
+PROJECT = "model-serving"
+BASELINE = "baseline"
+
+
+# --- what is measured ---
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A model both apps serve, and the JSON body every request sends it."""
+
+    model: str
+    make_body: Callable[[], bytes]
+    requires: tuple[str, ...] = ()  # files under the project root the workload needs
+
+    def missing(self) -> list[str]:
+        return [path for path in self.requires if not (PROJECT_ROOT / path).exists()]
+
+
+def _greeting_body() -> bytes:
+    return json.dumps({"name": "Leo"}).encode()
+
+
+def _digit_body() -> bytes:
+    """One of scikit-learn's 8x8 digits as the base64 PNG a web page would send."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    pixels = load_digits().images[0]  # values 0..16
+    image = Image.fromarray((pixels * (255 / 16)).round().astype("uint8"), mode="L")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return json.dumps({"image": base64.b64encode(buffer.getvalue()).decode()}).encode()
+
+
+WORKLOADS = {
+    "Digits": Workload("Digits", _digit_body, requires=("handlers/digits.py",)),
+    "XXXModel": Workload("XXXModel", _greeting_body),
+}
+
+
+@dataclass(frozen=True)
+class App:
+    """How to start one of the two servers on a port."""
+
+    name: str
+    command: Callable[[int], list[str]]
+    env: Callable[[int], dict[str, str]]
+
+
+def _gunicorn() -> str:
+    return str(Path(sys.executable).parent / "gunicorn")
+
+
+APPS = {
+    # As app.yaml's entrypoint runs it; only the address differs.
+    PROJECT: App(
+        PROJECT,
+        command=lambda port: [_gunicorn(), "-c", "gunicorn.conf.py", "main:app"],
+        env=lambda port: {"PORT": str(port), "HOST": "127.0.0.1"},
+    ),
+    # As the tutorial's start.sh runs it.
+    BASELINE: App(
+        BASELINE,
+        command=lambda port: [_gunicorn(), "-b", f"127.0.0.1:{port}", "-w", "2", "bench.baseline.main:app"],
+        env=lambda port: {},
+    ),
+}
+
+
+@dataclass
+class WrkRun:
+    """One wrk run's summary."""
+
+    requests: int
+    seconds: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    errors: int
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class Row:
+    """One line of the results table: an app, a model and a connection count."""
+
+    app: str
+    model: str
+    connections: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    cold_start_s: float
+    rss_mb: float
+    unique_mb: float
+    workers: int
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    ratio: float | None = None
+
+
+# --- servers ---
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    cold_start_s: float
+    log_path: Path
+
+    def workers(self) -> list[int]:
+        try:
+            return [
+                int(pid)
+                for pid in Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+            ]
+        except OSError:
+            return []
+
+
+def _status(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None
+
+
+@contextmanager
+def serving(app: App, log_path: Path, timeout: float = 60.0) -> Iterator[Server]:
+    """Start `app` on a free port; the cold start is the time until /readyz answers 200."""
+    port = free_port()
+    env = {**os.environ, **app.env(port)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    with log_path.open("wb") as log:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            app.command(port), cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        while _status(url + "/readyz") != 200:
+            if process.poll() is not None or time.perf_counter() - started > timeout:
+                tail = log_path.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{app.name} did not become ready (exit code {process.poll()}):\n{tail}")
+            time.sleep(0.005)
+        yield Server(url, process, time.perf_counter() - started, log_path)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+
+def worker_memory_mb(pids: Sequence[int]) -> tuple[float, float]:
+    """Mean resident and mean unique (private) memory of the processes, in MB.
+
+    Unique memory is what one more worker adds: pages it shares with the master
+    (copy-on-write after the fork) are counted in RSS but not here.
+    """
+    rss, unique = [], []
+    for pid in pids:
+        try:
+            fields = dict(_smaps_rollup(pid))
+        except OSError:
+            continue
+        rss.append(fields.get("Rss", 0) / 1024)
+        unique.append((fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)) / 1024)
+    if not rss:
+        return 0.0, 0.0
+    return statistics.mean(rss), statistics.mean(unique)
+
+
+def _smaps_rollup(pid: int) -> Iterator[tuple[str, int]]:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts and parts[0].isdigit():
+            yield name.strip(), int(parts[0])
+
+
+# --- wrk ---
+
+
+def run_wrk(url: str, body_file: Path, connections: int, seconds: float, threads: int) -> WrkRun:
+    """Drive `url` with wrk and bench/post.lua; raises when wrk reports nothing."""
+    command = [
+        "wrk",
+        f"-t{min(threads, connections)}",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA_SCRIPT),
+        url,
+    ]
+    env = {**os.environ, "BENCH_BODY": str(body_file)}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=seconds + 60, check=False)
+    line = next((line for line in result.stdout.splitlines() if line.startswith("BENCH ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no summary (exit {result.returncode}):\n{result.stdout}\n{result.stderr}")
+    data = json.loads(line.removeprefix("BENCH "))
+    errors = sum(data[key] for key in ("connect", "read", "write", "status", "timeout"))
+    return WrkRun(
+        requests=data["requests"],
+        seconds=data["duration_us"] / 1e6,
+        p50_ms=data["p50_us"] / 1000,
+        p90_ms=data["p90_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000,
+        max_ms=data["max_us"] / 1000,
+        errors=errors,
+    )
+
+
+# --- the benchmark ---
+
+
+@dataclass(frozen=True)
+class Plan:
+    workloads: list[str]
+    apps: list[str]
+    connections: list[int]
+    runs: int
+    seconds: float
+    warmup_s: float
+    wrk_threads: int
+    profile: bool
+
+
+def benchmark(plan: Plan, workdir: Path, say: Callable[[str], None]) -> tuple[list[Row], dict[str, str]]:
+    """Every (workload, app, connections) row, and any workload skipped with the reason."""
+    rows: list[Row] = []
+    skipped: dict[str, str] = {}
+    profiles: dict[str, str] = {}
+    for name in plan.workloads:
+        workload = WORKLOADS[name]
+        missing = workload.missing()
+        if missing:
+            skipped[name] = f"not served here (missing {', '.join(missing)})"
+            continue
+        body_file = workdir / f"{name}.json"
+        body_file.write_bytes(workload.make_body())
+        for app_name in plan.apps:
+            app = APPS[app_name]
+            say(f"{name} on {app_name}: starting")
+            with serving(app, workdir / f"{app_name}-{name}.log") as server:
+                url = f"{server.url}/v1/{workload.model}"
+                first = _post(url, body_file)
+                if first != 200:
+                    raise RuntimeError(f"{app_name} answered {first} to {url}; see {server.log_path}")
+                if plan.warmup_s:
+                    run_wrk(url, body_file, max(plan.connections), plan.warmup_s, plan.wrk_threads)
+                for connections in plan.connections:
+                    runs = [
+                        run_wrk(url, body_file, connections, plan.seconds, plan.wrk_threads) for _ in range(plan.runs)
+                    ]
+                    median = sorted(runs, key=lambda run: run.rps)[len(runs) // 2]
+                    rss, unique = worker_memory_mb(server.workers())
+                    rows.append(
+                        Row(
+                            app=app_name,
+                            model=name,
+                            connections=connections,
+                            rps=median.rps,
+                            p50_ms=median.p50_ms,
+                            p99_ms=median.p99_ms,
+                            errors=sum(run.errors for run in runs),
+                            cold_start_s=server.cold_start_s,
+                            rss_mb=rss,
+                            unique_mb=unique,
+                            workers=len(server.workers()),
+                            runs=[{**asdict(run), "rps": run.rps} for run in runs],
+                        )
+                    )
+                    say(f"  {connections:>3} connections: {median.rps:8.0f} req/s, p99 {median.p99_ms:6.1f} ms")
+                if plan.profile and app_name == PROJECT:
+                    profiles[name] = profile_worker(server, url, body_file, max(plan.connections), plan)
+    for row in rows:
+        base = next(
+            (r for r in rows if r.app == BASELINE and r.model == row.model and r.connections == row.connections), None
+        )
+        row.ratio = row.rps / base.rps if base and base.rps else None
+    return rows, {**skipped, **{f"profile:{k}": v for k, v in profiles.items()}}
+
+
+def _post(url: str, body_file: Path) -> int | None:
+    request = urllib.request.Request(
+        url, data=body_file.read_bytes(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+# --- profiling ---
+
+
+def profile_worker(server: Server, url: str, body_file: Path, connections: int, plan: Plan) -> str:
+    """Where one worker's time goes under load: py-spy samples of the thread holding the GIL."""
+    py_spy = Path(sys.executable).parent / "py-spy"
+    workers = server.workers()
+    if not py_spy.exists() or not workers:
+        return "(py-spy not installed: `pip install -r requirements-bench.txt`)"
+    seconds = max(plan.seconds, 4.0)
+    out = body_file.parent / "profile.txt"
+    load = subprocess.Popen(
+        ["wrk", f"-t{plan.wrk_threads}", f"-c{connections}", f"-d{seconds + 2:g}s", "-s", str(LUA_SCRIPT), url],
+        env={**os.environ, "BENCH_BODY": str(body_file)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(1)
+        subprocess.run(
+            [
+                *(str(py_spy), "record", "--pid", str(workers[0]), "--duration", f"{int(seconds)}"),
+                *("--rate", "200", "--format", "raw", "--gil", "--nonblocking", "--output", str(out)),
+            ],
+            capture_output=True,
+            timeout=seconds + 60,
+            check=False,
+        )
+    finally:
+        load.wait(seconds + 30)
+    if not out.exists():
+        return "(py-spy could not attach: it needs ptrace permission)"
+    return summarize_profile(out.read_text())
+
+
+# Frames that every sample has; they say nothing about where the time goes.
+_PLUMBING = ("threading.py", "concurrent/futures/thread.py", "gunicorn/arbiter.py", "gunicorn/app/", "<module>")
+
+
+def summarize_profile(collapsed: str, top: int = 25) -> str:
+    """A markdown table of the functions holding the GIL most, from py-spy's raw output."""
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        samples = int(count)
+        total += samples
+        frames = [_frame_name(frame) for frame in stack.split(";")]
+        for name in set(frames):
+            inclusive[name] += samples
+        own[frames[-1]] += samples
+    if not total:
+        return "(no samples)"
+    lines = ["| function | with callees | itself |", "| --- | ---: | ---: |"]
+    shown = [(name, n) for name, n in inclusive.most_common() if not any(p in name for p in _PLUMBING)][:top]
+    for name, samples in shown:
+        lines.append(f"| `{name}` | {100 * samples / total:.1f}% | {100 * own[name] / total:.1f}% |")
+    return "\n".join(lines) + f"\n\n{total} samples of the thread holding the GIL in one worker."
+
+
+def _frame_name(frame: str) -> str:
+    # py-spy: "function (path/to/file.py:123)": keep the function and the file's last two parts.
+    function, _, location = frame.partition(" (")
+    path = location.rstrip(")").rsplit(":", 1)[0]
+    short = "/".join(path.split("/")[-2:])
+    return f"{function} ({short})" if short else function
+
+
+# --- reporting ---
+
+
+def markdown_table(rows: Sequence[Row]) -> str:
+    columns = "app | model | connections | req/s | p50 ms | p99 ms | errors | vs baseline | cold start s"
+    lines = [
+        f"| {columns} | RSS/worker MB | unique/worker MB |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        ratio = f"{r.ratio:.2f}x" if r.ratio is not None else "-"
+        lines.append(
+            f"| {r.app} | {r.model} | {r.connections} | {r.rps:.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.errors} "
+            f"| {ratio} | {r.cold_start_s:.2f} | {r.rss_mb:.0f} | {r.unique_mb:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def _find(rows: Sequence[Row], app: str, model: str, connections: int) -> Row | None:
+    return next((r for r in rows if (r.app, r.model, r.connections) == (app, model, connections)), None)
+
+
+def targets(rows: Sequence[Row]) -> list[tuple[str, str, bool | None]]:
+    """Issue 7's targets: (target, what was measured, met?); None when not measured."""
+    checks: list[tuple[str, str, bool | None]] = []
+    for connections, ratio, p99 in ((64, 7.0, 80.0), (16, 3.5, 45.0)):
+        row = _find(rows, PROJECT, "Digits", connections)
+        if row is None or row.ratio is None:
+            checks.append((f"Digits, {connections} clients: >= {ratio}x baseline, p99 <= {p99:.0f} ms", "-", None))
+            continue
+        measured = f"{row.ratio:.2f}x, p99 {row.p99_ms:.1f} ms"
+        checks.append(
+            (
+                f"Digits, {connections} clients: >= {ratio}x baseline, p99 <= {p99:.0f} ms",
+                measured,
+                row.ratio >= ratio and row.p99_ms <= p99,
+            )
+        )
+    for connections in sorted({r.connections for r in rows}):
+        digits, greeter = _find(rows, PROJECT, "Digits", connections), _find(rows, PROJECT, "XXXModel", connections)
+        if digits and greeter and greeter.rps:
+            share = digits.rps / greeter.rps
+            checks.append(
+                (
+                    f"Digits >= 60% of XXXModel's throughput ({connections} clients)",
+                    f"{100 * share:.0f}%",
+                    share >= 0.6,
+                )
+            )
+        row = _find(rows, PROJECT, "XXXModel", connections)
+        if row is not None and row.ratio is not None:
+            checks.append(
+                (
+                    f"XXXModel, every feature on: >= 1.5x baseline ({connections} clients)",
+                    f"{row.ratio:.2f}x",
+                    row.ratio >= 1.5,
+                )
+            )
+    project = [r for r in rows if r.app == PROJECT]
+    if project:
+        cold = max(r.cold_start_s for r in project)
+        checks.append(("Cold start (process start to /readyz 200) <= 1.5 s", f"{cold:.2f} s", cold <= 1.5))
+        unique = max(r.unique_mb for r in project)
+        checks.append(("Each extra worker adds <= 60 MB (its unique memory)", f"{unique:.0f} MB", unique <= 60))
+    errors = sum(r.errors for r in rows)
+    checks.append(("No errors under any load", f"{errors} errors", errors == 0))
+    return checks
+
+
+def targets_table(rows: Sequence[Row]) -> str:
+    lines = ["| target | measured | met |", "| --- | --- | --- |"]
+    for target, measured, met in targets(rows):
+        lines.append(f"| {target} | {measured} | {'yes' if met else 'no' if met is not None else 'not measured'} |")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    with suppress(OSError, StopIteration):
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, load average before the run {load}"
+
+
+def plot(rows: Sequence[Row], path: Path) -> None:
+    """Requests/s and p99 latency by concurrency, one line per app and model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    series = sorted({(r.model, r.app) for r in rows})
+    for model, app in series:
+        points = sorted((r for r in rows if (r.model, r.app) == (model, app)), key=lambda r: r.connections)
+        style = "-" if app == PROJECT else "--"
+        marker = "o" if model == "Digits" else "s"
+        label = f"{model}: {app}"
+        left.plot([p.connections for p in points], [p.rps for p in points], style, marker=marker, label=label)
+        right.plot([p.connections for p in points], [p.p99_ms for p in points], style, marker=marker, label=label)
+    for axis, title, unit in ((left, "Throughput", "requests/s"), (right, "p99 latency", "ms")):
+        axis.set_title(title)
+        axis.set_xlabel("concurrent connections")
+        axis.set_ylabel(unit)
+        axis.set_xticks(sorted({r.connections for r in rows}))
+        axis.grid(alpha=0.3)
+        axis.set_ylim(bottom=0)
+    left.legend(fontsize=8)
+    figure.suptitle("model-serving vs the tutorial-style baseline (wrk over loopback)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write_results(
+    rows: Sequence[Row], notes: dict[str, str], command: str, output_dir: Path, plan: Plan, machine_line: str
+) -> Path:
+    """Write RESULTS.md, results.json and results.png; returns RESULTS.md's path."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "results.json").write_text(
+        json.dumps({"command": command, "machine": machine_line, "rows": [asdict(r) for r in rows]}, indent=1) + "\n"
+    )
+    if rows:
+        plot(rows, output_dir / "results.png")
+    today = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [
+        "# Benchmark results",
+        "",
+        f"Generated by `{command}` on {today}.",
+        f"Machine: {machine_line}.",
+        f"wrk: {plan.wrk_threads} threads, {plan.runs} run(s) of {plan.seconds:g} s per row (the median by "
+        "throughput is shown), after a warm-up; bench/post.lua POSTs the same JSON body on every request.",
+        "",
+        markdown_table(rows),
+        "",
+        "![requests/s and p99 by concurrency](results.png)",
+        "",
+        "## Targets (issue 7)",
+        "",
+        targets_table(rows),
+    ]
+    skipped = {k: v for k, v in notes.items() if not k.startswith("profile:")}
+    if skipped:
+        parts += ["", "Not measured:", ""] + [f"- {name}: {why}" for name, why in skipped.items()]
+    for key, summary in notes.items():
+        if key.startswith("profile:"):
+            parts += ["", f"## Where the time goes: {key.removeprefix('profile:')} under load", "", summary]
+    path = output_dir / "RESULTS.md"
+    path.write_text("\n".join(parts) + "\n")
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="a few seconds: 1 short run, XXXModel only")
+    parser.add_argument("--runs", type=int, default=3, help="wrk runs per row; the median is kept (default 3)")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per wrk run (default 8)")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before measuring (default 3)")
+    parser.add_argument("--connections", default="16,64", help="comma-separated connection counts (default 16,64)")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated models (default all)")
+    parser.add_argument("--apps", default=f"{PROJECT},{BASELINE}", help="comma-separated apps (default both)")
+    parser.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (default 2)")
+    parser.add_argument("--profile", action="store_true", help="profile a worker of this project with py-spy")
+    parser.add_argument("--output-dir", type=Path, default=BENCH_DIR, help="where RESULTS.md goes (default bench/)")
+    args = parser.parse_args(argv)
+
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
+        return 2
+    if args.smoke:
+        plan = Plan(["XXXModel"], args.apps.split(","), [4, 16], 1, 1.0, 0.0, args.wrk_threads, False)
+    else:
+        plan = Plan(
+            [w for w in args.workloads.split(",") if w],
+            [a for a in args.apps.split(",") if a],
+            [int(c) for c in args.connections.split(",")],
+            args.runs,
+            args.duration,
+            args.warmup,
+            args.wrk_threads,
+            args.profile,
+        )
+    unknown = [w for w in plan.workloads if w not in WORKLOADS] + [a for a in plan.apps if a not in APPS]
+    if unknown:
+        parser.error(f"unknown workloads or apps: {', '.join(unknown)}")
+
+    command = "python -m bench.run " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    machine_line = machine()
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
+        rows, notes = benchmark(plan, Path(scratch), lambda line: print(line, file=sys.stderr, flush=True))
+    print(markdown_table(rows))
+    print()
+    print(targets_table(rows))
+    path = write_results(rows, notes, command.strip(), args.output_dir, plan, machine_line)
+    print(f"\nwrote {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

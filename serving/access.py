@@ -1,0 +1,164 @@
+"""Who may call the API: optional API keys, checked on every route that is not public.
+
+When keys are configured (`API_KEYS`, `API_KEYS_SECRET`), every route requires
+`Authorization: Bearer <secret>` or `X-API-Key: <secret>` unless its view is marked
+`@public` (health, readiness, warmup, the OpenAPI document, docs, the demo page and static
+files) or the request is a CORS preflight (`OPTIONS`; browsers send no credentials on
+those). Anything else gets a 401 JSON error with `WWW-Authenticate: Bearer`. Deny by
+default: a route added later is protected unless it says otherwise.
+
+For other modules:
+
+- `flask.g.api_key_id` is the id of the key that authenticated this request (`str`), or
+  `None` when keys are off or the route is public. Jobs record it as their owner and show
+  a job only to the same key.
+- `authorize_model(name)` raises `ModelForbidden` (403) when the request's key is scoped to
+  other models; `may_use_model(name)` says whether it may.
+- `@public` marks a view that never needs a key.
+
+The secret itself is never stored on `g`, logged, or echoed; the logs carry `key_id`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+from flask import Flask, current_app, g, request
+
+from serving.errors import ModelForbidden, Unauthorized
+from serving.keyspec import ApiKey, KeyRing, parse_key_specs
+from serving.secretmanager import access_secret
+from serving.settings import Settings, SettingsError
+
+log = logging.getLogger("serving.access")
+
+EXTENSION_KEY = "serving.access"
+_PUBLIC_ATTR = "_serving_public"
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def public(view: F) -> F:
+    """Mark a view function as open to everyone, even when API keys are required."""
+    setattr(view, _PUBLIC_ATTR, True)
+    return view
+
+
+def load_key_ring(settings: Settings, fetch_secret: Callable[[str], str] = access_secret) -> KeyRing:
+    """The keys from `API_KEYS` plus those in the `API_KEYS_SECRET` secret, if set.
+
+    Raises `SettingsError` naming the variable when the secret cannot be read or parsed.
+    """
+    keys: list[ApiKey] = list(settings.api_keys)
+    if settings.api_keys_secret:
+        payload = fetch_secret(settings.api_keys_secret)
+        try:
+            from_secret = parse_key_specs(payload)
+        except ValueError as exc:
+            raise SettingsError(f"API_KEYS_SECRET={settings.api_keys_secret!r}: not a valid key list: {exc}") from None
+        if not from_secret:
+            raise SettingsError(f"API_KEYS_SECRET={settings.api_keys_secret!r}: the secret holds no keys")
+        keys.extend(from_secret)
+    try:
+        return KeyRing(keys)
+    except ValueError as exc:
+        raise SettingsError(f"API_KEYS and API_KEYS_SECRET together are not valid: {exc}") from None
+
+
+def key_ring(app: Flask | None = None) -> KeyRing:
+    """The app's `KeyRing` (empty when keys are off)."""
+    ring: KeyRing = (app or current_app).extensions[EXTENSION_KEY]
+    return ring
+
+
+def _presented_secret() -> str | None:
+    authorization = request.headers.get("Authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    api_key = request.headers.get("X-API-Key", "").strip()
+    return api_key or None
+
+
+def is_public_view(view: object) -> bool:
+    """True when `view` was marked `@public`."""
+    return bool(getattr(view, _PUBLIC_ATTR, False))
+
+
+def is_public_request() -> bool:
+    """True for requests that never need a key: preflights, public views, unmatched routes."""
+    if request.method == "OPTIONS":
+        return True
+    endpoint = request.endpoint
+    if endpoint is None:
+        # No route matched: the 404 or 405 that follows reveals nothing a key protects.
+        return True
+    if endpoint == "static" or endpoint.endswith(".static"):
+        return True
+    return is_public_view(current_app.view_functions.get(endpoint))
+
+
+def current_key() -> ApiKey | None:
+    """The key that authenticated the current request, or None."""
+    key: ApiKey | None = g.get("_api_key")
+    return key
+
+
+def may_use_model(name: str) -> bool:
+    """True unless the request's key is scoped to models other than `name`."""
+    key = current_key()
+    return key is None or key.may_use(name)
+
+
+def authorize_model(name: str) -> None:
+    """Raise `ModelForbidden` (403) when the request's key may not call model `name`."""
+    if not may_use_model(name):
+        raise ModelForbidden(f"This API key may not use model {name!r}")
+
+
+def install_access_control(app: Flask, ring: KeyRing) -> None:
+    """Identify the caller before each request; `enforce_access_control` rejects later.
+
+    Split in two so the rate limiter, installed between them, counts rejected attempts
+    per client address too (guessing keys costs the guesser their rate limit).
+    """
+    app.extensions[EXTENSION_KEY] = ring
+    if ring.enabled:
+        log.info(
+            "API keys required on model routes: %s",
+            ", ".join(f"{key.id} (sha256 {key.fingerprint})" for key in ring.keys),
+        )
+
+    @app.before_request
+    def _identify() -> None:
+        g.api_key_id = None
+        g._api_key = None
+        if not ring.enabled:
+            return
+        presented = _presented_secret()
+        key = ring.authenticate(presented) if presented is not None else None
+        if key is not None:
+            g._api_key = key
+            g.api_key_id = key.id
+        g._auth_problem = None if key is not None else ("missing" if presented is None else "invalid")
+
+
+def enforce_access_control(app: Flask) -> None:
+    """Reject requests to protected routes that did not present a valid key (401)."""
+
+    @app.before_request
+    def _enforce() -> None:
+        problem = g.get("_auth_problem")
+        if problem is None or is_public_request():
+            return
+        # Say which of the two it was, never anything about the secret that was sent.
+        g.auth_failure = problem
+        error = Unauthorized(
+            "Missing API key: send Authorization: Bearer <key> or X-API-Key: <key>"
+            if problem == "missing"
+            else "Invalid API key"
+        )
+        error.headers["WWW-Authenticate"] = 'Bearer realm="model-serving"'
+        raise error

@@ -1,0 +1,410 @@
+"""Adaptive micro-batching: concurrent requests to one model run as one `predict_batch`.
+
+In each worker process, every model whose handler defines `predict_batch` gets a
+`Batcher`. A request that finds the model idle with nobody queued runs at once, on its
+own thread, exactly as it would without batching: a lone client pays nothing. Requests
+that arrive while the model is busy queue up. When the model is free, a runner thread
+takes up to `max_batch_size` of them and runs them as one `predict_batch`; each request
+gets its own result or its own error (`Inference.predict_many` retries item by item when
+the batch call fails, so one bad item fails only itself). A full queue answers 503
+`Overloaded` with `Retry-After` instead of growing without bound.
+
+Batches therefore grow with load by themselves: under no load every call is single, under
+heavy load a batch holds everything that arrived during the previous model call. The
+runner waits for a batch to fill (at most `max_latency_ms` after its oldest request
+arrived) only when requests for the model are known to be on their way — announced by
+`announce()` when their HTTP request started and not yet submitted — and never longer
+than a model call has been taking, since waiting longer than a call costs more than
+making another one.
+
+Threads do not survive `fork()`: with gunicorn's `preload_app` the app is built in the
+master and forked, so runner threads are started lazily, in the process that needs them,
+and a batcher created before a fork is replaced in the child.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from flask import Flask, g, has_request_context, request
+
+from serving.errors import ApiError, InternalError, Overloaded
+from serving.inference import Inference
+from serving.registry import BatchPolicy, ModelRuntime, ModelStatus
+from serving.settings import Settings
+from serving.state import get_state
+from serving.timebudget import TimeBudget
+
+log = logging.getLogger("serving.batching")
+
+# Weight of the newest model call in the running average of call durations.
+_EWMA_WEIGHT = 0.2
+# The route whose requests are announced, and where the announcement is kept.
+_PREDICT_ENDPOINT = "api.predict"
+_ANNOUNCED = "_serving_batch_announced"
+
+
+class BatchObserver(Protocol):
+    """Receives what the batchers do (the metrics implement it)."""
+
+    def observe_batch(self, model: str, size: int, seconds: float) -> None:
+        """One model call ran `size` requests in `seconds`."""
+
+    def set_queue_depth(self, model: str, depth: int) -> None:
+        """`depth` requests now wait for `model` in this process."""
+
+
+class _NoObserver:
+    def observe_batch(self, model: str, size: int, seconds: float) -> None:
+        pass
+
+    def set_queue_depth(self, model: str, depth: int) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    """A model's effective limits: its handler's `BATCH`, overridden by settings."""
+
+    max_batch_size: int
+    max_latency_ms: float
+    queue_limit: int
+
+    @classmethod
+    def resolve(
+        cls, policy: BatchPolicy, *, max_batch_size: int | None, max_latency_ms: float | None, queue_limit: int
+    ) -> BatchLimits:
+        """`policy` with each override that is not None applied."""
+        return cls(
+            max_batch_size=max_batch_size if max_batch_size is not None else policy.max_batch_size,
+            max_latency_ms=max_latency_ms if max_latency_ms is not None else policy.max_latency_ms,
+            queue_limit=queue_limit,
+        )
+
+
+class _Waiter:
+    """One queued request: its payload, and a lock held until its outcome is set."""
+
+    __slots__ = ("_done", "enqueued", "outcome", "payload")
+
+    def __init__(self, payload: Any) -> None:
+        self.payload = payload
+        self.enqueued = time.monotonic()
+        self.outcome: Any = None
+        # A bare lock is the cheapest one-shot signal between two threads.
+        self._done = threading.Lock()
+        self._done.acquire()
+
+    def resolve(self, outcome: Any) -> None:
+        self.outcome = outcome
+        self._done.release()
+
+    def wait(self) -> Any:
+        self._done.acquire()
+        return self.outcome
+
+
+class Batcher:
+    """Gathers one model's concurrent requests into batches, in one process."""
+
+    def __init__(
+        self,
+        name: str,
+        limits: BatchLimits,
+        run_one: Callable[[Any], Any],
+        run_many: Callable[[list[Any]], list[Any]],
+        observer: BatchObserver | None = None,
+    ) -> None:
+        """`run_one(payload)` returns a result or raises `ApiError`; `run_many(payloads)`
+        returns one result or `ApiError` per payload, in order."""
+        self.name = name
+        self.limits = limits
+        self._run_one = run_one
+        self._run_many = run_many
+        self._observer: BatchObserver = observer or _NoObserver()
+        self._max_size = limits.max_batch_size
+        self._max_wait_s = limits.max_latency_ms / 1000
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: deque[_Waiter] = deque()
+        self._busy = False  # a model call (single or batch) is running
+        self._arriving = 0  # announced requests that have not submitted yet
+        self._call_seconds = 0.0  # running average of one model call's duration
+        self._runner: threading.Thread | None = None
+        self._runner_ident: int | None = None
+
+    # --- what request threads call ---
+
+    def announce(self) -> None:
+        """A request for this model has started and will probably `submit()` soon."""
+        with self._cond:
+            self._arriving += 1
+
+    def withdraw(self) -> None:
+        """An announced request ended without submitting (e.g. its input was invalid)."""
+        with self._cond:
+            self._arriving = max(0, self._arriving - 1)
+
+    def submit(self, payload: Any, *, announced: bool = False) -> Any:
+        """The payload's result, computed alone or in a batch; raises its `ApiError`.
+
+        `announced` says this request called `announce()` first.
+        """
+        with self._cond:
+            if announced:
+                self._arriving = max(0, self._arriving - 1)
+            if not self._busy and not self._queue:
+                self._busy = True
+                waiter = None
+            else:
+                depth = len(self._queue)
+                if depth >= self.limits.queue_limit:
+                    raise self._overloaded(depth)
+                waiter = _Waiter(payload)
+                self._queue.append(waiter)
+                depth += 1
+                if self._runner is None:
+                    self._start_runner()
+                # The runner waits either for a first request or for a batch to fill.
+                if depth == 1 or depth >= self._max_size:
+                    self._cond.notify()
+        if waiter is None:
+            return self._run_alone(payload)
+        self._observer.set_queue_depth(self.name, depth)
+        outcome = waiter.wait()
+        if isinstance(outcome, ApiError):
+            raise outcome
+        return outcome
+
+    def in_runner(self) -> bool:
+        """True on this batcher's runner thread (whose model calls must not queue again)."""
+        return threading.get_ident() == self._runner_ident
+
+    def queue_depth(self) -> int:
+        """Requests waiting now."""
+        return len(self._queue)
+
+    def arriving(self) -> int:
+        """Requests announced and not yet submitted or withdrawn."""
+        return self._arriving
+
+    # --- internals ---
+
+    def _overloaded(self, depth: int) -> Overloaded:
+        error = Overloaded(
+            f"Model {self.name} has {depth} requests waiting in this server process; retry in a moment",
+        )
+        error.headers["Retry-After"] = "1"
+        return error
+
+    def _run_alone(self, payload: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return self._run_one(payload)
+        finally:
+            elapsed = time.perf_counter() - started
+            with self._cond:
+                self._busy = False
+                self._note_call(elapsed)
+                if self._queue:
+                    self._cond.notify()
+            self._observer.observe_batch(self.name, 1, elapsed)
+
+    def _note_call(self, seconds: float) -> None:
+        previous = self._call_seconds
+        self._call_seconds = seconds if previous == 0.0 else previous + _EWMA_WEIGHT * (seconds - previous)
+
+    def _start_runner(self) -> None:
+        thread = threading.Thread(target=self._serve, name=f"batcher-{self.name}", daemon=True)
+        thread.start()
+        self._runner = thread
+
+    def _serve(self) -> None:
+        self._runner_ident = threading.get_ident()
+        while True:
+            batch, depth = self._next_batch()
+            self._observer.set_queue_depth(self.name, depth)
+            self._execute(batch)
+
+    def _next_batch(self) -> tuple[list[_Waiter], int]:
+        with self._cond:
+            while self._busy or not self._queue:
+                self._cond.wait()
+            # While the queue is not empty nobody else starts a model call, so the model
+            # stays free while this waits for the announced requests to arrive.
+            wait_s = min(self._max_wait_s, self._call_seconds)
+            deadline = self._queue[0].enqueued + wait_s
+            while len(self._queue) < self._max_size and self._arriving > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            size = min(len(self._queue), self._max_size)
+            batch = [self._queue.popleft() for _ in range(size)]
+            self._busy = True
+            return batch, len(self._queue)
+
+    def _execute(self, batch: list[_Waiter]) -> None:
+        started = time.perf_counter()
+        outcomes: list[Any] = []
+        try:
+            outcomes = self._outcomes([waiter.payload for waiter in batch])
+        finally:
+            elapsed = time.perf_counter() - started
+            with self._cond:
+                self._busy = False
+                self._note_call(elapsed)
+            if len(outcomes) != len(batch):  # only when something above escaped
+                outcomes = [InternalError("The batch failed; quote the request id when reporting it")] * len(batch)
+                outcomes = [copy.copy(error) for error in outcomes]
+            for waiter, outcome in zip(batch, outcomes, strict=True):
+                waiter.resolve(outcome)
+            self._observer.observe_batch(self.name, len(batch), elapsed)
+
+    def _outcomes(self, payloads: list[Any]) -> list[Any]:
+        try:
+            outcomes = self._run_many(payloads)
+        except ApiError as error:  # e.g. the model is not loaded: every item gets it
+            return [_copy_error(error) for _ in payloads]
+        except Exception:
+            log.exception("batch of %d failed", len(payloads), extra={"model": self.name})
+            return [
+                InternalError("The model failed on this input; quote the request id when reporting it")
+                for _ in payloads
+            ]
+        if len(outcomes) != len(payloads):
+            log.error("batch of %d returned %d outcomes", len(payloads), len(outcomes), extra={"model": self.name})
+            return [InternalError("The model returned no result for this input") for _ in payloads]
+        return outcomes
+
+
+def _copy_error(error: ApiError) -> ApiError:
+    # Each waiting thread raises its own instance: raising one object from several
+    # threads at once would tangle their tracebacks.
+    duplicate = copy.copy(error)
+    duplicate.headers = dict(error.headers)
+    return duplicate
+
+
+class BatchingInference(Inference):
+    """`Inference` whose single predictions go through a per-model `Batcher`.
+
+    Models without `predict_batch` (and all models when batching is off) are called
+    directly, as by `Inference`. Batchers are per process and created on first use.
+    """
+
+    def __init__(
+        self,
+        *,
+        validate_output: bool,
+        max_batch_size: int | None = None,
+        max_latency_ms: float | None = None,
+        queue_limit: int = 256,
+        observer: BatchObserver | None = None,
+        budget: TimeBudget | None = None,
+    ) -> None:
+        super().__init__(validate_output=validate_output, budget=budget)
+        self._overrides = (max_batch_size, max_latency_ms, queue_limit)
+        self.observer: BatchObserver = observer or _NoObserver()
+        self._batchers: dict[str, Batcher] = {}
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def batcher_for(self, runtime: ModelRuntime) -> Batcher | None:
+        """This process's batcher for `runtime`, or None when it cannot batch."""
+        if runtime.spec.predict_batch is None:
+            return None
+        if self._pid != os.getpid():
+            # Forked: the parent's runner threads do not exist here.
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._batchers = {}
+                    self._lock = threading.Lock()
+                    self._pid = os.getpid()
+        batcher = self._batchers.get(runtime.spec.name)
+        if batcher is None:
+            with self._lock:
+                batcher = self._batchers.get(runtime.spec.name)
+                if batcher is None:
+                    batcher = self._new_batcher(runtime)
+                    self._batchers[runtime.spec.name] = batcher
+        return batcher
+
+    def _new_batcher(self, runtime: ModelRuntime) -> Batcher:
+        max_batch_size, max_latency_ms, queue_limit = self._overrides
+        limits = BatchLimits.resolve(
+            runtime.spec.batch, max_batch_size=max_batch_size, max_latency_ms=max_latency_ms, queue_limit=queue_limit
+        )
+        return Batcher(
+            runtime.spec.name,
+            limits,
+            run_one=lambda payload: Inference.predict(self, runtime, payload),
+            run_many=lambda payloads: self.predict_many(runtime, payloads),
+            observer=self.observer,
+        )
+
+    def predict(self, runtime: ModelRuntime, payload: Any) -> Any:
+        """One payload's result, batched with concurrent requests to the same model."""
+        batcher = self.batcher_for(runtime)
+        if batcher is None or batcher.in_runner():
+            # `predict_many`'s item-by-item fallback runs on the runner: call directly.
+            return super().predict(runtime, payload)
+        announced = has_request_context() and g.pop(_ANNOUNCED, None) is batcher
+        return batcher.submit(payload, announced=announced)
+
+
+def create_inference(settings: Settings, observer: BatchObserver | None = None) -> Inference:
+    """The app's `Inference`: batching unless `settings.batching` is off.
+
+    Either way each model call runs within its time budget (serving/timebudget.py): a
+    batch that overruns answers 504 to every request in it.
+    """
+    budget = TimeBudget(default_timeout_s=settings.predict_timeout_s, max_abandoned=settings.max_abandoned_calls)
+    if not settings.batching:
+        return Inference(validate_output=settings.validate_output, budget=budget)
+    return BatchingInference(
+        validate_output=settings.validate_output,
+        max_batch_size=settings.batch_max_size,
+        max_latency_ms=settings.batch_max_latency_ms,
+        queue_limit=settings.batch_queue_limit,
+        observer=observer,
+        budget=budget,
+    )
+
+
+def install_batching_hooks(app: Flask) -> None:
+    """Announce each `POST /v1/<Name>` to its model's batcher as soon as it starts.
+
+    The announcement tells the batcher that a request is on its way (its body is still
+    being read, parsed and validated), so a batch about to run may wait for it. Does
+    nothing when the app's inference does not batch.
+    """
+    state = get_state(app)
+    inference, registry = state.inference, state.registry
+    if not isinstance(inference, BatchingInference):
+        return
+
+    @app.before_request
+    def _announce() -> None:
+        if request.endpoint != _PREDICT_ENDPOINT or not request.view_args:
+            return
+        runtime = registry.get(request.view_args.get("name", ""))
+        if runtime is None or runtime.status is not ModelStatus.READY:
+            return
+        batcher = inference.batcher_for(runtime)
+        if batcher is not None:
+            batcher.announce()
+            setattr(g, _ANNOUNCED, batcher)
+
+    @app.teardown_request
+    def _withdraw(_exc: BaseException | None) -> None:
+        batcher = g.pop(_ANNOUNCED, None)
+        if batcher is not None:
+            batcher.withdraw()

@@ -1,0 +1,71 @@
+"""Per-client rate limits with Flask-Limiter: 429 JSON with `Retry-After` when exceeded.
+
+`RATE_LIMITS` (e.g. `100/minute;10/second`, Flask-Limiter's syntax) applies to each
+client across all protected routes together. A client is its API key when it presented a
+valid one, else its IP address: `request.remote_addr`, which behind Google's front end is
+the address the one trusted proxy hop reported (see `ProxyFix` in the app factory), never
+a client-supplied `X-Forwarded-For` entry. Public routes (health, docs, static files) and
+CORS preflights are not counted.
+
+Counters live in memory by default, one set per gunicorn worker process (so with W
+workers a client can get up to W times the limit from one instance); with
+`RATE_LIMIT_STORAGE_URL=redis://...` (Memorystore on Google Cloud) they are shared by every
+worker and instance. If Redis becomes unreachable, requests are still served, counted in
+memory until it is back, and the outage is logged: rate limiting never takes the API down.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from flask import Flask, Response, g, request
+from flask_limiter import Limiter
+
+from serving import access
+
+EXTENSION_KEY = "serving.ratelimits"
+# Fail fast when Redis is unreachable: a request must not wait long for its counter.
+_REDIS_OPTIONS: dict[str, str | int] = {"socket_connect_timeout": 1, "socket_timeout": 1}
+
+
+def client_identity() -> str:
+    """The bucket a request is counted in: its API key id, else its client address."""
+    key_id = g.get("api_key_id")
+    if key_id:
+        return f"key:{key_id}"
+    return f"ip:{request.remote_addr or 'unknown'}"
+
+
+def install_rate_limits(app: Flask, *, limits: str, storage_url: str | None, key_prefix: str) -> Limiter | None:
+    """Count requests per client before each protected request; None when `limits` is ''."""
+    if not limits:
+        return None
+    storage = storage_url or "memory://"
+    limiter = Limiter(
+        key_func=client_identity,
+        application_limits=[limits],
+        storage_uri=storage,
+        storage_options=_REDIS_OPTIONS if storage.startswith(("redis", "rediss")) else {},
+        strategy="sliding-window-counter",
+        key_prefix=key_prefix,
+        # Redis down: keep serving with per-process counters (logged), never a 500.
+        in_memory_fallback_enabled=True,
+        swallow_errors=True,
+        headers_enabled=False,
+    )
+    # Public routes and preflights are never counted (nor refused).
+    limiter.request_filter(access.is_public_request)
+    limiter.init_app(app)
+    app.extensions[EXTENSION_KEY] = limiter
+
+    @app.after_request
+    def _retry_after(response: Response) -> Response:
+        if response.status_code == 429:
+            current = limiter.current_limit
+            if current is not None and current.breached:
+                seconds = max(1, math.ceil(current.reset_at - time.time()))
+                response.headers["Retry-After"] = str(seconds)
+        return response
+
+    return limiter

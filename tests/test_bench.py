@@ -1,0 +1,75 @@
+"""The benchmark still runs: `python -m bench.run --smoke` end to end (no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.run import Row, markdown_table, summarize_profile, targets
+from tests.conftest import require_service
+from tests.servers import PROJECT_ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def test_smoke_run_prints_the_table_and_writes_results(tmp_path: Path) -> None:
+    require_service(shutil.which("wrk") is not None, "wrk is not installed (apt-get install -y wrk)")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke", "--output-dir", str(tmp_path)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| app | model | connections | req/s |" in result.stdout
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert {(row["app"], row["model"]) for row in rows} == {("model-serving", "XXXModel"), ("baseline", "XXXModel")}
+    assert all(row["runs"] and row["runs"][0]["requests"] > 0 for row in rows)
+    results = (tmp_path / "RESULTS.md").read_text()
+    assert "python -m bench.run --smoke" in results
+    assert "| model-serving | XXXModel |" in results
+    assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG")
+
+
+def _row(app: str, model: str, connections: int, rps: float, p99: float, ratio: float | None) -> Row:
+    return Row(app, model, connections, rps, 1.0, p99, 0, 1.0, 80.0, 40.0, 2, ratio=ratio)
+
+
+def test_targets_are_judged_from_the_rows() -> None:
+    rows = [
+        _row("model-serving", "Digits", 64, 1400, 70.0, 7.5),
+        _row("model-serving", "Digits", 16, 700, 50.0, 3.9),
+        _row("model-serving", "XXXModel", 64, 2000, 40.0, 1.6),
+    ]
+
+    verdicts = {target: met for target, _, met in targets(rows)}
+
+    assert verdicts["Digits, 64 clients: >= 7.0x baseline, p99 <= 80 ms"] is True
+    assert verdicts["Digits, 16 clients: >= 3.5x baseline, p99 <= 45 ms"] is False  # p99 too high
+    assert verdicts["Digits >= 60% of XXXModel's throughput (64 clients)"] is True
+    assert verdicts["XXXModel, every feature on: >= 1.5x baseline (64 clients)"] is True
+    assert "| model-serving | Digits | 64 | 1400 |" in markdown_table(rows)
+
+
+def test_profile_summary_ranks_functions_and_hides_thread_plumbing() -> None:
+    collapsed = "\n".join(
+        [
+            "_bootstrap (threading.py:1002);handle (gunicorn/workers/gthread.py:553);predict (serving/api.py:42) 30",
+            "_bootstrap (threading.py:1002);handle (gunicorn/workers/gthread.py:553) 10",
+        ]
+    )
+
+    summary = summarize_profile(collapsed)
+
+    assert "| `handle (workers/gthread.py)` | 100.0% | 25.0% |" in summary
+    assert "| `predict (serving/api.py)` | 75.0% | 75.0% |" in summary
+    assert "threading.py" not in summary
