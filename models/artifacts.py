@@ -1,0 +1,240 @@
+"""Fitted scikit-learn models on disk: skops files with a sha256 manifest beside them.
+
+An artifact is written by a model's `train` module and read by its `setup()`:
+
+- `write_artifact` saves an estimator with `skops.io` (never pickle: loading a pickle
+  runs whatever code the file names) in a canonical form, so that retraining with the same
+  seed and library versions gives the same bytes, and writes `artifact.json` beside it.
+- `load_artifact` refuses a file whose sha256 differs from the manifest's, or that holds
+  a type outside the caller's allow-list, with an `ArtifactError` that names the file and
+  what is wrong. The core shows that message as the model's failed-readiness reason.
+
+Canonical form: `skops.io.dumps` names its array members after `id()` of the arrays, puts
+those ids in its schema, and stamps every zip member with the current time. The rewrite
+numbers ids and members in the (deterministic) order of the schema and uses a fixed
+timestamp; the content is unchanged, so `skops.io.loads` reads it as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import platform
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Collection
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MANIFEST_NAME = "artifact.json"
+
+# Library versions that decide an artifact's bytes: the fitted numbers (numpy, scipy,
+# scikit-learn), the file layout (skops) and the deflate stream (zlib).
+REPRODUCIBILITY_LIBRARIES = ("numpy", "scipy", "scikit-learn", "skops")
+
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
+
+
+class ArtifactError(RuntimeError):
+    """A model artifact is missing, corrupt, replaced, or holds types it must not."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What `artifact.json` records about one artifact file."""
+
+    artifact: str  # file name, in the manifest's directory
+    sha256: str
+    size_bytes: int
+    trusted_types: tuple[str, ...]  # types skops does not trust by default, reviewed by us
+    held_out_accuracy: float
+    seed: int
+    training: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """Stable JSON text (sorted keys, trailing newline), so rewrites diff cleanly."""
+        data = asdict(self)
+        data["trusted_types"] = list(self.trusted_types)
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def display_path(path: Path) -> str:
+    """`path` relative to the project root when inside it, so messages show no host paths."""
+    try:
+        return path.resolve().relative_to(PROJECT_ROOT).as_posix()
+    except ValueError:
+        return path.name
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and of the libraries that decide an artifact's bytes."""
+    versions = {name: metadata.version(name) for name in REPRODUCIBILITY_LIBRARIES}
+    versions["zlib"] = zlib.ZLIB_RUNTIME_VERSION
+    versions["python"] = platform.python_version()
+    return versions
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def canonical_dumps(obj: Any) -> bytes:
+    """`skops.io.dumps(obj)` with ids, member names and timestamps made deterministic."""
+    import skops.io  # type: ignore[import-untyped]
+
+    raw = skops.io.dumps(obj)
+    with zipfile.ZipFile(io.BytesIO(raw)) as source:
+        schema = json.loads(source.read("schema.json"))
+        renames: dict[str, str] = {}
+        _renumber(schema, ids={}, renames=renames)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as target:
+            for name in source.namelist():
+                content = json.dumps(schema, indent=2).encode() if name == "schema.json" else source.read(name)
+                info = zipfile.ZipInfo(renames.get(name, name), date_time=_ZIP_EPOCH)
+                info.create_system = 3  # Unix, whatever the host, so the header bytes match
+                info.external_attr = 0o644 << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                # Tree arrays are mostly zeros: deflate makes the digits forest ~8x smaller.
+                target.writestr(info, content, compresslevel=9)
+    return buffer.getvalue()
+
+
+def _renumber(node: Any, ids: dict[int, int], renames: dict[str, str]) -> None:
+    """Replace skops's `id()`-based `__id__`s and member names by counters, in place."""
+    if isinstance(node, list):
+        for item in node:
+            _renumber(item, ids, renames)
+        return
+    if not isinstance(node, dict):
+        return
+    for key, value in node.items():
+        if key == "__id__" and isinstance(value, int):
+            # Start at 1: skops treats a falsy id as "not memoised".
+            node[key] = ids.setdefault(value, len(ids) + 1)
+        elif key == "file" and isinstance(value, str):
+            suffix = Path(value).suffix
+            node[key] = renames.setdefault(value, f"{len(renames) + 1:06d}{suffix}")
+        else:
+            _renumber(value, ids, renames)
+
+
+def write_artifact(
+    obj: Any,
+    directory: Path,
+    filename: str,
+    *,
+    trusted_types: Collection[str],
+    held_out_accuracy: float,
+    seed: int,
+    training: dict[str, Any],
+) -> Manifest:
+    """Save `obj` as `directory/filename` plus `artifact.json`; return the manifest.
+
+    Fails if the saved file needs a type outside `trusted_types`: a new type must be
+    reviewed and added to the model's allow-list in code, not trusted silently.
+    """
+    import skops.io
+
+    data = canonical_dumps(obj)
+    found = skops.io.get_untrusted_types(data=data)
+    unexpected = sorted(set(found) - set(trusted_types))
+    if unexpected:
+        raise ArtifactError(
+            f"{filename}: the fitted model needs types outside the allow-list: {', '.join(unexpected)}; "
+            "review them and add them to the model's TRUSTED_TYPES"
+        )
+    manifest = Manifest(
+        artifact=filename,
+        sha256=sha256_hex(data),
+        size_bytes=len(data),
+        trusted_types=tuple(sorted(found)),
+        held_out_accuracy=held_out_accuracy,
+        seed=seed,
+        training=training,
+        versions=library_versions(),
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    _write_atomically(directory / filename, data)
+    _write_atomically(directory / MANIFEST_NAME, manifest.to_json().encode())
+    return manifest
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    # A reader (a server starting while training runs) sees the old file or the new one,
+    # never half of one.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_manifest(path: Path) -> Manifest:
+    """The manifest at `path`, or an `ArtifactError` that says what is wrong with it."""
+    name = display_path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{name}: manifest not found; run the model's training command") from None
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{name}: manifest is unreadable ({exc.__class__.__name__})") from None
+    try:
+        return Manifest(
+            artifact=str(data["artifact"]),
+            sha256=str(data["sha256"]),
+            size_bytes=int(data["size_bytes"]),
+            trusted_types=tuple(str(t) for t in data["trusted_types"]),
+            held_out_accuracy=float(data["held_out_accuracy"]),
+            seed=int(data["seed"]),
+            training=dict(data.get("training", {})),
+            versions={str(k): str(v) for k, v in data.get("versions", {}).items()},
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{name}: manifest lacks or mistypes a field ({exc})") from None
+
+
+def load_artifact(directory: Path, filename: str, trusted_types: Collection[str]) -> Any:
+    """Load `directory/filename` after checking it against `directory/artifact.json`.
+
+    `trusted_types` is the model's allow-list in code. The manifest cannot widen it: a
+    manifest travels with its artifact, so it vouches for integrity, not for trust.
+    """
+    import skops.io
+    from skops.io.exceptions import UntrustedTypesFoundException  # type: ignore[import-untyped]
+
+    manifest = read_manifest(directory / MANIFEST_NAME)
+    path = directory / filename
+    name = display_path(path)
+    if manifest.artifact != filename:
+        raise ArtifactError(f"{name}: the manifest describes {manifest.artifact!r}, not this file")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ArtifactError(f"{name}: artifact not found; run the model's training command") from None
+    except OSError as exc:
+        raise ArtifactError(f"{name}: artifact is unreadable ({exc.strerror})") from None
+    digest = sha256_hex(data)
+    if digest != manifest.sha256:
+        raise ArtifactError(
+            f"{name}: sha256 {digest[:16]}… does not match the manifest's {manifest.sha256[:16]}…; "
+            "the file is corrupt or was replaced without retraining"
+        )
+    try:
+        return skops.io.loads(data, trusted=sorted(trusted_types))
+    except UntrustedTypesFoundException as exc:
+        detail = str(exc).splitlines()[0]
+        raise ArtifactError(f"{name}: holds types outside the model's allow-list. {detail}") from None
+    except Exception as exc:  # noqa: BLE001 - skops reports a malformed file in many ways
+        raise ArtifactError(f"{name}: not a loadable skops file ({exc.__class__.__name__}: {exc})") from None

@@ -1,0 +1,298 @@
+"""The Digits handler: accuracy, the 8x8 preprocessing, and hostile images."""
+
+from __future__ import annotations
+
+import base64
+import io
+import struct
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from handlers import digits
+from models.digits import image, rendering
+from models.digits.examples import SEVEN_DATA_URL, THREE_BASE64
+from models.digits.train import split
+from models.errors import InvalidInput
+
+ACCURACY_FLOOR = 0.9
+SAMPLES = Path(digits.__file__).resolve().parents[1] / "models" / "digits" / "samples"
+
+
+def _encode(picture: Image.Image, image_format: str = "PNG", **options: Any) -> bytes:
+    buffer = io.BytesIO()
+    picture.save(buffer, format=image_format, **options)
+    return buffer.getvalue()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _drawn(digit: int, size: int = 64) -> Image.Image:
+    return Image.open(io.BytesIO(rendering.draw_digit(digit, size=size)))
+
+
+def _predict(model: Any, text: str) -> dict[str, Any]:
+    return digits.predict(model, {"image": text})
+
+
+# --- accuracy ------------------------------------------------------------------------
+
+
+def test_held_out_accuracy_on_the_8x8_features(digits_model: Any) -> None:
+    _, _, held_out = split()
+    results = digits_model.predict_features(held_out.features)
+    accuracy = np.mean([r["digit"] for r in results] == held_out.labels)
+    assert accuracy >= ACCURACY_FLOOR
+
+
+def test_held_out_accuracy_through_the_handler_as_pngs(digits_model: Any) -> None:
+    # The full path: each held-out image rendered to a dark-on-white PNG, sent as base64.
+    _, _, held_out = split()
+    payloads = [{"image": _b64(rendering.png_from_features(f))} for f in held_out.features]
+    results = digits.predict_batch(digits_model, payloads)
+    accuracy = np.mean([r["digit"] for r in results] == held_out.labels)
+    assert accuracy >= ACCURACY_FLOOR
+
+
+@pytest.mark.parametrize("digit", [3, 7])
+def test_committed_samples_read_as_their_digit(digits_model: Any, digit: int) -> None:
+    data = (SAMPLES / f"{digit}.png").read_bytes()
+    assert _predict(digits_model, _b64(data))["digit"] == digit
+
+
+@pytest.mark.parametrize(("text", "digit"), [(THREE_BASE64, 3), (SEVEN_DATA_URL, 7)], ids=["three", "seven"])
+def test_schema_examples_read_as_their_digit(digits_model: Any, text: str, digit: int) -> None:
+    assert _predict(digits_model, text)["digit"] == digit
+
+
+@pytest.mark.parametrize("digit", range(10))
+@pytest.mark.parametrize("size", [28, 64, 280])
+def test_drawn_digits(digits_model: Any, digit: int, size: int) -> None:
+    assert _predict(digits_model, _b64(rendering.draw_digit(digit, size=size)))["digit"] == digit
+
+
+# --- preprocessing -------------------------------------------------------------------
+
+
+def _centred_full_height(cells: np.ndarray) -> bool:
+    ink = cells.reshape(8, 8) >= 16 * image.INK_THRESHOLD
+    rows, columns = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    return bool(rows[0] == 0 and rows[-1] == 7 and columns[0] == 7 - columns[-1] and cells.max() == 16)
+
+
+def test_load_digits_image_rendered_to_png_round_trips() -> None:
+    # An image that already fills the height and is centred must come back as it was,
+    # within one count of 16: rendering and shrinking only round intensities.
+    _, _, held_out = split()
+    centred = [f for f in held_out.features if _centred_full_height(f)]
+    assert len(centred) > 100
+    for cells in centred:
+        recovered = image.features(_b64(rendering.png_from_features(cells, scale=8)))
+        np.testing.assert_allclose(recovered, cells, atol=1.0)
+
+
+def test_features_are_in_load_digits_range() -> None:
+    features = image.features(_b64(rendering.draw_digit(5)))
+    assert features.shape == (64,)
+    assert features.min() >= 0
+    assert features.max() == pytest.approx(16)
+
+
+def _transparent(digit: int, ink: tuple[int, int, int]) -> Image.Image:
+    gray = _drawn(digit)
+    picture = Image.new("RGBA", gray.size, (*ink, 0))
+    picture.putalpha(Image.eval(gray, lambda v: 255 - v))
+    return picture
+
+
+VARIANTS: dict[str, Callable[[int], str]] = {
+    "png-gray": lambda d: _b64(_encode(_drawn(d))),
+    "png-rgb": lambda d: _b64(_encode(_drawn(d).convert("RGB"))),
+    "png-palette": lambda d: _b64(_encode(_drawn(d).convert("P"))),
+    "png-1bit": lambda d: _b64(_encode(_drawn(d).point(lambda v: 255 if v > 127 else 0).convert("1"))),
+    "png-16bit": lambda d: _b64(_encode(Image.fromarray(np.asarray(_drawn(d), dtype=np.uint16) * 257))),
+    "png-transparent-canvas": lambda d: _b64(_encode(_transparent(d, (0, 0, 0)))),
+    "png-white-ink-on-transparent": lambda d: _b64(_encode(_transparent(d, (255, 255, 255)))),
+    "png-white-on-black": lambda d: _b64(_encode(Image.eval(_drawn(d), lambda v: 255 - v))),
+    "png-off-centre-in-a-big-frame": lambda d: _b64(_encode(_off_centre(d))),
+    "jpeg": lambda d: _b64(_encode(_drawn(d).convert("RGB"), "JPEG", quality=75)),
+    "jpeg-gray": lambda d: _b64(_encode(_drawn(d), "JPEG", quality=90)),
+    "data-url-png": lambda d: "data:image/png;base64," + _b64(_encode(_drawn(d))),
+    "data-url-jpeg": lambda d: "data:image/jpeg;base64," + _b64(_encode(_drawn(d), "JPEG")),
+    "base64-with-line-breaks": lambda d: base64.encodebytes(_encode(_drawn(d))).decode(),
+    "base64-url-safe-unpadded": lambda d: base64.urlsafe_b64encode(_encode(_drawn(d))).decode().rstrip("="),
+}
+
+
+def _off_centre(digit: int) -> Image.Image:
+    frame = Image.new("L", (300, 200), 250)
+    frame.paste(_drawn(digit, size=48), (220, 20))
+    return frame
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("digit", [3, 7])
+def test_image_variants_read_as_the_digit(digits_model: Any, variant: str, digit: int) -> None:
+    assert _predict(digits_model, VARIANTS[variant](digit))["digit"] == digit
+
+
+def test_jpeg_orientation_tag_is_applied(digits_model: Any) -> None:
+    # Stored rotated by 90 degrees with EXIF orientation 6 ("rotate 90 CW to view").
+    stored = _drawn(7).convert("RGB").transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    assert _predict(digits_model, _b64(_encode(stored, "JPEG", exif=exif)))["digit"] == 7
+
+
+# --- hostile and broken input --------------------------------------------------------
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _crafted_png(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares `width` x `height` grayscale pixels."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        image.PNG_SIGNATURE
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + _chunk(b"IEND", b"")
+    )
+
+
+def _jpeg_declaring(width: int, height: int) -> bytes:
+    data = bytearray(_encode(_drawn(7), "JPEG"))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def _jpeg_with_a_second_huge_frame_header() -> bytes:
+    data = _encode(_drawn(7), "JPEG")
+    sof = data.index(b"\xff\xc0")
+    length = int.from_bytes(data[sof + 2 : sof + 4], "big")
+    segment = bytearray(data[sof : sof + 2 + length])
+    segment[5:9] = struct.pack(">HH", 30_000, 30_000)
+    end = sof + 2 + length
+    return data[:end] + bytes(segment) + data[end:]
+
+
+def _animated(frames: int) -> bytes:
+    pictures = [_drawn(d) for d in range(frames)]
+    return _encode(pictures[0], "PNG", save_all=True, append_images=pictures[1:])
+
+
+def _corrupt_png() -> bytes:
+    data = bytearray(_encode(_drawn(7)))
+    data[60:90] = bytes(30)  # inside the compressed pixel data
+    return bytes(data)
+
+
+BAD_INPUTS: dict[str, tuple[Callable[[], str], str]] = {
+    "not-base64": (lambda: "this is not base64!", "not valid base64"),
+    "empty": (lambda: "", "empty"),
+    "only-whitespace": (lambda: " \n ", "empty"),
+    "empty-data-url": (lambda: "data:image/png;base64,", "empty"),
+    "text-bytes": (lambda: _b64(b"hello, I am a text file"), "not a PNG or JPEG"),
+    "gif": (lambda: _b64(_encode(_drawn(7), "GIF")), "GIF images are not accepted"),
+    "bmp": (lambda: _b64(_encode(_drawn(7), "BMP")), "BMP images are not accepted"),
+    "tiff": (lambda: _b64(_encode(_drawn(7), "TIFF")), "TIFF images are not accepted"),
+    "gif-data-url": (lambda: "data:image/gif;base64," + _b64(_encode(_drawn(7), "GIF")), "unsupported image type"),
+    "data-url-not-base64": (lambda: "data:image/png,%89PNG", "must be base64"),
+    "data-url-without-comma": (lambda: "data:image/png;base64", "no ','"),
+    "truncated-png": (lambda: _b64(_encode(_drawn(7))[:200]), "truncated or corrupt"),
+    "png-signature-only": (lambda: _b64(image.PNG_SIGNATURE), "header is missing or corrupt"),
+    "corrupt-png-data": (lambda: _b64(_corrupt_png()), "truncated or corrupt"),
+    "truncated-jpeg": (lambda: _b64(_encode(_drawn(7), "JPEG")[:300]), "truncated or corrupt"),
+    "jpeg-without-frame-header": (lambda: _b64(b"\xff\xd8\xff\xda\x00\x08" + bytes(20)), "no frame header"),
+    "png-declaring-100000x100000": (lambda: _b64(_crafted_png(100_000, 100_000)), "100000x100000 pixels"),
+    "png-declaring-zero-width": (lambda: _b64(_crafted_png(0, 10)), "zero width or height"),
+    "jpeg-declaring-60000x60000": (lambda: _b64(_jpeg_declaring(60_000, 60_000)), "60000x60000 pixels"),
+    "jpeg-with-a-second-huge-frame-header": (
+        lambda: _b64(_jpeg_with_a_second_huge_frame_header()),
+        "30000x30000 pixels",
+    ),
+    "animated-png-3-frames": (lambda: _b64(_animated(3)), "multi-frame"),
+    "huge-valid-png-5000x5000": (
+        lambda: _b64(_encode(Image.new("1", (5000, 5000), 1))),
+        "5000x5000 pixels: images may be at most 4096x4096",
+    ),
+    "too-wide-valid-png-4097x8": (lambda: _b64(_encode(Image.new("L", (4097, 8), 255))), "4097x8 pixels"),
+    "over-2-MiB": (lambda: "A" * 2_900_000, "too large"),
+    "over-base64-length": (lambda: "A" * (image.MAX_BASE64_CHARS + 1), "too large"),
+    "blank-white": (lambda: _b64(_encode(Image.new("L", (64, 64), 255))), "no digit found"),
+    "blank-transparent": (lambda: _b64(_encode(Image.new("RGBA", (64, 64), (0, 0, 0, 0)))), "no digit found"),
+    "low-contrast": (lambda: _b64(_encode(Image.eval(_drawn(7), lambda v: 230 + v // 12))), "no digit found"),
+}
+
+# Words that would mean a message leaks internals rather than speaking to the caller.
+LEAKS = ("Traceback", "PIL", "site-packages", "/work", "Errno", "zlib", "struct")
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_image_is_invalid_input_with_a_clear_message(digits_model: Any, case: str) -> None:
+    make, expected = BAD_INPUTS[case]
+    with pytest.raises(InvalidInput) as caught:
+        _predict(digits_model, make())
+    message = str(caught.value)
+    assert expected in message
+    assert not [word for word in LEAKS if word in message]
+    assert len(message) < 200
+
+
+def test_invalid_input_is_a_value_error() -> None:
+    assert issubclass(InvalidInput, ValueError)
+
+
+def test_the_header_is_checked_before_pillow_sees_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("Image.open must not be reached")
+
+    monkeypatch.setattr(Image, "open", refuse)
+    with pytest.raises(InvalidInput, match="100000x100000"):
+        image.open_image(_crafted_png(100_000, 100_000))
+
+
+@pytest.mark.parametrize("source", ["png", "jpeg"])
+def test_random_byte_damage_never_escapes_as_another_exception(digits_model: Any, source: str) -> None:
+    original = _encode(_drawn(7), "PNG" if source == "png" else "JPEG")
+    rng = np.random.default_rng(1234)
+    for _ in range(150):
+        damaged = bytearray(original)
+        for _ in range(int(rng.integers(1, 9))):
+            damaged[int(rng.integers(len(damaged)))] = int(rng.integers(256))
+        if rng.random() < 0.3:
+            damaged = damaged[: int(rng.integers(1, len(damaged)))]
+        try:
+            result = _predict(digits_model, _b64(bytes(damaged)))
+        except InvalidInput:
+            continue
+        assert 0 <= result["digit"] <= 9
+
+
+# --- batching and concurrency --------------------------------------------------------
+
+
+def test_predict_batch_raises_invalid_input_for_a_bad_item(digits_model: Any) -> None:
+    # The core then falls back to predicting item by item.
+    payloads = [{"image": THREE_BASE64}, {"image": "not base64!"}]
+    with pytest.raises(InvalidInput):
+        digits.predict_batch(digits_model, payloads)
+
+
+def test_concurrent_predictions_match_sequential_ones(digits_model: Any) -> None:
+    texts = [_b64(rendering.draw_digit(d, size=s)) for d in range(10) for s in (28, 64)]
+    sequential = [_predict(digits_model, t) for t in texts]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        concurrent = list(pool.map(lambda t: _predict(digits_model, t), texts * 3))
+    assert concurrent == sequential * 3
