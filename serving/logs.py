@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import time
 import traceback
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from flask import Flask, Response, g, request
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -32,9 +32,22 @@ _STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "a
 class JsonFormatter(logging.Formatter):
     """Formats a record as one JSON line with `severity`, which Cloud Logging reads."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        # Every request logs a line: format the date and time once per second, not per line.
+        self._second: tuple[int, str] = (-1, "")
+
+    def _timestamp(self, created: float) -> str:
+        whole = int(created)
+        second, prefix = self._second
+        if second != whole:
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+            self._second = (whole, prefix)
+        return f"{prefix}.{int((created - whole) * 1000):03d}+00:00"
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": self._timestamp(record.created),
             "severity": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -45,7 +58,11 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             # Error Reporting groups errors by the traceback found in the message.
             entry["message"] += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        try:
+            # orjson: a fifth of json.dumps' time, on a line written for every request.
+            return orjson.dumps(entry, default=str).decode()
+        except TypeError:  # e.g. an extra with non-string keys or a huge integer
+            return json.dumps(entry, default=str, ensure_ascii=False)
 
 
 class TextFormatter(logging.Formatter):
@@ -76,11 +93,16 @@ def configure_logging(level: str, fmt: str) -> None:
         root.addHandler(handler)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root.setLevel(level)
+    # Neither format shows the thread or process name, and looking them up is a visible
+    # part of every record's cost (one record per request).
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
 
 
 def new_request_id() -> str:
-    """A fresh, unguessable request id."""
-    return uuid.uuid4().hex
+    """A fresh, unguessable request id (32 hex digits)."""
+    return os.urandom(16).hex()
 
 
 def install_request_hooks(app: Flask) -> None:
