@@ -98,6 +98,10 @@ limit_request_field_size = 8190
 # --- server hooks ---
 
 
+def pre_request(worker: Any, req: Any) -> None:
+    """Nothing: gunicorn's default logs each request at debug level, which the app does."""
+
+
 def on_starting(server: Any) -> None:
     """Say where the workers' metrics go."""
     if _metrics_dir is not None:
