@@ -70,6 +70,29 @@ class _NoObserver:
         pass
 
 
+class _SafeObserver:
+    """Passes observations on; a failure to record one is logged, never raised.
+
+    The runner thread must survive anything an observer does: if it died, every request
+    queued after it would wait forever.
+    """
+
+    def __init__(self, observer: BatchObserver) -> None:
+        self._observer = observer
+
+    def observe_batch(self, model: str, size: int, seconds: float) -> None:
+        try:
+            self._observer.observe_batch(model, size, seconds)
+        except Exception:
+            log.exception("could not record a batch", extra={"model": model})
+
+    def set_queue_depth(self, model: str, depth: int) -> None:
+        try:
+            self._observer.set_queue_depth(model, depth)
+        except Exception:
+            log.exception("could not record the queue depth", extra={"model": model})
+
+
 @dataclass(frozen=True)
 class BatchLimits:
     """A model's effective limits: its handler's `BATCH`, overridden by settings."""
@@ -129,7 +152,7 @@ class Batcher:
         self.limits = limits
         self._run_one = run_one
         self._run_many = run_many
-        self._observer: BatchObserver = observer or _NoObserver()
+        self._observer: BatchObserver = _SafeObserver(observer) if observer is not None else _NoObserver()
         self._max_size = limits.max_batch_size
         self._max_wait_s = limits.max_latency_ms / 1000
         # Hot paths take the bare lock (a C call); the condition shares it for waiting.
