@@ -34,7 +34,14 @@ bind = f"{_settings.host}:{_settings.listen_port}"
 
 # gthread: a few processes, each with threads. Model code (numpy, scikit-learn, torch)
 # releases the GIL for its heavy parts, so threads overlap inference with HTTP work, and
-# concurrent requests in one process can be batched together.
+# concurrent requests in one process can be batched together (serving/batching.py).
+# Chosen by measurement (bench/RESULTS.md, 2 cores, wrk at 64 connections): `sync`
+# workers serve one request per process at a time, so nothing can be batched and every
+# request opens a new connection; gthread keeps connections alive. Threads: with 8 per
+# worker the Digits forest ran batches of 4 on average (212 req/s); with 32, batches of
+# 10 and 2.6x the throughput, while XXXModel's throughput did not change measurably.
+# A third worker on two cores only split the batches (267 req/s). Keep one worker per
+# core and raise GUNICORN_THREADS rather than GUNICORN_WORKERS.
 worker_class = "gthread"
 workers = _settings.workers
 threads = _settings.threads
@@ -102,6 +109,10 @@ control_socket_disable = True
 harden_gunicorn()
 
 # --- server hooks ---
+
+
+def pre_request(worker: Any, req: Any) -> None:
+    """Nothing: gunicorn's default logs each request at debug level, which the app does."""
 
 
 def on_starting(server: Any) -> None:

@@ -83,9 +83,11 @@ def test_request_log_carries_trace_http_request_model_and_id(
     client = make_app(log_format=fmt, google_cloud_project=PROJECT, proxy_hops=1).test_client()
     capsys.readouterr()
 
+    body = b'{"name": "Leo"}'
     response = client.post(
         "/v1/XXXModel?lang=en",
-        json={"name": "Leo"},
+        data=body,
+        content_type="application/json",
         headers={
             "traceparent": f"00-{TRACE}-00f067aa0ba902b7-01",
             "X-Forwarded-Proto": "https",
@@ -110,7 +112,7 @@ def test_request_log_carries_trace_http_request_model_and_id(
         "remoteIp": "203.0.113.9",
         "userAgent": "shop-widget/2.1",
         "referer": "https://shop.example/page",
-        "requestSize": "15",
+        "requestSize": str(len(body)),
         "responseSize": str(len(response.data)),
         "latency": entry["httpRequest"]["latency"],
     }
