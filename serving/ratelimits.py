@@ -64,7 +64,8 @@ def install_rate_limits(app: Flask, *, limits: str, storage_url: str | None, key
         if response.status_code == 429:
             current = limiter.current_limit
             if current is not None and current.breached:
-                seconds = max(1, math.ceil(current.reset_at - time.time()))
+                # `reset_at` adds a second of rounding; the window's own reset time does not.
+                seconds = max(1, math.ceil(current.window.reset_time - time.time()))
                 response.headers["Retry-After"] = str(seconds)
         return response
 
