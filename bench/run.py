@@ -569,6 +569,8 @@ def write_results(
         f"Machine: {machine_line}.",
         f"wrk: {plan.wrk_threads} threads, {plan.runs} run(s) of {plan.seconds:g} s per row (the median by "
         "throughput is shown), after a warm-up; bench/post.lua POSTs the same JSON body on every request.",
+        "Behaviour under faults (soak, a killed worker, a database restart, shutdown) is in "
+        "[RESULTS-resilience.md](RESULTS-resilience.md), made by `python -m bench.resilience`.",
         "",
         markdown_table(rows),
         "",
