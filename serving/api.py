@@ -10,34 +10,34 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
-from flask.blueprints import BlueprintSetupState
 from werkzeug.routing import BaseConverter
 
 from serving.access import authorize_model, may_use_model
 from serving.errors import ModelNotFound
 from serving.jobs.routes import idempotency_key, submit, wants_async
 from serving.jsonbody import read_json
-from serving.registry import RESERVED_NAMES, ModelRuntime
+from serving.registry import NAME_PATTERN, RESERVED_NAMES, ModelRuntime
 from serving.state import get_state
 
 blueprint = Blueprint("api", __name__, url_prefix="/v1")
 
 
 class ModelNameConverter(BaseConverter):
-    """`<model:name>`: a URL segment that can be a model's name.
+    """`<model:name>` in a route: only what a handler's NAME may be.
 
-    Model names have no `:` and are never a reserved word, so `GET /v1/models/X:predict`
-    and `POST /v1/models` do not land on a model route (answering "no model named ..."):
-    Werkzeug finds the route they belong to and answers 405 with its true `Allow`.
+    So `GET /v1/models/Iris:predict` is not taken for a model called `Iris:predict`, and
+    `POST /v1/models` is a 405 (with an `Allow` that does not list POST) rather than a
+    search for a model called `models`.
     """
 
-    regex = "(?!(?i:" + "|".join(sorted(RESERVED_NAMES)) + ")$)[^/:]+"
-
-
-@blueprint.record_once
-def _register_converter(state: BlueprintSetupState) -> None:
-    # Recorded before the routes below, so it is in the URL map before they are added.
-    state.app.url_map.converters.setdefault("model", ModelNameConverter)
+    # The reserved names are excluded in the pattern itself: Werkzeug computes a 405's
+    # `Allow` from the patterns alone, before any converter code runs.
+    regex = (
+        r"(?!(?i:"
+        + "|".join(sorted(RESERVED_NAMES))
+        + r")(?![A-Za-z0-9_.-]))"
+        + NAME_PATTERN.pattern.removeprefix("^").removesuffix("$")
+    )
 
 
 def find_model(name: str) -> ModelRuntime:

@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.url_map.strict_slashes = False
     # Nor for `//` in a path, which Werkzeug would merge with an HTML 308 redirect.
     app.url_map.merge_slashes = False
+    app.url_map.converters["model"] = api.ModelNameConverter
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json = FastJSONProvider(app)
 

@@ -32,12 +32,12 @@ blueprint = Blueprint("batch_api", __name__, url_prefix="/v1/models")
 _PREDICT_PATH = re.compile(r"/v1/models/[^/]+(/versions/[^/]+)?:predict")
 
 
-@blueprint.post("/<name>:predict")
+@blueprint.post("/<model:name>:predict")
 def predict(name: str) -> Response:
     return predict_instances(find_model(name))
 
 
-@blueprint.post("/<name>/versions/<version>:predict")
+@blueprint.post("/<model:name>/versions/<version>:predict")
 def predict_version(name: str, version: str) -> Response:
     runtime = find_model(name)
     if version != runtime.spec.version:

@@ -83,13 +83,21 @@ def parse_batch_request(body: Any, *, model: str, max_instances: int) -> list[An
             limit=max_instances,
         )
     _check_parameters(body.get("parameters"), model)
-    signature = body.get("signature_name", DEFAULT_SIGNATURE)
-    if signature != DEFAULT_SIGNATURE:
+    signature = body.get("signature_name")
+    if signature not in (None, DEFAULT_SIGNATURE):
         raise ValidationFailed(
             f"Model {model} has one signature, {DEFAULT_SIGNATURE!r}; got {signature!r}",
             path="$.signature_name",
         )
-    return [_replace_b64(instance, json_path("$.instances", index)) for index, instance in enumerate(instances)]
+    replaced = []
+    for index, instance in enumerate(instances):
+        try:
+            replaced.append(_replace_b64(instance, json_path("$.instances", index)))
+        except ValidationFailed as error:
+            error.message = f"instances[{index}]: {error.message}"
+            error.details["index"] = index
+            raise
+    return replaced
 
 
 def _check_parameters(parameters: Any, model: str) -> None:

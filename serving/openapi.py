@@ -125,6 +125,19 @@ STATUS_TEXT = {
 }
 
 
+# Headers every response carries, and the one a 503 may carry.
+RESPONSE_HEADERS: dict[str, Any] = {
+    "RequestId": {
+        "description": "The request's id: the caller's `X-Request-Id` when it sent a sane one, else a new one.",
+        "schema": {"type": "string"},
+    },
+    "RetryAfter": {
+        "description": "Seconds to wait before retrying (sent while the model is still loading).",
+        "schema": {"type": "string"},
+    },
+}
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -161,7 +174,7 @@ class OpenApiDocument:
             "info": {"title": title, "version": API_VERSION, "description": description},
             "tags": [],
             "paths": {},
-            "components": {"schemas": {}},
+            "components": {"schemas": {}, "headers": dict(RESPONSE_HEADERS)},
         }
         self._tags: set[str] = set()
 
@@ -198,13 +211,21 @@ class OpenApiDocument:
 
 
 def json_response(description: str, schema: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
-    """A response object with a JSON body of `schema`."""
-    return {"description": description, "content": {JSON: {"schema": dict(schema)}}, **extra}
+    """A response object with a JSON body of `schema` (and the `X-Request-Id` header)."""
+    return {
+        "description": description,
+        "headers": {"X-Request-Id": {"$ref": "#/components/headers/RequestId"}},
+        "content": {JSON: {"schema": dict(schema)}},
+        **extra,
+    }
 
 
 def error_responses(*statuses: int, schema: str = "Error") -> dict[str, Any]:
     """Response objects for error `statuses`, each with the `schema` error body."""
-    return {str(status): json_response(STATUS_TEXT[status], _ref(schema)) for status in statuses}
+    responses = {str(status): json_response(STATUS_TEXT[status], _ref(schema)) for status in statuses}
+    if "503" in responses:
+        responses["503"]["headers"]["Retry-After"] = {"$ref": "#/components/headers/RetryAfter"}
+    return responses
 
 
 def json_request_body(schema: Mapping[str, Any], examples: Iterable[Any] = ()) -> dict[str, Any]:
@@ -227,13 +248,18 @@ def _batch_request_schema(input_ref: Mapping[str, Any], max_instances: int) -> d
         "description": 'TF Serving / KServe v1 / Vertex AI row format. A `{"b64": "..."}` object stands for '
         "its base64 string wherever it appears in an instance.",
         "properties": {
-            "instances": {"type": "array", "items": dict(input_ref), "maxItems": max_instances},
+            # No maxItems: more than the limit is a 413, which a schema cannot say.
+            "instances": {
+                "type": "array",
+                "items": dict(input_ref),
+                "description": f"One input per prediction; at most {max_instances} (PREDICT_MAX_INSTANCES), else 413.",
+            },
             "parameters": {
                 "type": ["object", "null"],
                 "maxProperties": 0,
                 "description": "Accepted for compatibility; models take no parameters, so it must be empty.",
             },
-            "signature_name": {"const": DEFAULT_SIGNATURE},
+            "signature_name": {"enum": [DEFAULT_SIGNATURE, None]},
         },
         "required": ["instances"],
         "additionalProperties": False,
@@ -612,7 +638,10 @@ def job_routes(doc: OpenApiDocument, state: ServingState) -> None:
         operation["responses"]["202"] = json_response(
             "Accepted as a job: poll `Location`.",
             accepted_ref,
-            headers={"Location": {"description": "`/v1/jobs/<job_id>`.", "schema": {"type": "string"}}},
+            headers={
+                "X-Request-Id": {"$ref": "#/components/headers/RequestId"},
+                "Location": {"description": "`/v1/jobs/<job_id>`.", "schema": {"type": "string"}},
+            },
         )
         operation["responses"].update(
             {

@@ -29,8 +29,15 @@ _PARAMETER = re.compile(r"\{[^}/]+\}")
 _METHODS = {"get", "post", "put", "patch", "delete"}
 
 
-def _error(description: str, **extra: Any) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ERROR_REF}}, **extra}
+_REQUEST_ID = {"X-Request-Id": {"$ref": "#/components/headers/RequestId"}}
+
+
+def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": {**_REQUEST_ID, **(headers or {})},
+        "content": {"application/json": {"schema": _ERROR_REF}},
+    }
 
 
 def _is_public(app: Flask, path: str, method: str) -> bool:

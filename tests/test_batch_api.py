@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+import json
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import FIXTURE_HANDLERS
+from tests.servers import ServerProcess, free_port, gunicorn_command, running_server
 
 BATCH_HANDLERS = FIXTURE_HANDLERS / "batch"
 JSON = "application/json"
@@ -26,13 +31,29 @@ def batch_client(batch_app: Flask) -> FlaskClient:
     return batch_app.test_client()
 
 
+@pytest.fixture
+def lazy_client(make_app: Callable[..., Flask]) -> FlaskClient:
+    """The project's handlers, each model loaded on first use (not all of them per test)."""
+    return make_app(model_loading="lazy").test_client()
+
+
+@pytest.fixture
+def lazy_gunicorn(tmp_path: Path) -> Iterator[ServerProcess]:
+    """The project's handlers under a real gunicorn, each model loaded on first use."""
+    port = free_port()
+    env = {"PORT": str(port), "HOST": "127.0.0.1", "GUNICORN_WORKERS": "1", "MODEL_LOADING": "lazy"}
+    log_path = tmp_path / "gunicorn.log"
+    with running_server(gunicorn_command(), port=port, log_path=log_path, env=env, ready_path="/healthz") as server:
+        yield server
+
+
 def _calls(app: Flask) -> dict[str, Any]:
     calls: dict[str, Any] = app.extensions["serving"].registry.get("Batched").ensure_loaded()
     return calls
 
 
-def test_tutorial_model_answers_predictions_in_order(client: FlaskClient) -> None:
-    response = client.post("/v1/models/XXXModel:predict", json={"instances": [{"name": "Leo"}, {"name": "Ann"}]})
+def test_tutorial_model_answers_predictions_in_order(lazy_client: FlaskClient) -> None:
+    response = lazy_client.post("/v1/models/XXXModel:predict", json={"instances": [{"name": "Leo"}, {"name": "Ann"}]})
 
     assert response.status_code == 200
     assert response.get_json() == {"predictions": ["Hello, Leo!", "Hello, Ann!"]}
@@ -77,6 +98,7 @@ def test_empty_instances_give_empty_predictions(batch_client: FlaskClient) -> No
         pytest.param({"instances": [{"x": 1}], "parameters": {}}, id="empty-parameters"),
         pytest.param({"instances": [{"x": 1}], "parameters": None}, id="null-parameters"),
         pytest.param({"instances": [{"x": 1}], "signature_name": "serving_default"}, id="default-signature"),
+        pytest.param({"instances": [{"x": 1}], "signature_name": None}, id="null-signature"),
     ],
 )
 def test_optional_keys_clients_send(batch_client: FlaskClient, body: dict[str, Any]) -> None:
@@ -113,6 +135,9 @@ def test_versioned_url_serves_the_declared_version(batch_client: FlaskClient) ->
         ),
         pytest.param(
             {"inputs": {"x": [1, 2]}}, 400, "unsupported_format", "$.inputs", "columnar 'inputs'", id="columnar-inputs"
+        ),
+        pytest.param(
+            {"instances": [], "a b": 1}, 400, "invalid_input", "$['a b']", "Unknown key 'a b'", id="odd-extra-key"
         ),
         pytest.param(
             {"instances": [{"x": 1}], "parameters": {"temperature": 0.5}},
@@ -275,6 +300,8 @@ def test_bad_b64_values_are_400_naming_the_path(
     error = response.get_json()
     assert error["path"] == path
     assert message_part in error["message"]
+    assert error["message"].startswith("instances[0]: ")
+    assert error["index"] == 0
 
 
 def test_deeply_nested_instance_is_a_400_not_a_crash(batch_client: FlaskClient) -> None:
@@ -321,16 +348,26 @@ def test_every_error_on_batch_routes_carries_error(
     assert body["error"] == body["message"]
 
 
-def test_405_on_batch_route_says_post(batch_client: FlaskClient) -> None:
-    response = batch_client.get("/v1/models/Batched:predict")
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        pytest.param("GET", "/v1/models/Batched:predict", {"POST", "OPTIONS"}, id="get-batch"),
+        pytest.param("OPTIONS", "/v1/models/Batched:predict", {"POST", "OPTIONS"}, id="options-batch"),
+        pytest.param("DELETE", "/v1/models/Batched/versions/3:predict", {"POST", "OPTIONS"}, id="delete-versioned"),
+        pytest.param("POST", "/v1/models", {"GET", "HEAD", "OPTIONS"}, id="post-model-list"),
+    ],
+)
+def test_allow_header_names_only_the_routes_methods(
+    batch_client: FlaskClient, method: str, path: str, allowed: set[str]
+) -> None:
+    response = batch_client.open(path, method=method)
 
-    assert response.status_code == 405
-    # Werkzeug lists the methods in no fixed order.
-    assert set(response.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
+    assert response.status_code == (204 if method == "OPTIONS" else 405)
+    assert set(response.headers["Allow"].split(", ")) == allowed
 
 
-def test_errors_on_other_routes_do_not_grow_an_error_key(client: FlaskClient) -> None:
-    body = client.post("/v1/XXXModel", json={}).get_json()
+def test_errors_on_other_routes_do_not_grow_an_error_key(lazy_client: FlaskClient) -> None:
+    body = lazy_client.post("/v1/XXXModel", json={}).get_json()
 
     assert "error" not in body
 
@@ -347,3 +384,29 @@ def test_output_breaking_its_schema_fails_the_batch(fixture_client: FlaskClient)
 
     assert response.status_code == 500
     assert response.get_json()["index"] == 0
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_readme_tf_serving_requests_with_curl(lazy_gunicorn: ServerProcess) -> None:
+    url = lazy_gunicorn.url + "/v1/models/XXXModel:predict"
+
+    def curl(data: str) -> tuple[int, dict[str, Any]]:
+        options = ["--silent", "--write-out", "\n%{http_code}", "--header", "Content-Type: application/json"]
+        result = subprocess.run(
+            ["curl", *options, "--request", "POST", "--data", data, "--url", url],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        body, status = result.stdout.rsplit("\n", 1)
+        return int(status), json.loads(body)
+
+    ok = curl('{"instances": [{"name": "Leo"}, {"name": "Ann"}]}')
+    bad = curl('{"instances": [{"name": "Leo"}, {"nam": "Ann"}]}')
+
+    assert ok == (200, {"predictions": ["Hello, Leo!", "Hello, Ann!"]})
+    assert bad[0] == 400
+    # A TF Serving client reads `error`; ours read `message` and `path`.
+    assert bad[1]["error"] == "instances[1]: 'name' is a required property"
+    assert bad[1]["path"] == "$.instances[1]"

@@ -7,24 +7,42 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from serving.docs import CONTENT_SECURITY_POLICY, SWAGGER_UI_DIR, SWAGGER_UI_VERSION
 from tests.conftest import require_service
+from tests.servers import ServerProcess, free_port, gunicorn_command, running_server
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture
+def lazy_client(make_app: Callable[..., Flask]) -> FlaskClient:
+    """The project's handlers, each model loaded on first use (not all of them per test)."""
+    return make_app(model_loading="lazy").test_client()
+
+
+@pytest.fixture
+def lazy_gunicorn(tmp_path: Path) -> Iterator[ServerProcess]:
+    """The project's handlers under a real gunicorn, each model loaded on first use."""
+    port = free_port()
+    env = {"PORT": str(port), "HOST": "127.0.0.1", "GUNICORN_WORKERS": "1", "MODEL_LOADING": "lazy"}
+    log_path = tmp_path / "gunicorn.log"
+    with running_server(gunicorn_command(), port=port, log_path=log_path, env=env, ready_path="/healthz") as server:
+        yield server
 
 
 def _page_assets(html: str) -> list[str]:
     return re.findall(r'(?:src|href)="([^"]+)"', html)
 
 
-def test_page_is_html_with_a_strict_content_security_policy(client: FlaskClient) -> None:
-    response = client.get("/docs")
+def test_page_is_html_with_a_strict_content_security_policy(lazy_client: FlaskClient) -> None:
+    response = lazy_client.get("/docs")
 
     assert response.status_code == 200
     assert response.mimetype == "text/html"
@@ -36,8 +54,8 @@ def test_page_is_html_with_a_strict_content_security_policy(client: FlaskClient)
     assert "<script>" not in html  # the initializer is a file, allowed by script-src 'self'
 
 
-def test_page_refers_only_to_local_assets_that_load(client: FlaskClient) -> None:
-    html = client.get("/docs").get_data(as_text=True)
+def test_page_refers_only_to_local_assets_that_load(lazy_client: FlaskClient) -> None:
+    html = lazy_client.get("/docs").get_data(as_text=True)
     assets = _page_assets(html)
 
     assert sorted(assets) == [
@@ -48,15 +66,15 @@ def test_page_refers_only_to_local_assets_that_load(client: FlaskClient) -> None
     ]
     expected_types = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
     for asset in assets:
-        with client.get(asset) as response:
+        with lazy_client.get(asset) as response:
             assert response.status_code == 200, asset
             assert response.mimetype == expected_types[Path(asset).suffix], asset
             assert "max-age=86400" in response.headers["Cache-Control"]
             assert len(response.get_data()) > 0
 
 
-def test_initializer_turns_off_the_remote_validator_badge(client: FlaskClient) -> None:
-    with client.get("/docs/assets/docs.js") as response:
+def test_initializer_turns_off_the_remote_validator_badge(lazy_client: FlaskClient) -> None:
+    with lazy_client.get("/docs/assets/docs.js") as response:
         script = response.get_data(as_text=True)
 
     assert "validatorUrl: null" in script
@@ -74,8 +92,8 @@ def test_initializer_turns_off_the_remote_validator_badge(client: FlaskClient) -
         "/docs/assets//etc/passwd",
     ],
 )
-def test_unknown_or_escaping_asset_paths_are_json_404s(client: FlaskClient, path: str) -> None:
-    response = client.get(path)
+def test_unknown_or_escaping_asset_paths_are_json_404s(lazy_client: FlaskClient, path: str) -> None:
+    response = lazy_client.get(path)
 
     assert response.status_code == 404
     assert response.get_json()["code"] == "not_found"
@@ -125,9 +143,9 @@ def _chromium(*args: str, url: str, tmp_path: Path) -> subprocess.CompletedProce
 
 
 @pytest.mark.e2e
-def test_docs_render_in_a_real_browser(gunicorn_server: Any, tmp_path: Path) -> None:
+def test_docs_render_in_a_real_browser(lazy_gunicorn: ServerProcess, tmp_path: Path) -> None:
     require_service(shutil.which("chromium") is not None, "chromium is not installed (apt-get install chromium)")
-    url = gunicorn_server.url + "/docs"
+    url = lazy_gunicorn.url + "/docs"
 
     dom = _chromium("--dump-dom", url=url, tmp_path=tmp_path).stdout
     ARTIFACTS.mkdir(exist_ok=True)
@@ -138,5 +156,5 @@ def test_docs_render_in_a_real_browser(gunicorn_server: Any, tmp_path: Path) -> 
     assert 'data-path="/v1/models/XXXModel:predict"' in dom
     assert "opblock-tag" in dom
     assert (ARTIFACTS / "docs.png").stat().st_size > 10_000
-    log = gunicorn_server.log()
+    log = lazy_gunicorn.log()
     assert '"path": "/openapi.json", "status": 200' in log  # the browser fetched the document

@@ -28,7 +28,7 @@ UNDOCUMENTED_ENDPOINTS = {
 }
 
 APP_CONFIGS = {
-    "project-handlers": {},
+    "project-handlers": {"model_loading": "lazy"},
     "edge-case-handlers": {"handlers_dir": FIXTURE_HANDLERS / "ok"},
     "batch-handlers": {"handlers_dir": BATCH_HANDLERS},
     "vertex-ai": {"handlers_dir": BATCH_HANDLERS, "default_model": "Batched", **VERTEX},
@@ -79,6 +79,8 @@ def test_every_operation_documents_json_bodies_for_its_responses(make_app: Calla
             assert operation["responses"], f"{method} {path} has no responses"
             for status, response in operation["responses"].items():
                 media = response["content"]
+                if "application/json" in media:
+                    assert "X-Request-Id" in response["headers"], f"{method} {path} {status}"
                 allowed = ({"application/json"}, {"text/html"}, {"text/plain", "application/openmetrics-text"})
                 assert set(media) in allowed, f"{method} {path} {status}"
                 if int(status) >= 400:
@@ -221,6 +223,6 @@ def test_live_responses_match_the_document(
 
 
 def test_docs_page_is_documented_as_html(make_app: Callable[..., Flask]) -> None:
-    document = _document(make_app())
+    document = _document(make_app(model_loading="lazy"))
 
     assert "text/html" in document["paths"]["/docs"]["get"]["responses"]["200"]["content"]
