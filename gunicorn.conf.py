@@ -34,7 +34,14 @@ bind = f"{_settings.host}:{_settings.listen_port}"
 
 # gthread: a few processes, each with threads. Model code (numpy, scikit-learn, torch)
 # releases the GIL for its heavy parts, so threads overlap inference with HTTP work, and
-# concurrent requests in one process can be batched together.
+# concurrent requests in one process can be batched together (serving/batching.py).
+# Chosen by measurement (bench/RESULTS.md, 2 cores, wrk at 64 connections): `sync`
+# workers serve one request per process at a time, so nothing can be batched and every
+# request opens a new connection; gthread keeps connections alive. Threads: with 8 per
+# worker the Digits forest ran batches of 4 on average (212 req/s); with 32, batches of
+# 10 and 2.6x the throughput, while XXXModel's throughput did not change measurably.
+# A third worker on two cores only split the batches (267 req/s). Keep one worker per
+# core and raise GUNICORN_THREADS rather than GUNICORN_WORKERS.
 worker_class = "gthread"
 workers = _settings.workers
 threads = _settings.threads
@@ -89,7 +96,7 @@ logconfig_dict = {
 #
 # Slow clients: a gthread worker gives a connection a thread once its first bytes arrive,
 # and the thread stays with it while the request trickles in, so one instance withstands
-# fewer than workers x threads (16) slow clients; Google's front end (App Engine, Cloud
+# fewer than workers x threads slow clients; Google's front end (App Engine, Cloud
 # Run) receives each request whole before it reaches gunicorn. tests/test_hostile_http.py
 # checks that a handful of them leaves the server answering.
 limit_request_line = 8190
@@ -101,6 +108,10 @@ limit_request_field_size = 8190
 harden_gunicorn()
 
 # --- server hooks ---
+
+
+def pre_request(worker: Any, req: Any) -> None:
+    """Nothing: gunicorn's default logs each request at debug level, which the app does."""
 
 
 def on_starting(server: Any) -> None:

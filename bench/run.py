@@ -8,9 +8,11 @@ For each workload (a model and a request body), it starts on loopback, one after
 other, this project exactly as app.yaml runs it (`gunicorn -c gunicorn.conf.py main:app`,
 default settings: validation, CORS, request ids, JSON logs, metrics and batching all on)
 and the baseline (`gunicorn -w 2 bench.baseline.main:app`, see bench/baseline/main.py).
-Each is timed from process start to its first `GET /readyz` 200 (cold start), warmed up,
-then driven by wrk with bench/post.lua at each connection count; the run with the median
-throughput of each set is kept. Worker memory is read from /proc after the load.
+Each is timed from process start to its first `GET /readyz` 200 (cold start; the fastest
+of --cold-starts starts is shown), warmed up, then driven by wrk with bench/post.lua at
+each connection count, the two apps taking turns run by run so that both meet the same
+machine load; the run with the median throughput of each set is kept. Worker memory is
+read from /proc after the load.
 
 It prints a markdown table and writes, in --output-dir (default bench/): RESULTS.md (the
 table, the targets, the exact command and the machine), results.json and results.png
@@ -21,9 +23,7 @@ people to read, and the machine they ran on is written next to them.
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime
-import io
 import json
 import os
 import platform
@@ -40,7 +40,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,15 +72,10 @@ def _greeting_body() -> bytes:
 
 
 def _digit_body() -> bytes:
-    """One of scikit-learn's 8x8 digits as the base64 PNG a web page would send."""
-    from PIL import Image
-    from sklearn.datasets import load_digits
+    """A 24x24 PNG of a handwritten 3, base64-encoded, as a web page's canvas sends it."""
+    from models.digits.examples import THREE_BASE64
 
-    pixels = load_digits().images[0]  # values 0..16
-    image = Image.fromarray((pixels * (255 / 16)).round().astype("uint8"), mode="L")
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return json.dumps({"image": base64.b64encode(buffer.getvalue()).decode()}).encode()
+    return json.dumps({"image": THREE_BASE64}).encode()
 
 
 WORKLOADS = {
@@ -150,6 +145,7 @@ class Row:
     rss_mb: float
     unique_mb: float
     workers: int
+    load: float = 0.0  # the machine's 1-minute load average during the runs
     runs: list[dict[str, Any]] = field(default_factory=list)
     ratio: float | None = None
 
@@ -293,62 +289,91 @@ class Plan:
     warmup_s: float
     wrk_threads: int
     profile: bool
+    cold_starts: int = 1
 
 
 def benchmark(plan: Plan, workdir: Path, say: Callable[[str], None]) -> tuple[list[Row], dict[str, str]]:
-    """Every (workload, app, connections) row, and any workload skipped with the reason."""
-    rows: list[Row] = []
-    skipped: dict[str, str] = {}
-    profiles: dict[str, str] = {}
+    """Every (workload, app, connections) row, and notes: skipped workloads, profiles.
+
+    The apps are started one after the other, then measured in turns (a run of one, a
+    run of the other, ...) so that both see the same machine: on a shared machine the
+    load drifts over minutes, and measuring one app long after the other would compare
+    the load as much as the apps.
+    """
+    notes: dict[str, str] = {}
+    workloads: dict[str, Path] = {}
     for name in plan.workloads:
-        workload = WORKLOADS[name]
-        missing = workload.missing()
+        missing = WORKLOADS[name].missing()
         if missing:
-            skipped[name] = f"not served here (missing {', '.join(missing)})"
+            notes[name] = f"not served here (missing {', '.join(missing)})"
             continue
-        body_file = workdir / f"{name}.json"
-        body_file.write_bytes(workload.make_body())
+        workloads[name] = workdir / f"{name}.json"
+        workloads[name].write_bytes(WORKLOADS[name].make_body())
+    rows: list[Row] = []
+    with ExitStack() as stack:
+        servers: dict[str, Server] = {}
         for app_name in plan.apps:
-            app = APPS[app_name]
-            say(f"{name} on {app_name}: starting")
-            with serving(app, workdir / f"{app_name}-{name}.log") as server:
-                url = f"{server.url}/v1/{workload.model}"
+            say(f"{app_name}: starting")
+            servers[app_name] = stack.enter_context(serving(APPS[app_name], workdir / f"{app_name}.log"))
+            say(f"  ready in {servers[app_name].cold_start_s:.2f} s")
+        for name, body_file in workloads.items():
+            urls = {app: f"{server.url}/v1/{WORKLOADS[name].model}" for app, server in servers.items()}
+            for app_name, url in urls.items():
                 first = _post(url, body_file)
                 if first != 200:
-                    raise RuntimeError(f"{app_name} answered {first} to {url}; see {server.log_path}")
+                    raise RuntimeError(f"{app_name} answered {first} to {url}; see {servers[app_name].log_path}")
                 if plan.warmup_s:
                     run_wrk(url, body_file, max(plan.connections), plan.warmup_s, plan.wrk_threads)
-                for connections in plan.connections:
-                    runs = [
-                        run_wrk(url, body_file, connections, plan.seconds, plan.wrk_threads) for _ in range(plan.runs)
-                    ]
-                    median = sorted(runs, key=lambda run: run.rps)[len(runs) // 2]
-                    rss, unique = worker_memory_mb(server.workers())
-                    rows.append(
-                        Row(
-                            app=app_name,
-                            model=name,
-                            connections=connections,
-                            rps=median.rps,
-                            p50_ms=median.p50_ms,
-                            p99_ms=median.p99_ms,
-                            errors=sum(run.errors for run in runs),
-                            cold_start_s=server.cold_start_s,
-                            rss_mb=rss,
-                            unique_mb=unique,
-                            workers=len(server.workers()),
-                            runs=[{**asdict(run), "rps": run.rps} for run in runs],
-                        )
-                    )
-                    say(f"  {connections:>3} connections: {median.rps:8.0f} req/s, p99 {median.p99_ms:6.1f} ms")
-                if plan.profile and app_name == PROJECT:
-                    profiles[name] = profile_worker(server, url, body_file, max(plan.connections), plan)
+            for connections in plan.connections:
+                runs: dict[str, list[WrkRun]] = {app: [] for app in urls}
+                loads: list[float] = []
+                for _ in range(plan.runs):
+                    for app_name, url in urls.items():
+                        loads.append(os.getloadavg()[0])
+                        runs[app_name].append(run_wrk(url, body_file, connections, plan.seconds, plan.wrk_threads))
+                for app_name, app_runs in runs.items():
+                    rows.append(_row(app_name, name, connections, app_runs, servers[app_name], statistics.mean(loads)))
+                    say(f"  {name} on {app_name}, {connections:>3} connections: {rows[-1].rps:8.0f} req/s")
+            if plan.profile and PROJECT in servers:
+                notes[f"profile:{name}"] = profile_worker(servers[PROJECT], urls[PROJECT], body_file, plan)
+    cold_starts = _more_cold_starts(plan, workdir, say)
     for row in rows:
-        base = next(
-            (r for r in rows if r.app == BASELINE and r.model == row.model and r.connections == row.connections), None
-        )
+        row.cold_start_s = min([row.cold_start_s, *cold_starts.get(row.app, [])])
+        base = _find(rows, BASELINE, row.model, row.connections)
         row.ratio = row.rps / base.rps if base and base.rps else None
-    return rows, {**skipped, **{f"profile:{k}": v for k, v in profiles.items()}}
+    return rows, notes
+
+
+def _row(app: str, model: str, connections: int, runs: list[WrkRun], server: Server, load: float) -> Row:
+    median = sorted(runs, key=lambda run: run.rps)[len(runs) // 2]
+    rss, unique = worker_memory_mb(server.workers())
+    return Row(
+        app=app,
+        model=model,
+        connections=connections,
+        rps=median.rps,
+        p50_ms=median.p50_ms,
+        p99_ms=median.p99_ms,
+        errors=sum(run.errors for run in runs),
+        cold_start_s=server.cold_start_s,
+        rss_mb=rss,
+        unique_mb=unique,
+        workers=len(server.workers()),
+        load=load,
+        runs=[{**asdict(run), "rps": run.rps} for run in runs],
+    )
+
+
+def _more_cold_starts(plan: Plan, workdir: Path, say: Callable[[str], None]) -> dict[str, list[float]]:
+    """Further start-to-ready times per app (the table shows the fastest of all)."""
+    times: dict[str, list[float]] = {app: [] for app in plan.apps}
+    for _ in range(plan.cold_starts - 1):
+        for app_name in plan.apps:
+            with serving(APPS[app_name], workdir / f"{app_name}-start.log") as server:
+                times[app_name].append(server.cold_start_s)
+    if plan.cold_starts > 1:
+        say("cold starts: " + ", ".join(f"{app} {' '.join(f'{t:.2f}' for t in ts)} s" for app, ts in times.items()))
+    return times
 
 
 def _post(url: str, body_file: Path) -> int | None:
@@ -365,14 +390,15 @@ def _post(url: str, body_file: Path) -> int | None:
 # --- profiling ---
 
 
-def profile_worker(server: Server, url: str, body_file: Path, connections: int, plan: Plan) -> str:
+def profile_worker(server: Server, url: str, body_file: Path, plan: Plan) -> str:
     """Where one worker's time goes under load: py-spy samples of the thread holding the GIL."""
     py_spy = Path(sys.executable).parent / "py-spy"
     workers = server.workers()
     if not py_spy.exists() or not workers:
         return "(py-spy not installed: `pip install -r requirements-bench.txt`)"
     seconds = max(plan.seconds, 4.0)
-    out = body_file.parent / "profile.txt"
+    connections = max(plan.connections)
+    out = body_file.parent / f"profile-{body_file.stem}.txt"
     load = subprocess.Popen(
         ["wrk", f"-t{plan.wrk_threads}", f"-c{connections}", f"-d{seconds + 2:g}s", "-s", str(LUA_SCRIPT), url],
         env={**os.environ, "BENCH_BODY": str(body_file)},
@@ -439,14 +465,14 @@ def _frame_name(frame: str) -> str:
 def markdown_table(rows: Sequence[Row]) -> str:
     columns = "app | model | connections | req/s | p50 ms | p99 ms | errors | vs baseline | cold start s"
     lines = [
-        f"| {columns} | RSS/worker MB | unique/worker MB |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| {columns} | RSS/worker MB | unique/worker MB | load |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         ratio = f"{r.ratio:.2f}x" if r.ratio is not None else "-"
         lines.append(
             f"| {r.app} | {r.model} | {r.connections} | {r.rps:.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.errors} "
-            f"| {ratio} | {r.cold_start_s:.2f} | {r.rss_mb:.0f} | {r.unique_mb:.0f} |"
+            f"| {ratio} | {r.cold_start_s:.2f} | {r.rss_mb:.0f} | {r.unique_mb:.0f} | {r.load:.1f} |"
         )
     return "\n".join(lines)
 
@@ -568,7 +594,10 @@ def write_results(
         f"Generated by `{command}` on {today}.",
         f"Machine: {machine_line}.",
         f"wrk: {plan.wrk_threads} threads, {plan.runs} run(s) of {plan.seconds:g} s per row (the median by "
-        "throughput is shown), after a warm-up; bench/post.lua POSTs the same JSON body on every request.",
+        "throughput is shown), after a warm-up, the apps taking turns run by run; bench/post.lua POSTs the "
+        "same JSON body on every request. `load` is the machine's 1-minute load average during the runs "
+        "(2 cores: above 2, other processes were competing for them). Cold start: the fastest of "
+        f"{plan.cold_starts} start(s).",
         "Behaviour under faults (soak, a killed worker, a database restart, shutdown) is in "
         "[RESULTS-resilience.md](RESULTS-resilience.md), made by `python -m bench.resilience`.",
         "",
@@ -586,6 +615,9 @@ def write_results(
     for key, summary in notes.items():
         if key.startswith("profile:"):
             parts += ["", f"## Where the time goes: {key.removeprefix('profile:')} under load", "", summary]
+    analysis = BENCH_DIR / "NOTES.md"
+    if analysis.exists():
+        parts += ["", analysis.read_text().rstrip()]
     path = output_dir / "RESULTS.md"
     path.write_text("\n".join(parts) + "\n")
     return path
@@ -602,6 +634,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--apps", default=f"{PROJECT},{BASELINE}", help="comma-separated apps (default both)")
     parser.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--profile", action="store_true", help="profile a worker of this project with py-spy")
+    parser.add_argument("--cold-starts", type=int, default=3, help="starts per app; the fastest is shown (default 3)")
     parser.add_argument("--output-dir", type=Path, default=BENCH_DIR, help="where RESULTS.md goes (default bench/)")
     args = parser.parse_args(argv)
 
@@ -609,7 +642,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
         return 2
     if args.smoke:
-        plan = Plan(["XXXModel"], args.apps.split(","), [4, 16], 1, 1.0, 0.0, args.wrk_threads, False)
+        plan = Plan(["XXXModel"], args.apps.split(","), [4, 16], 1, 1.0, 0.0, args.wrk_threads, False, 1)
     else:
         plan = Plan(
             [w for w in args.workloads.split(",") if w],
@@ -620,6 +653,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.warmup,
             args.wrk_threads,
             args.profile,
+            args.cold_starts,
         )
     unknown = [w for w in plan.workloads if w not in WORKLOADS] + [a for a in plan.apps if a not in APPS]
     if unknown:

@@ -29,6 +29,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,6 +69,29 @@ class _NoObserver:
 
     def set_queue_depth(self, model: str, depth: int) -> None:
         pass
+
+
+class _SafeObserver:
+    """Passes observations on; a failure to record one is logged, never raised.
+
+    The runner thread must survive anything an observer does: if it died, every request
+    queued after it would wait forever.
+    """
+
+    def __init__(self, observer: BatchObserver) -> None:
+        self._observer = observer
+
+    def observe_batch(self, model: str, size: int, seconds: float) -> None:
+        try:
+            self._observer.observe_batch(model, size, seconds)
+        except Exception:
+            log.exception("could not record a batch", extra={"model": model})
+
+    def set_queue_depth(self, model: str, depth: int) -> None:
+        try:
+            self._observer.set_queue_depth(model, depth)
+        except Exception:
+            log.exception("could not record the queue depth", extra={"model": model})
 
 
 @dataclass(frozen=True)
@@ -129,10 +153,12 @@ class Batcher:
         self.limits = limits
         self._run_one = run_one
         self._run_many = run_many
-        self._observer: BatchObserver = observer or _NoObserver()
+        self._observer: BatchObserver = _SafeObserver(observer) if observer is not None else _NoObserver()
         self._max_size = limits.max_batch_size
         self._max_wait_s = limits.max_latency_ms / 1000
-        self._cond = threading.Condition(threading.Lock())
+        # Hot paths take the bare lock (a C call); the condition shares it for waiting.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._queue: deque[_Waiter] = deque()
         self._busy = False  # a model call (single or batch) is running
         self._arriving = 0  # announced requests that have not submitted yet
@@ -144,12 +170,12 @@ class Batcher:
 
     def announce(self) -> None:
         """A request for this model has started and will probably `submit()` soon."""
-        with self._cond:
+        with self._lock:
             self._arriving += 1
 
     def withdraw(self) -> None:
         """An announced request ended without submitting (e.g. its input was invalid)."""
-        with self._cond:
+        with self._lock:
             self._arriving = max(0, self._arriving - 1)
 
     def submit(self, payload: Any, *, announced: bool = False) -> Any:
@@ -157,7 +183,7 @@ class Batcher:
 
         `announced` says this request called `announce()` first.
         """
-        with self._cond:
+        with self._lock:
             if announced:
                 self._arriving = max(0, self._arriving - 1)
             if not self._busy and not self._queue:
@@ -210,7 +236,7 @@ class Batcher:
             return self._run_one(payload)
         finally:
             elapsed = time.perf_counter() - started
-            with self._cond:
+            with self._lock:
                 self._busy = False
                 self._note_call(elapsed)
                 if self._queue:
@@ -285,6 +311,12 @@ class Batcher:
         return outcomes
 
 
+def _call_if_alive(method: weakref.WeakMethod[Callable[[], None]]) -> None:
+    bound = method()
+    if bound is not None:
+        bound()
+
+
 def _copy_error(error: ApiError) -> ApiError:
     # Each waiting thread raises its own instance: raising one object from several
     # threads at once would tangle their tracebacks.
@@ -315,19 +347,19 @@ class BatchingInference(Inference):
         self.observer: BatchObserver = observer or _NoObserver()
         self._batchers: dict[str, Batcher] = {}
         self._lock = threading.Lock()
-        self._pid = os.getpid()
+        # A forked child inherits the batchers but not their runner threads: start over.
+        # (A weak reference: registering must not keep every app ever built alive.)
+        forget = weakref.WeakMethod(self._forget_batchers)
+        os.register_at_fork(after_in_child=lambda: _call_if_alive(forget))
+
+    def _forget_batchers(self) -> None:
+        self._batchers = {}
+        self._lock = threading.Lock()
 
     def batcher_for(self, runtime: ModelRuntime) -> Batcher | None:
         """This process's batcher for `runtime`, or None when it cannot batch."""
         if runtime.spec.predict_batch is None:
             return None
-        if self._pid != os.getpid():
-            # Forked: the parent's runner threads do not exist here.
-            with self._lock:
-                if self._pid != os.getpid():
-                    self._batchers = {}
-                    self._lock = threading.Lock()
-                    self._pid = os.getpid()
         batcher = self._batchers.get(runtime.spec.name)
         if batcher is None:
             with self._lock:

@@ -182,6 +182,7 @@ class PrometheusMetrics(Metrics):
         self._jobs = Counter("model_serving_jobs", "Jobs that entered each state.", ("model", "state"), registry=owner)
         # Resolving label values costs more than the update itself: keep the children.
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._model_children: dict[str, tuple[Any, Any, Any]] = {}
 
     def observe_request(self, route: str, model: str, status: int, seconds: float) -> None:
         key = (route, model, status)
@@ -193,12 +194,24 @@ class PrometheusMetrics(Metrics):
         children[0].inc()
         children[1].observe(seconds)
 
+    def _for_model(self, model: str) -> tuple[Any, Any, Any]:
+        children = self._model_children.get(model)
+        if children is None:
+            children = (
+                self._batch_size.labels(model),
+                self._batch_seconds.labels(model),
+                self._queue_depth.labels(model),
+            )
+            self._model_children[model] = children
+        return children
+
     def observe_batch(self, model: str, size: int, seconds: float) -> None:
-        self._batch_size.labels(model).observe(size)
-        self._batch_seconds.labels(model).observe(seconds)
+        children = self._for_model(model)
+        children[0].observe(size)
+        children[1].observe(seconds)
 
     def set_queue_depth(self, model: str, depth: int) -> None:
-        self._queue_depth.labels(model).set(depth)
+        self._for_model(model)[2].set(depth)
 
     def count_job(self, model: str, state: str) -> None:
         self._jobs.labels(model, state).inc()

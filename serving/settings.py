@@ -176,8 +176,9 @@ class Settings:
     )
     threads: int = _setting(
         "GUNICORN_THREADS",
-        8,
-        "Threads per gunicorn worker (gthread worker class): concurrent requests per worker.",
+        32,
+        "Threads per gunicorn worker (gthread worker class): concurrent requests per worker, "
+        "and so the largest batch one worker can gather.",
         _int_between(1, 256),
     )
     timeout_s: int = _setting(

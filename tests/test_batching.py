@@ -360,3 +360,32 @@ def test_with_batching_off_requests_still_work(make_app: Callable[..., Flask]) -
     app = make_app(handlers_dir=BATCHING_HANDLERS, batching=False)
 
     assert _post(app, "Gated", {"x": 4})[:2] == (200, {"result": 8})
+
+
+class BrokenObserver:
+    """An observer whose every call fails, like metrics on a full disk."""
+
+    def observe_batch(self, model: str, size: int, seconds: float) -> None:
+        raise OSError("no space left on device")
+
+    def set_queue_depth(self, model: str, depth: int) -> None:
+        raise OSError("no space left on device")
+
+
+def test_a_failing_observer_never_stops_the_answers(pool: ThreadPoolExecutor, caplog: pytest.LogCaptureFixture) -> None:
+    model = FakeModel()
+    limits = BatchLimits(max_batch_size=8, max_latency_ms=0, queue_limit=8)
+    batcher = Batcher("Observed", limits, run_one=model.one, run_many=model.many, observer=BrokenObserver())
+    first = _hold_model(model, batcher, pool)
+    queued = _queue(batcher, pool, [1, 2])
+    model.gate.set()
+
+    assert first.result(5) == 0
+    assert [future.result(5) for future in queued] == [2, 4]
+    # The runner thread is still there for the next batch.
+    again = _hold_model(model, batcher, pool)
+    (late,) = _queue(batcher, pool, [5])
+    model.gate.set()
+    assert again.result(5) == 0
+    assert late.result(5) == 10
+    assert "could not record" in caplog.text

@@ -237,7 +237,7 @@ class _Slowloris(threading.Thread):
 
 
 def test_a_handful_of_slowloris_clients_does_not_starve_gunicorn(server: ServerProcess) -> None:
-    """Six slow clients (headers or body trickling in) hold six of the 16 threads; the rest serve.
+    """Six slow clients (headers or body trickling in) hold six of 2 x 8 threads; the rest serve.
 
     gthread gives each connection a thread once its first bytes arrive, so a slow client
     holds one thread for as long as it trickles. With 2 workers x 8 threads, fewer than

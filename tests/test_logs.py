@@ -60,3 +60,66 @@ def test_every_request_is_logged_with_its_id_status_and_model(client: Any, caplo
     assert record.__dict__["status"] == 200
     assert record.__dict__["model"] == "XXXModel"
     assert record.__dict__["latency_ms"] >= 0
+
+
+def test_line_handler_keeps_every_line_whole_under_concurrent_threads(tmp_path: Any) -> None:
+    import threading
+
+    from serving.logs import LineHandler
+
+    path = tmp_path / "log.jsonl"
+    with path.open("w") as stream:
+        handler = LineHandler(stream)
+        handler.setFormatter(JsonFormatter())
+        logger = logging.Logger("concurrent")
+        logger.addHandler(handler)
+
+        def spam(n: int) -> None:
+            for i in range(200):
+                logger.info("thread %d line %d", n, i, extra={"payload": "x" * (100 * n)})
+
+        threads = [threading.Thread(target=spam, args=(n,)) for n in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    entries = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(entries) == 16 * 200
+    assert {entry["message"] for entry in entries} == {f"thread {n} line {i}" for n in range(16) for i in range(200)}
+
+
+def test_line_handler_falls_back_for_streams_without_a_file_descriptor() -> None:
+    import io
+
+    from serving.logs import LineHandler
+
+    stream = io.StringIO()
+    handler = LineHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(lambda record: record.getMessage() != "hidden")
+    logger = logging.Logger("captured")
+    logger.addHandler(handler)
+
+    logger.warning("shown")
+    logger.warning("hidden")
+
+    assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == ["shown"]
+
+
+def test_line_handler_applies_filters_on_the_fast_path(tmp_path: Any) -> None:
+    from serving.logs import LineHandler
+
+    path = tmp_path / "log.txt"
+    with path.open("w") as stream:
+        handler = LineHandler(stream)
+        handler.setFormatter(TextFormatter())
+        handler.addFilter(lambda record: record.getMessage() != "hidden")
+        logger = logging.Logger("filtered")
+        logger.addHandler(handler)
+        logger.warning("shown")
+        logger.warning("hidden")
+
+    lines = path.read_text().splitlines()
+    assert len(lines) == 1
+    assert "shown" in lines[0]

@@ -20,6 +20,8 @@ from flask import Flask, request
 from flask_cors import CORS
 from jsonschema import ValidationError, validate
 
+from models.digits.model import DigitClassifier
+from models.errors import InvalidInput
 from models.greeter import XXXModel
 
 
@@ -54,6 +56,20 @@ CORS(app)
 @validate_json(xxx_model_schema)
 def xxx_model() -> Any:
     return {"result": xxx_model_instance.hello(request.json["name"])}  # type: ignore[index]
+
+
+# The same artifact this project's Digits handler serves, one image per request.
+digits_model = DigitClassifier.load()
+digits_schema = {"type": "object", "properties": {"image": {"type": "string"}}, "required": ["image"]}
+
+
+@app.post("/v1/Digits")
+@validate_json(digits_schema)
+def digits() -> Any:
+    try:
+        return {"result": digits_model.predict([request.json["image"]])[0]}  # type: ignore[index]
+    except InvalidInput as e:
+        return {"message": str(e)}, 400
 
 
 @app.get("/readyz")

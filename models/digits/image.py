@@ -112,7 +112,12 @@ def declared_size(data: bytes) -> tuple[str, int, int]:
 
 
 def _jpeg_frame_size(data: bytes) -> tuple[int, int] | None:
-    """Width and height from the first start-of-frame segment, or None if there is none."""
+    """The largest width and height declared by any frame header before the scan data.
+
+    A well-formed JPEG has one frame header; taking the largest of several means a crafted
+    file cannot show a small size here and a huge one to the decoder.
+    """
+    size: tuple[int, int] | None = None
     position = 2  # after SOI
     while position + 4 <= len(data):
         if data[position] != 0xFF:
@@ -124,8 +129,8 @@ def _jpeg_frame_size(data: bytes) -> tuple[int, int] | None:
         if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # segments without a length
             position += 2
             continue
-        if marker in (0xD9, 0xDA):  # end of image, or scan data before any frame header
-            return None
+        if marker in (0xD9, 0xDA):  # end of image, or the scan data: headers are over
+            return size
         length = int.from_bytes(data[position + 2 : position + 4], "big")
         if length < 2:
             return None
@@ -134,9 +139,9 @@ def _jpeg_frame_size(data: bytes) -> tuple[int, int] | None:
                 return None
             height = int.from_bytes(data[position + 5 : position + 7], "big")
             width = int.from_bytes(data[position + 7 : position + 9], "big")
-            return width, height
+            size = (width, height) if size is None else (max(size[0], width), max(size[1], height))
         position += 2 + length
-    return None
+    return size
 
 
 def open_image(data: bytes) -> Image.Image:

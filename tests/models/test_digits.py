@@ -177,6 +177,16 @@ def _jpeg_declaring(width: int, height: int) -> bytes:
     return bytes(data)
 
 
+def _jpeg_with_a_second_huge_frame_header() -> bytes:
+    data = _encode(_drawn(7), "JPEG")
+    sof = data.index(b"\xff\xc0")
+    length = int.from_bytes(data[sof + 2 : sof + 4], "big")
+    segment = bytearray(data[sof : sof + 2 + length])
+    segment[5:9] = struct.pack(">HH", 30_000, 30_000)
+    end = sof + 2 + length
+    return data[:end] + bytes(segment) + data[end:]
+
+
 def _animated(frames: int) -> bytes:
     pictures = [_drawn(d) for d in range(frames)]
     return _encode(pictures[0], "PNG", save_all=True, append_images=pictures[1:])
@@ -208,6 +218,10 @@ BAD_INPUTS: dict[str, tuple[Callable[[], str], str]] = {
     "png-declaring-100000x100000": (lambda: _b64(_crafted_png(100_000, 100_000)), "100000x100000 pixels"),
     "png-declaring-zero-width": (lambda: _b64(_crafted_png(0, 10)), "zero width or height"),
     "jpeg-declaring-60000x60000": (lambda: _b64(_jpeg_declaring(60_000, 60_000)), "60000x60000 pixels"),
+    "jpeg-with-a-second-huge-frame-header": (
+        lambda: _b64(_jpeg_with_a_second_huge_frame_header()),
+        "30000x30000 pixels",
+    ),
     "animated-png-3-frames": (lambda: _b64(_animated(3)), "multi-frame"),
     "huge-valid-png-5000x5000": (
         lambda: _b64(_encode(Image.new("1", (5000, 5000), 1))),
