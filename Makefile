@@ -21,9 +21,12 @@ help:
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# The wheelhouse holds wheels of requirements.txt (and pip) for the virtualenv that
+# dev_appserver.py builds in tests/test_e2e_platforms.py: it installs from there offline.
 $(VENV)/.installed: $(BIN)/python $(REQUIREMENTS)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-test.txt
+	$(BIN)/python -m pip download --quiet --only-binary=:all: --dest $(VENV)/wheelhouse -r requirements.txt pip
 	@touch $@
 
 install: $(VENV)/.installed

@@ -80,8 +80,10 @@ loglevel = _settings.log_level.lower()
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "serving.logs.JsonFormatter"}},
-    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+    "formatters": {
+        "app": {"()": "serving.logs.JsonFormatter" if _settings.log_format == "json" else "serving.logs.TextFormatter"}
+    },
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "app", "stream": "ext://sys.stderr"}},
     # gunicorn replaces its defaults key by key: name the root logger so it does not point
     # at gunicorn's own (now absent) console handler. The app adds its handler to root.
     "root": {"level": _settings.log_level, "handlers": []},
@@ -102,6 +104,15 @@ logconfig_dict = {
 limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190
+
+# --- Google Cloud platform ---
+# Forwarding headers are trusted in one place only, the app's PROXY_HOPS (werkzeug's
+# ProxyFix: one hop, Google's front end, on App Engine, Cloud Run and Cloud Functions).
+# gunicorn would otherwise also honour X-Forwarded-Proto from any local peer.
+forwarded_allow_ips = ""
+# gunicorn's control socket lives in $HOME, which is read-only on App Engine and absent
+# for the Cloud Run image's user, and nobody can reach it on a serverless instance.
+control_socket_disable = True
 
 # gunicorn's own error pages (e.g. 431 for oversized headers) become JSON like the app's,
 # and the `Server` header stops naming gunicorn (serving/gunicorn_hardening.py says how).

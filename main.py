@@ -1,6 +1,8 @@
 """model-serving: the WSGI app that App Engine, Cloud Run and gunicorn load as `main:app`.
 
 Production: `gunicorn -c gunicorn.conf.py main:app`.
+Cloud Functions: the HTTP function `api` (`functions-framework --target=api`) serves the
+same app, every route.
 Development: `python main.py [--host H] [--port P] [--debug]` (Flask's own server, as in
 the tutorial; never in production).
 """
@@ -10,9 +12,11 @@ from __future__ import annotations
 import argparse
 
 from serving.app import create_app
+from serving.functions import http_entry_point
 from serving.hardening import QuietRequestHandler
 
 app = create_app()
+api = http_entry_point(app)
 
 
 def _cli() -> None:

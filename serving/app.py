@@ -15,6 +15,7 @@ from serving.jobs.service import init_jobs
 from serving.json_provider import FastJSONProvider
 from serving.logs import REQUEST_ID_HEADER, configure_logging, install_request_hooks
 from serving.metrics import create_metrics, install_metrics
+from serving.platform import adapt_to_platform, log_format, project_id
 from serving.ratelimits import install_rate_limits
 from serving.registry import Registry, discover_handlers
 from serving.scaffold import new_model_command
@@ -30,7 +31,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     `HandlerError` here, naming the file, so a bad deployment never starts serving.
     """
     settings = settings or Settings.from_env()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, log_format(settings), project_id(settings))
 
     app = Flask(__name__, static_folder=None)
     refuse_debug_in_production(app, settings)
@@ -93,6 +94,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(job_routes.blueprint)
     app.register_blueprint(job_routes.internal)
     init_jobs(app, settings, registry, app.extensions[EXTENSION_KEY].inference)
+
+    adapt_to_platform(app, settings)
 
     if settings.model_loading == "eager":
         registry.load_all()

@@ -5,6 +5,18 @@ nature, so this is the one piece of global state the core touches). `install_req
 gives each request an id (the caller's `X-Request-Id` when it is sane, else a new one),
 echoes it in the response, and logs one line per request with method, path, status,
 latency and model.
+
+Every line is what Cloud Logging reads from stdout/stderr: `severity`, and, for records
+written while a request is served, the request id, the model, and the trace of the
+request's `traceparent` (or `X-Cloud-Trace-Context`) header as
+`logging.googleapis.com/trace` = `projects/<project>/traces/<id>`, so the Logs Explorer
+nests them under the platform's own request log. The per-request line also carries
+`httpRequest` (method, URL, status, latency, sizes, user agent). Records with an exception
+carry its traceback in `message`, which is where Error Reporting looks for it.
+
+Formats: `json` (this module's formatter), `text` (one readable line), and `gcp`:
+google-cloud-logging's `StructuredLogHandler`, which writes the same JSON to the stream
+without credentials or network, adding source location and logger labels.
 """
 
 from __future__ import annotations
@@ -16,10 +28,13 @@ import re
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from flask import Flask, Response, g, request
+from flask import Flask, Response, g, has_request_context, request
+from google.cloud.logging_v2.handlers import StructuredLogHandler
+from werkzeug.datastructures import Headers
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -27,6 +42,87 @@ _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is
 # emitted as a field of its own.
 _STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+
+# Record attributes that are Cloud Logging's special fields, named as google-cloud-logging's
+# CloudLoggingFilter reads them from `extra=`, and the keys they take in a JSON line.
+_SPECIAL_FIELDS = {
+    "http_request": "httpRequest",
+    "trace": "logging.googleapis.com/trace",
+    "span_id": "logging.googleapis.com/spanId",
+    "trace_sampled": "logging.googleapis.com/trace_sampled",
+}
+# Attributes google-cloud-logging uses itself; never emitted as extras.
+_HANDLER_ATTRS = frozenset({"json_fields", "labels", "resource", "source_location"})
+# Error Reporting groups any log entry of this type by the traceback in its message.
+_ERROR_EVENT_TYPE = "type.googleapis.com/google.devtools.clouderrorreporting.v1beta1.ReportedErrorEvent"
+
+# W3C trace context: version-traceid-parentid-flags; version ff and all-zero ids are invalid.
+_TRACEPARENT = re.compile(r"^(?!ff)[0-9a-f]{2}-(?!0{32})([0-9a-f]{32})-(?!0{16})([0-9a-f]{16})-([0-9a-f]{2})(?:-.*)?$")
+# Google's own header: TRACE_ID[/SPAN_ID][;o=OPTIONS], the span id in decimal.
+_CLOUD_TRACE = re.compile(r"^([0-9a-fA-F]{32})(?:/([0-9]{1,20}))?(?:;o=([0-9]+))?$")
+
+
+@dataclass(frozen=True)
+class TraceContext:
+    """The trace a request belongs to, from its tracing headers."""
+
+    trace_id: str
+    span_id: str | None
+    sampled: bool
+
+    def resource_name(self, project: str | None) -> str:
+        """`projects/<project>/traces/<id>`, the form Cloud Logging links; the bare id without a project."""
+        return f"projects/{project}/traces/{self.trace_id}" if project else self.trace_id
+
+
+def parse_trace_headers(headers: Headers) -> TraceContext | None:
+    """The request's trace from `traceparent` (preferred) or `X-Cloud-Trace-Context`; None if neither is valid."""
+    parent = _TRACEPARENT.match(headers.get("traceparent", "").strip())
+    if parent:
+        trace_id, span_id, flags = parent.groups()
+        return TraceContext(trace_id, span_id, bool(int(flags, 16) & 1))
+    cloud = _CLOUD_TRACE.match(headers.get("X-Cloud-Trace-Context", "").strip())
+    if cloud:
+        trace_id, span, options = cloud.groups()
+        span_number = int(span) if span else 0
+        # Cloud Logging wants the span as 16 hex digits; 0 means none.
+        span_id = f"{span_number:016x}" if 0 < span_number < 2**64 else None
+        return TraceContext(trace_id.lower(), span_id, options == "1")
+    return None
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    """What `extra=` (or the request context) added to `record`, special fields excluded."""
+    return {
+        key: value
+        for key, value in record.__dict__.items()
+        if key not in _STANDARD_ATTRS
+        and key not in _SPECIAL_FIELDS
+        and key not in _HANDLER_ATTRS
+        and not key.startswith("_")
+    }
+
+
+class RequestLogContext(logging.Filter):
+    """Adds the current request's id, model and trace to every record written while serving it."""
+
+    def __init__(self, project: str | None) -> None:
+        super().__init__()
+        self.project = project
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not has_request_context():
+            return True
+        fields: dict[str, Any] = {"request_id": g.get("request_id"), "model": g.get("model")}
+        trace: TraceContext | None = g.get("trace")
+        if trace is not None:
+            fields["trace"] = trace.resource_name(self.project)
+            fields["span_id"] = trace.span_id
+            fields["trace_sampled"] = trace.sampled
+        for key, value in fields.items():
+            if value is not None and not hasattr(record, key):
+                setattr(record, key, value)
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -52,12 +148,15 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+        entry.update(_extras(record))
+        for attr, key in _SPECIAL_FIELDS.items():
+            value = getattr(record, attr, None)
+            if value is not None:
                 entry[key] = value
         if record.exc_info:
             # Error Reporting groups errors by the traceback found in the message.
             entry["message"] += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+            entry["@type"] = _ERROR_EVENT_TYPE
         try:
             # orjson: a fifth of json.dumps' time, on a line written for every request.
             return orjson.dumps(entry, default=str).decode()
@@ -73,11 +172,11 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        extras = " ".join(
-            f"{key}={value}"
-            for key, value in record.__dict__.items()
-            if key not in _STANDARD_ATTRS and not key.startswith("_")
-        )
+        fields = _extras(record)
+        trace = getattr(record, "trace", None)
+        if trace:
+            fields["trace"] = trace
+        extras = " ".join(f"{key}={value}" for key, value in fields.items())
         return f"{line} {extras}" if extras else line
 
 
@@ -111,17 +210,55 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         return True
 
 
-def configure_logging(level: str, fmt: str) -> None:
-    """Send every log record to stderr as JSON (or text); safe to call more than once."""
+class GoogleCloudHandler(StructuredLogHandler):
+    """google-cloud-logging's structured handler, fed this app's request context and extras.
+
+    It writes Cloud Logging's JSON to the stream (no API calls, no credentials). Extras
+    given with `extra=` become fields of the entry (google-cloud-logging reads them from
+    `json_fields`), and only the per-request line carries `httpRequest`: the library would
+    otherwise attach a partial one to every record written during a request.
+    """
+
+    def __init__(self, project: str | None) -> None:
+        super().__init__(project_id=project, stream=sys.stderr)  # type: ignore[no-untyped-call]
+        self._context = RequestLogContext(project)
+        # The entry's message: the text plus any traceback (Error Reporting reads it there).
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # Runs before the library's own filter, which reads these attributes.
+        self._context.filter(record)
+        fields = {**getattr(record, "json_fields", {}), **_extras(record)}
+        if record.exc_info:
+            fields["@type"] = _ERROR_EVENT_TYPE
+        record.json_fields = fields
+        if not hasattr(record, "http_request"):
+            record.http_request = None
+        return bool(super().filter(record))
+
+
+def configure_logging(level: str, fmt: str, project: str | None = None) -> None:
+    """Send every log record to stderr as `gcp`, `json` or `text`; safe to call more than once.
+
+    `project` names the Google Cloud project in trace links (`projects/<project>/traces/<id>`).
+    """
     root = logging.getLogger()
-    handler = next((h for h in root.handlers if getattr(h, "_serving", False)), None)
-    if handler is None:
-        # Standard streams only: App Engine's filesystem is read-only, and the platforms
-        # collect stdout/stderr into Cloud Logging.
+    for old in [h for h in root.handlers if getattr(h, "_serving", False)]:
+        root.removeHandler(old)
+    # Standard streams only: App Engine's filesystem is read-only, and the platforms
+    # collect stdout/stderr into Cloud Logging.
+    handler: logging.Handler
+    if fmt == "gcp":
+        handler = GoogleCloudHandler(project)
+    else:
         handler = LineHandler(sys.stderr)
-        handler._serving = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+        handler.addFilter(RequestLogContext(project))
+        handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler._serving = True  # type: ignore[union-attr]
+    root.addHandler(handler)
+    # google-cloud-logging announces its version once through this logger and its own
+    # handler; propagated to root as well, the line would appear twice.
+    logging.getLogger("google.cloud.logging_v2.handlers.structured_log").propagate = False
     root.setLevel(level)
     # Neither format shows the thread or process name, and looking them up is a visible
     # part of every record's cost (one record per request).
@@ -144,6 +281,7 @@ def install_request_hooks(app: Flask) -> None:
         g.started = time.perf_counter()
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
         g.request_id = incoming if _SANE_REQUEST_ID.match(incoming) else new_request_id()
+        g.trace = parse_trace_headers(request.headers)
 
     @app.after_request
     def _finish(response: Response) -> Response:
@@ -162,6 +300,7 @@ def install_request_hooks(app: Flask) -> None:
             "path": request.path,
             "status": response.status_code,
             "latency_ms": round(latency_ms, 3) if latency_ms is not None else None,
+            "http_request": _http_request(response, latency_ms),
         }
         model = g.get("model")
         if model:
@@ -173,3 +312,24 @@ def install_request_hooks(app: Flask) -> None:
         level = logging.ERROR if response.status_code >= 500 else logging.INFO
         access_log.log(level, "%s %s %s", request.method, request.path, response.status_code, extra=fields)
         return response
+
+
+def _http_request(response: Response, latency_ms: float | None) -> dict[str, Any]:
+    """Cloud Logging's `HttpRequest` for the current request and its response."""
+    entry: dict[str, Any] = {
+        "requestMethod": request.method,
+        # Behind Google's front end ProxyFix has made this the https URL the client used.
+        "requestUrl": request.url,
+        "status": response.status_code,
+        "protocol": request.environ.get("SERVER_PROTOCOL"),
+        "remoteIp": request.remote_addr,
+        "userAgent": request.user_agent.string or None,
+        "referer": request.referrer,
+    }
+    if request.content_length is not None:
+        entry["requestSize"] = str(request.content_length)  # int64 fields are JSON strings
+    if response.content_length is not None:
+        entry["responseSize"] = str(response.content_length)
+    if latency_ms is not None:
+        entry["latency"] = f"{latency_ms / 1000:.6f}s"  # a protobuf Duration
+    return {key: value for key, value in entry.items() if value is not None}

@@ -3,7 +3,7 @@
 `RATE_LIMITS` (e.g. `100/minute;10/second`, Flask-Limiter's syntax) applies to each
 client across all protected routes together. A client is its API key when it presented a
 valid one, else its IP address: `request.remote_addr`, which behind Google's front end is
-the address the one trusted proxy hop reported (see `ProxyFix` in the app factory), never
+the address the one trusted proxy hop reported (`PROXY_HOPS`, serving/platform.py), never
 a client-supplied `X-Forwarded-For` entry. Public routes (health, docs, static files) and
 CORS preflights are not counted.
 

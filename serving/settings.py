@@ -146,6 +146,28 @@ def _base_url(raw: str) -> str:
     return value
 
 
+def _proxy_hops(raw: str) -> int | None:
+    value = raw.strip().lower()
+    if value in {"", "auto"}:
+        return None
+    if not value.isdigit() or not 0 <= int(value) <= 5:
+        raise ValueError("expected auto or an integer from 0 to 5")
+    return int(value)
+
+
+def _optional(raw: str) -> str | None:
+    # Set but empty reads as unset, as Google's own client libraries read these variables.
+    return raw.strip() or None
+
+
+def _project_id(raw: str) -> str | None:
+    value = _optional(raw)
+    # Project ids, including domain-scoped ones (`example.com:my-project`).
+    if value is not None and not re.fullmatch(r"[a-z0-9][a-z0-9.:-]{0,99}", value):
+        raise ValueError("expected a Google Cloud project id (lowercase letters, digits, hyphens)")
+    return value
+
+
 # App Engine standard rejects requests over 32 MB (whether read as 10^6 or 2^20 bytes)
 # before they reach the app; staying a little under it means our own 413 (JSON, with a
 # message) is what clients see.
@@ -230,9 +252,10 @@ class Settings:
     log_level: str = _setting("LOG_LEVEL", "INFO", "Lowest level logged.", _log_level)
     log_format: str = _setting(
         "LOG_FORMAT",
-        "json",
-        "`json`: one JSON object per line (what Cloud Logging reads); `text` for humans.",
-        _one_of("json", "text"),
+        "auto",
+        "`json`: one JSON object per line; `text` for humans; `gcp`: google-cloud-logging's structured "
+        "handler (trace, source location, labels); `auto`: `gcp` on Google Cloud, `json` elsewhere.",
+        _one_of("auto", "gcp", "json", "text"),
     )
     # --- batch prediction, Vertex AI and API docs ---
     predict_max_instances: int = _setting(
@@ -422,16 +445,34 @@ class Settings:
         "",
         "`host:port` of a Cloud Tasks emulator (gcloud-tasks-emulator) to use instead of Google's API.",
     )
-    gae_env: str = _setting(
-        "GAE_ENV", "", "Set by App Engine standard (`standard`); never set it yourself. Jobs read it."
-    )
-    gae_service: str = _setting(
-        "GAE_SERVICE", "", "Set by App Engine (the service name); Cloud Tasks jobs are routed back to it."
-    )
-    k_service: str = _setting(
-        "K_SERVICE", "", "Set by Cloud Run and Cloud Functions (the service name); never set it yourself."
-    )
     # --- Google Cloud platform ---
+    proxy_hops: int | None = _setting(
+        "PROXY_HOPS",
+        None,
+        "Proxies in front of the app whose `X-Forwarded-For`/`-Proto` are trusted (so URLs and "
+        "`request.scheme` are https behind Google's front end); unset or `auto`: 1 on Google Cloud, 0 elsewhere.",
+        _proxy_hops,
+    )
+    google_cloud_project: str | None = _setting(
+        "GOOGLE_CLOUD_PROJECT",
+        None,
+        "Project id that log entries' trace links name. App Engine sets it; service.yaml and the Cloud "
+        "Functions deploy command set it (Cloud Run does not).",
+        _project_id,
+    )
+    gcloud_project: str | None = _setting(
+        "GCLOUD_PROJECT", None, "Older name of `GOOGLE_CLOUD_PROJECT`, read when that is unset.", _project_id
+    )
+    k_service: str | None = _setting(
+        "K_SERVICE", None, "Set by Cloud Run and Cloud Functions: the service name (means: on Google Cloud).", _optional
+    )
+    gae_env: str | None = _setting(
+        "GAE_ENV", None, "Set by App Engine (`standard`; `localdev` under dev_appserver.py).", _optional
+    )
+    gae_service: str | None = _setting("GAE_SERVICE", None, "Set by App Engine: the service name.", _optional)
+    function_target: str | None = _setting(
+        "FUNCTION_TARGET", None, "Set by Cloud Functions: the entry point's name (`api`).", _optional
+    )
     # --- throughput and observability ---
     batching: bool = _setting(
         "BATCHING",
@@ -519,18 +560,17 @@ class Settings:
     flask_debug: bool = _setting(
         "FLASK_DEBUG", False, "Flask debug mode for `python main.py`; refused on Google Cloud.", _parse_bool
     )
-    # GAE_ENV and K_SERVICE are read in the jobs section above; with FUNCTION_TARGET
-    # they mark a Google Cloud runtime (see `google_cloud_runtime`).
-    function_target: str | None = _setting(
-        "FUNCTION_TARGET", None, "Set by Cloud Functions; marks a Google Cloud runtime."
-    )
+    # GAE_ENV, K_SERVICE and FUNCTION_TARGET (Google Cloud platform section) mark a
+    # Google Cloud runtime, where FLASK_DEBUG is refused (see `google_cloud_runtime`).
 
     @property
     def google_cloud_runtime(self) -> str | None:
         """The variable that shows this runs on Google Cloud, or None when it does not."""
-        for env, value in (("GAE_ENV", self.gae_env), ("K_SERVICE", self.k_service)):
-            if value:
-                return env
+        # dev_appserver.py sets GAE_ENV=localdev: that is a developer's machine.
+        if self.gae_env and self.gae_env != "localdev":
+            return "GAE_ENV"
+        if self.k_service:
+            return "K_SERVICE"
         return "FUNCTION_TARGET" if self.function_target else None
 
     @classmethod

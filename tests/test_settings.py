@@ -52,7 +52,7 @@ def test_values_from_environment(env: dict[str, str], field: str, value: Any) ->
         ({"PORT": "70000"}, "PORT='70000' is not valid: expected an integer from 1 to 65535"),
         ({"GUNICORN_WORKERS": "0"}, "GUNICORN_WORKERS='0'"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL='loud'"),
-        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT='xml' is not valid: expected one of json, text"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT='xml' is not valid: expected one of auto, gcp, json, text"),
         ({"MODEL_LOADING": "sometimes"}, "MODEL_LOADING='sometimes'"),
         ({"VALIDATE_OUTPUT": "maybe"}, "VALIDATE_OUTPUT='maybe'"),
         ({"MAX_REQUEST_BYTES": "12"}, "MAX_REQUEST_BYTES='12'"),

@@ -78,7 +78,11 @@ def wants_async(runtime: ModelRuntime) -> bool:
             raise BadRequest(f"Model {runtime.spec.name} does not run asynchronously; drop async=true")
         # A Prefer header is only a preference (RFC 7240): answered synchronously.
         return False
-    return explicit is True or (explicit is None and _prefers_async())
+    if explicit is None and _prefers_async():
+        # Only a preference: without a job store the request is answered synchronously,
+        # as RFC 7240 asks of a server that cannot honour it.
+        return get_jobs(current_app) is not None
+    return explicit is True
 
 
 def _service() -> JobService:

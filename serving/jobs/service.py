@@ -107,7 +107,7 @@ class JobService:
                 base_url=settings.jobs_tasks_url,
                 service_account=settings.jobs_tasks_service_account,
                 audience=audience,
-                app_engine_service=settings.gae_service,
+                app_engine_service=settings.gae_service or "",
                 deadline_s=settings.jobs_timeout_s,
                 emulator_host=settings.jobs_tasks_emulator_host,
             )
@@ -213,7 +213,7 @@ class JobService:
         outcome = self.store.cancel(job_id, self.clock())
         if outcome is not None and outcome[1]:
             log.info("job %s canceled", job_id, extra={"job_id": job_id})
-            self._job_finished(outcome[0])
+            self._job_finished(outcome[0], inline=False)
         return outcome
 
     def _dispatch(self, job: Job) -> None:
@@ -231,14 +231,23 @@ class JobService:
             return
         self.store.mark_dispatched(job.id, self.clock())
 
-    def _job_finished(self, job: Job) -> None:
+    def _job_finished(self, job: Job, *, inline: bool = True) -> None:
         if job.webhook_url is None:
             return
         if self.pool is not None:
             self.pool.job_finished(job)
-        else:
+        elif inline:
             # Inside the run request the instance has CPU: deliver now, retry via a task.
             self.deliver_webhook(job.id)
+        else:
+            # A client's DELETE should not wait for someone else's webhook target.
+            from serving.jobs.cloud_tasks import DispatchError
+
+            assert self.tasks is not None
+            try:
+                self.tasks.enqueue_webhook(job, 0.0)
+            except DispatchError as exc:
+                log.error("job %s: %s", job.id, exc, extra={"job_id": job.id})
 
     # --- background work ---
 
@@ -348,7 +357,7 @@ def init_jobs(app: Flask, settings: Settings, registry: Registry, inference: Inf
     app.extensions[EXTENSION_KEY] = service
     if service is None:
         return None
-    if service.dispatcher_kind == "threads" and (settings.gae_env or settings.k_service):
+    if service.dispatcher_kind == "threads" and on_serverless(settings):
         log.warning(
             "JOBS_DISPATCHER=threads on a serverless platform: background threads get CPU only with "
             "instance-based billing / always-allocated CPU; JOBS_DISPATCHER=cloud-tasks runs jobs inside requests"
@@ -372,13 +381,19 @@ def jobs_disabled_reason(settings: Settings) -> str:
     )
 
 
+def on_serverless(settings: Settings) -> bool:
+    """True on App Engine standard, Cloud Run or Cloud Functions: instances with throwaway disks."""
+    # dev_appserver.py sets GAE_ENV=localdev: a developer's machine, whose disk stays.
+    return settings.gae_env == "standard" or bool(settings.k_service)
+
+
 def resolve_store_kind(settings: Settings) -> str:
     """The store `JOBS_STORE` stands for here: sqlite, postgresql, firestore or none."""
     if settings.jobs_store != "auto":
         return settings.jobs_store
     if settings.database_url:
         return "postgresql"
-    if (settings.gae_env or settings.k_service) and not settings.jobs_allow_ephemeral_store:
+    if on_serverless(settings) and not settings.jobs_allow_ephemeral_store:
         return "none"
     return "sqlite"
 
@@ -386,7 +401,7 @@ def resolve_store_kind(settings: Settings) -> str:
 def build_store(settings: Settings) -> JobStore | None:
     """The job store the settings ask for, after checking that it keeps jobs."""
     kind = resolve_store_kind(settings)
-    serverless = bool(settings.gae_env or settings.k_service)
+    serverless = on_serverless(settings)
     _check_dispatcher(settings, kind, serverless)
     if kind == "none":
         if settings.jobs_store == "auto":

@@ -249,18 +249,23 @@ def test_cancel_a_queued_job_then_cancelling_again_is_409(client: FlaskClient) -
     assert client.get(location).get_json()["status"] == "canceled"
 
 
-def test_jobs_turned_off_answer_503_and_sync_still_works(make_jobs_app: Callable[..., Flask]) -> None:
+def test_jobs_turned_off_answer_503_unless_async_was_only_preferred(make_jobs_app: Callable[..., Flask]) -> None:
     client = make_jobs_app(jobs_store="none").test_client()
 
-    submitted = client.post("/v1/Echo", json={"text": "hi"}, headers=PREFER)
+    submitted = client.post("/v1/Echo?async=true", json={"text": "hi"})
+    always = client.post("/v1/BackgroundOnly", json={"n": 1})
+    preferred = client.post("/v1/Echo", json={"text": "hi"}, headers=PREFER)
     polled = client.get("/v1/jobs/" + "ab" * 16)
-    sync = client.post("/v1/Echo", json={"text": "hi"})
 
     assert submitted.status_code == 503
     assert submitted.get_json()["code"] == "jobs_unavailable"
     assert "JOBS_STORE=none" in submitted.get_json()["message"]
+    assert always.status_code == 503
+    # Prefer is only a preference (RFC 7240): answered synchronously, not refused.
+    assert preferred.status_code == 200
+    assert preferred.get_json() == {"result": {"text": "hi"}}
+    assert "Preference-Applied" not in preferred.headers
     assert polled.status_code == 503
-    assert sync.status_code == 200
 
 
 def test_an_unreachable_database_is_503_not_500(make_jobs_app: Callable[..., Flask]) -> None:

@@ -27,6 +27,7 @@ import pytest
 import requests
 from flask import Flask
 
+from serving.jobs.service import get_jobs
 from tests.conftest import require_service
 from tests.jobs.conftest import FIRESTORE_PROJECT, JOB_HANDLERS, tasks_emulator_python, wait_for
 from tests.jobs.oidc import SERVICE_ACCOUNT, Issuer
@@ -340,3 +341,34 @@ class _HookServer:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class _RecordingTasks:
+    """Stands in for CloudTasksDispatcher: records what would be enqueued."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, float]] = []
+
+    def enqueue_run(self, job: Any) -> None:
+        self.calls.append(("run", job.id, 0.0))
+
+    def enqueue_webhook(self, job: Any, delay_s: float) -> None:
+        self.calls.append(("webhook", job.id, delay_s))
+
+
+def test_submit_enqueues_a_run_task_and_cancel_a_webhook_task(http_target_app: Flask) -> None:
+    service = get_jobs(http_target_app)
+    assert service is not None
+    recorder = _RecordingTasks()
+    service.tasks = recorder  # type: ignore[assignment]
+    client = http_target_app.test_client()
+
+    submitted = client.post("/v1/Echo?async=true&webhook=https://hooks.example/done", json={"text": "hi"})
+    job_id = submitted.get_json()["job_id"]
+    canceled = client.delete(f"/v1/jobs/{job_id}")
+
+    assert submitted.status_code == 202
+    assert canceled.status_code == 200
+    # The DELETE did not call the webhook itself: a task will.
+    assert recorder.calls == [("run", job_id, 0.0), ("webhook", job_id, 0.0)]
+    assert canceled.get_json()["webhook"] == {"state": "pending"}
