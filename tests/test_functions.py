@@ -80,6 +80,7 @@ def _answer(client: FlaskClient, method: str, path: str) -> tuple[int, dict[str,
     )
     headers = {k.lower(): v for k, v in response.headers.items() if k.lower() not in _VOLATILE}
     body = response.get_data()
+    response.close()  # a file response holds its file open until closed
     parsed = json.loads(body) if response.is_json else body
     return response.status_code, headers, parsed
 
@@ -90,8 +91,17 @@ def test_every_route_answers_as_the_app_does(framework: FlaskClient, served_app:
     assert ("POST", "/v1/XXXModel") in routes
 
     for method, path in routes:
+        if method == "OPTIONS" and path.startswith("/static/"):
+            # functions-framework's own Flask app has a /static/ rule and answers OPTIONS
+            # there itself; GET, which is how pages load the widget, reaches the app
+            # through the framework's 404 hook and is compared like every other route.
+            continue
         through = _answer(framework, method, path)
         expected = _answer(direct, method, path)
+        if path == "/metrics":
+            # Counters: every request, the first of these two included, changes what the
+            # next one shows; status and headers must still agree.
+            through, expected = through[:2], expected[:2]
         assert through == expected, f"{method} {path}"
 
 

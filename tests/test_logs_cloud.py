@@ -110,7 +110,7 @@ def test_request_log_carries_trace_http_request_model_and_id(
         "remoteIp": "203.0.113.9",
         "userAgent": "shop-widget/2.1",
         "referer": "https://shop.example/page",
-        "requestSize": "15",
+        "requestSize": str(response.request.content_length),  # the body as the test client encoded it
         "responseSize": str(len(response.data)),
         "latency": entry["httpRequest"]["latency"],
     }
