@@ -90,8 +90,15 @@ logconfig_dict = {
     },
 }
 
-# Request line and header limits (gunicorn's defaults, stated): oversized headers get a
-# 400 from gunicorn before they reach the app.
+# Request line and header limits (gunicorn's defaults, stated): gunicorn refuses a longer
+# request line (414) or more or larger headers (431) before the app sees them, in JSON
+# (see harden_gunicorn below).
+#
+# Slow clients: a gthread worker gives a connection a thread once its first bytes arrive,
+# and the thread stays with it while the request trickles in, so one instance withstands
+# fewer than workers x threads slow clients; Google's front end (App Engine, Cloud
+# Run) receives each request whole before it reaches gunicorn. tests/test_hostile_http.py
+# checks that a handful of them leaves the server answering.
 limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190

@@ -598,6 +598,8 @@ def write_results(
         "same JSON body on every request. `load` is the machine's 1-minute load average during the runs "
         "(2 cores: above 2, other processes were competing for them). Cold start: the fastest of "
         f"{plan.cold_starts} start(s).",
+        "Behaviour under faults (soak, a killed worker, a database restart, shutdown) is in "
+        "[RESULTS-resilience.md](RESULTS-resilience.md), made by `python -m bench.resilience`.",
         "",
         markdown_table(rows),
         "",

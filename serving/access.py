@@ -154,7 +154,6 @@ def enforce_access_control(app: Flask) -> None:
         if problem is None or is_public_request():
             return
         # Say which of the two it was, never anything about the secret that was sent.
-        g.auth_failure = problem
         error = Unauthorized(
             "Missing API key: send Authorization: Bearer <key> or X-API-Key: <key>"
             if problem == "missing"

@@ -29,13 +29,14 @@ _PARAMETER = re.compile(r"\{[^}/]+\}")
 _METHODS = {"get", "post", "put", "patch", "delete"}
 
 
-def _error(description: str, **extra: Any) -> dict[str, Any]:
-    headers = {"X-Request-Id": {"$ref": "#/components/headers/RequestId"}, **extra.pop("headers", {})}
+_REQUEST_ID = {"X-Request-Id": {"$ref": "#/components/headers/RequestId"}}
+
+
+def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "description": description,
-        "headers": headers,
+        "headers": {**_REQUEST_ID, **(headers or {})},
         "content": {"application/json": {"schema": _ERROR_REF}},
-        **extra,
     }
 
 

@@ -3,7 +3,7 @@
 `RATE_LIMITS` (e.g. `100/minute;10/second`, Flask-Limiter's syntax) applies to each
 client across all protected routes together. A client is its API key when it presented a
 valid one, else its IP address: `request.remote_addr`, which behind Google's front end is
-the address the one trusted proxy hop reported (see `ProxyFix` in the app factory), never
+the address the one trusted proxy hop reported (`PROXY_HOPS`, serving/platform.py), never
 a client-supplied `X-Forwarded-For` entry. Public routes (health, docs, static files) and
 CORS preflights are not counted.
 
@@ -64,7 +64,8 @@ def install_rate_limits(app: Flask, *, limits: str, storage_url: str | None, key
         if response.status_code == 429:
             current = limiter.current_limit
             if current is not None and current.breached:
-                seconds = max(1, math.ceil(current.reset_at - time.time()))
+                # `reset_at` adds a second of rounding; the window's own reset time does not.
+                seconds = max(1, math.ceil(current.window.reset_time - time.time()))
                 response.headers["Retry-After"] = str(seconds)
         return response
 

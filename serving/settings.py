@@ -560,13 +560,17 @@ class Settings:
     flask_debug: bool = _setting(
         "FLASK_DEBUG", False, "Flask debug mode for `python main.py`; refused on Google Cloud.", _parse_bool
     )
+    # GAE_ENV, K_SERVICE and FUNCTION_TARGET (Google Cloud platform section) mark a
+    # Google Cloud runtime, where FLASK_DEBUG is refused (see `google_cloud_runtime`).
 
     @property
     def google_cloud_runtime(self) -> str | None:
         """The variable that shows this runs on Google Cloud, or None when it does not."""
-        for env, value in (("GAE_ENV", self.gae_env), ("K_SERVICE", self.k_service)):
-            if value:
-                return env
+        # dev_appserver.py sets GAE_ENV=localdev: that is a developer's machine.
+        if self.gae_env and self.gae_env != "localdev":
+            return "GAE_ENV"
+        if self.k_service:
+            return "K_SERVICE"
         return "FUNCTION_TARGET" if self.function_target else None
 
     @classmethod

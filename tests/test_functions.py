@@ -98,6 +98,10 @@ def test_every_route_answers_as_the_app_does(framework: FlaskClient, served_app:
             continue
         through = _answer(framework, method, path)
         expected = _answer(direct, method, path)
+        if path == "/metrics":
+            # Counters: every request, the first of these two included, changes what the
+            # next one shows; status and headers must still agree.
+            through, expected = through[:2], expected[:2]
         assert through == expected, f"{method} {path}"
 
 

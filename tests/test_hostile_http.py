@@ -7,10 +7,13 @@ on a socket to gunicorn started with gunicorn.conf.py (2 workers x 8 threads).
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -62,6 +65,46 @@ def assert_clean_error(response: RawResponse, statuses: set[int]) -> Any:
 
 def _post(path: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
     return request_bytes("POST", path, body, headers if headers is not None else JSON)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png(width: int, height: int, rows: bytes) -> bytes:
+    """A grayscale PNG declaring `width` x `height`, whatever `rows` really holds."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(rows, 9))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def _digit_request(image: bytes) -> bytes:
+    return _post("/v1/Digits", json.dumps({"image": base64.b64encode(image).decode()}).encode())
+
+
+# 4000 x 4000 of blank pixels: 16 MB decoded from a few KB, just under Digits' pixel limit.
+_BLANK_ROWS = (b"\x00" + b"\xff" * 4000) * 4000
+IMAGE_BOMBS = [
+    pytest.param(_digit_request(_png(100_000, 100_000, b"\x00" * 64)), {400}, id="png-declares-1e10-pixels"),
+    pytest.param(_digit_request(_png(65_535, 1, b"\x00" * 64)), {400}, id="png-too-wide"),
+    pytest.param(_digit_request(_png(4000, 4000, _BLANK_ROWS)), {200, 400}, id="png-16-megapixels-from-kb"),
+    pytest.param(_digit_request(_png(64, 64, b"\x00" * 10)), {400}, id="png-truncated-data"),
+    pytest.param(_digit_request(b"GIF89a" + b"\x00" * 64), {400}, id="gif"),
+    pytest.param(_digit_request(b"\xff\xd8\xff" + b"\x00" * 64), {400}, id="jpeg-header-only"),
+]
+
+
+@pytest.mark.parametrize(("raw", "statuses"), IMAGE_BOMBS)
+def test_image_bombs_are_refused_cleanly(server: ServerProcess, raw: bytes, statuses: set[int]) -> None:
+    response = exchange(server.port, raw, timeout=60)
+
+    if response.status != 200:
+        assert assert_clean_error(response, statuses)["code"] == "invalid_input"
+    assert response.status in statuses
 
 
 HOSTILE = [
@@ -194,7 +237,7 @@ class _Slowloris(threading.Thread):
 
 
 def test_a_handful_of_slowloris_clients_does_not_starve_gunicorn(server: ServerProcess) -> None:
-    """Six slow clients (headers or body trickling in) hold six of the 16 threads; the rest serve.
+    """Six slow clients (headers or body trickling in) hold six of 2 x 8 threads; the rest serve.
 
     gthread gives each connection a thread once its first bytes arrive, so a slow client
     holds one thread for as long as it trickles. With 2 workers x 8 threads, fewer than

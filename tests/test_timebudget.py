@@ -8,9 +8,11 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask
 
 from serving.errors import GatewayTimeout, ModelUnavailable
@@ -193,3 +195,28 @@ def test_batch_overrun_is_one_504_not_a_retry_per_item(budget_app: Flask) -> Non
         inference.predict_many(runtime, [{"seconds": 2}, {"seconds": 2}, {"seconds": 2}])
 
     assert time.monotonic() - started < 1.5
+
+
+@pytest.mark.e2e
+def test_overruns_on_real_gunicorn_leave_the_worker_serving(start_gunicorn: Any) -> None:
+    """One worker, so every request below lands on the same process: it never restarts."""
+    env = {"HANDLERS_DIR": str(BUDGET_HANDLERS), "GUNICORN_WORKERS": "1", "MAX_ABANDONED_CALLS": "2"}
+    with start_gunicorn(env) as server:
+        pids_before = _children(server.process.pid)
+        slow = [requests.post(server.url + "/v1/Slow", json={"seconds": 4}, timeout=10) for _ in range(3)]
+        quick = requests.post(server.url + "/v1/Quick", json={}, timeout=10)
+        health = requests.get(server.url + "/healthz", timeout=10)
+        _wait_until(lambda: requests.post(server.url + "/v1/Slow", json={"seconds": 0}, timeout=10).ok, 15)
+        pids_after = _children(server.process.pid)
+
+    assert [r.status_code for r in slow] == [504, 504, 503]
+    assert all(r.elapsed.total_seconds() < 3 for r in slow)  # answered at the deadline, not after the call
+    assert slow[2].json()["status"] == "degraded"
+    assert quick.status_code == 200
+    assert health.status_code == 200
+    assert pids_after == pids_before
+    assert "Traceback" not in server.log()
+
+
+def _children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
