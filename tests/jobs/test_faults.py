@@ -187,7 +187,9 @@ def test_two_servers_on_one_database_never_run_a_job_twice_at_once_and_lose_none
     assert sorted(events) == sorted(ids)  # none lost
     for tag, tag_events in events.items():
         starts = [e for e in tag_events if e["event"] == "start"]
-        assert len(starts) == docs[tag]["attempts"]
+        # An attempt counts when a process claims the job; a worker SIGKILLed between its
+        # claim and the model's first line leaves an attempt with no logged start.
+        assert 1 <= len(starts) <= docs[tag]["attempts"]
         assert tag_events[-1]["event"] == "end", f"{tag} never finished"
         # Runs of one job never overlap: a run starts only after the previous one ended,
         # or after the process running it was killed. (A run killed between the model's
