@@ -25,7 +25,7 @@ from google.api_core import exceptions as google_exceptions
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from serving.jobs.records import Job, JobStatus, WebhookState, dumps
+from serving.jobs.records import Job, JobStatus, WebhookState, dumps, stored_fields
 from serving.jobs.store import Claim, DocumentTooLarge, IdempotencyConflict, StoreError
 
 log = logging.getLogger("serving.jobs.store")
@@ -372,37 +372,10 @@ def _terminal(job: Job, status: JobStatus, result: Any, error: dict[str, Any] | 
 
 
 def _document(job: Job) -> dict[str, Any]:
-    payload = dumps(job.payload)
-    if len(payload.encode()) > MAX_JSON_BYTES:
+    document = stored_fields(job)
+    if len(document["payload"].encode()) > MAX_JSON_BYTES:
         raise DocumentTooLarge("The request is larger than the Firestore job store can keep (1 MiB per job)")
-    return {
-        "id": job.id,
-        "model": job.model,
-        "status": job.status.value,
-        "payload": payload,
-        "result": dumps(job.result) if job.result is not None else None,
-        "error": dumps(job.error) if job.error is not None else None,
-        "created_at": job.created_at,
-        "updated_at": job.updated_at,
-        "started_at": job.started_at,
-        "finished_at": job.finished_at,
-        "not_before": job.not_before,
-        "attempts": job.attempts,
-        "max_attempts": job.max_attempts,
-        "lease_until": job.lease_until,
-        "claim_token": job.claim_token,
-        "worker": job.worker,
-        "idempotency_key": job.idempotency_key,
-        "request_hash": job.request_hash,
-        "request_id": job.request_id,
-        "webhook_url": job.webhook_url,
-        "webhook_state": job.webhook_state.value if job.webhook_state else None,
-        "webhook_attempts": job.webhook_attempts,
-        "webhook_next_at": job.webhook_next_at,
-        "webhook_error": job.webhook_error,
-        "dispatched_at": job.dispatched_at,
-        "owner": job.owner,
-    }
+    return document
 
 
 def _job(data: dict[str, Any]) -> Job:

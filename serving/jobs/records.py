@@ -114,3 +114,39 @@ def request_fingerprint(model: str, payload: Any, webhook_url: str | None) -> st
 def dumps(value: Any) -> str:
     """JSON text for a stored payload, result or error."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def stored_fields(job: Job) -> dict[str, Any]:
+    """Every field of `job` as a job store keeps it: enums as their values, JSON as text.
+
+    The SQL and Firestore stores write exactly this, so a field added to `Job` is added
+    to both in one place.
+    """
+    return {
+        "id": job.id,
+        "model": job.model,
+        "status": job.status.value,
+        "payload": dumps(job.payload),
+        "result": dumps(job.result) if job.result is not None else None,
+        "error": dumps(job.error) if job.error is not None else None,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "not_before": job.not_before,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "lease_until": job.lease_until,
+        "claim_token": job.claim_token,
+        "worker": job.worker,
+        "idempotency_key": job.idempotency_key,
+        "request_hash": job.request_hash,
+        "request_id": job.request_id,
+        "webhook_url": job.webhook_url,
+        "webhook_state": job.webhook_state.value if job.webhook_state else None,
+        "webhook_attempts": job.webhook_attempts,
+        "webhook_next_at": job.webhook_next_at,
+        "webhook_error": job.webhook_error,
+        "dispatched_at": job.dispatched_at,
+        "owner": job.owner,
+    }

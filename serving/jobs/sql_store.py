@@ -34,7 +34,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from serving.jobs.records import Job, JobStatus, WebhookState, dumps
+from serving.jobs.records import Job, JobStatus, WebhookState, dumps, stored_fields
 from serving.jobs.store import Claim, IdempotencyConflict, StoreError
 
 log = logging.getLogger("serving.jobs.store")
@@ -541,34 +541,7 @@ def _terminal_values(status: JobStatus, result: Any, error: dict[str, Any] | Non
 
 
 def _row(job: Job) -> dict[str, Any]:
-    return {
-        "id": job.id,
-        "model": job.model,
-        "status": job.status.value,
-        "payload": dumps(job.payload),
-        "result": dumps(job.result) if job.result is not None else None,
-        "error": dumps(job.error) if job.error is not None else None,
-        "created_at": job.created_at,
-        "updated_at": job.updated_at,
-        "started_at": job.started_at,
-        "finished_at": job.finished_at,
-        "not_before": job.not_before,
-        "attempts": job.attempts,
-        "max_attempts": job.max_attempts,
-        "lease_until": job.lease_until,
-        "claim_token": job.claim_token,
-        "worker": job.worker,
-        "idempotency_key": job.idempotency_key,
-        "request_hash": job.request_hash,
-        "request_id": job.request_id,
-        "webhook_url": job.webhook_url,
-        "webhook_state": job.webhook_state.value if job.webhook_state else None,
-        "webhook_attempts": job.webhook_attempts,
-        "webhook_next_at": job.webhook_next_at,
-        "webhook_error": job.webhook_error,
-        "dispatched_at": job.dispatched_at,
-        "owner": job.owner,
-    }
+    return stored_fields(job)
 
 
 def _job(row: RowMapping) -> Job:
