@@ -112,6 +112,7 @@ class JobRunner:
         default_timeout_s: float,
         slots: int,
         on_finished: Callable[[Job], None] | None = None,
+        on_started: Callable[[Job], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
@@ -120,6 +121,7 @@ class JobRunner:
         self._leases = leases
         self._default_timeout_s = default_timeout_s
         self._on_finished = on_finished
+        self._on_started = on_started
         self._clock = clock
         # Held by each model call until it returns, including calls that timed out.
         self.slots = threading.BoundedSemaphore(max(slots, 1))
@@ -134,6 +136,8 @@ class JobRunner:
         # The submitting request's id ties the job's log lines to the 202 that accepted it.
         fields = {"job_id": job.id, "model": job.model, "attempt": job.attempts, "request_id": job.request_id}
         log.info("job %s started (attempt %d)", job.id, job.attempts, extra=fields)
+        if self._on_started is not None:
+            self._on_started(job)
         runtime = self._registry.get(job.model)
         if runtime is None:
             self.slots.release()

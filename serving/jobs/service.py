@@ -27,8 +27,10 @@ from serving.jobs.records import Job, JobStatus, new_job_id, request_fingerprint
 from serving.jobs.runner import JobRunner, LeaseKeeper, worker_name
 from serving.jobs.store import Claim, JobStore, StoreError
 from serving.jobs.webhooks import WebhookPolicy, backoff_s, deliver
+from serving.metrics import Metrics
 from serving.registry import ModelRuntime, Registry
 from serving.settings import Settings, SettingsError
+from serving.state import get_state
 
 if TYPE_CHECKING:
     from serving.jobs.cloud_tasks import CloudTasksDispatcher, QueueCaller
@@ -60,10 +62,13 @@ class JobService:
         inference: Inference,
         store: JobStore,
         *,
+        metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.store = store
+        # Every state a job enters is counted in /metrics (`model_serving_jobs_total`).
+        self.metrics = metrics if metrics is not None else Metrics()
         self.registry = registry
         self.clock = clock
         self.dispatcher_kind = settings.jobs_dispatcher
@@ -80,6 +85,7 @@ class JobService:
             default_timeout_s=settings.jobs_timeout_s,
             slots=slots,
             on_finished=self._job_finished,
+            on_started=lambda job: self.metrics.count_job(job.model, JobStatus.RUNNING.value),
             clock=clock,
         )
         self.pool: WorkerPool | None = None
@@ -189,6 +195,8 @@ class JobService:
             owner=owner,
         )
         stored, created = self.store.create(job)
+        if created:
+            self.metrics.count_job(stored.model, JobStatus.QUEUED.value)
         if created or (stored.status is JobStatus.QUEUED and stored.dispatched_at is None):
             self._dispatch(stored)
         return stored, created
@@ -232,6 +240,7 @@ class JobService:
         self.store.mark_dispatched(job.id, self.clock())
 
     def _job_finished(self, job: Job, *, inline: bool = True) -> None:
+        self.metrics.count_job(job.model, job.status.value)
         if job.webhook_url is None:
             return
         if self.pool is not None:
@@ -353,7 +362,8 @@ class JobService:
 def init_jobs(app: Flask, settings: Settings, registry: Registry, inference: Inference) -> JobService | None:
     """Build the app's `JobService` (None when jobs are off); refuses unsafe combinations."""
     store = build_store(settings)
-    service = JobService(settings, registry, inference, store) if store is not None else None
+    metrics = get_state(app).metrics
+    service = JobService(settings, registry, inference, store, metrics=metrics) if store is not None else None
     app.extensions[EXTENSION_KEY] = service
     if service is None:
         return None

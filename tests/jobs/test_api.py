@@ -355,3 +355,15 @@ def test_finished_jobs_are_purged_after_their_retention(make_jobs_app: Callable[
     assert finished(client, location)["status"] == "succeeded"
 
     wait_for(lambda: client.get(location).status_code == 404, timeout=10)
+
+
+def test_metrics_count_each_state_a_job_enters(make_jobs_app: Callable[..., Flask]) -> None:
+    app = make_jobs_app(jobs_workers=1)
+    client = app.test_client()
+
+    location = client.post("/v1/Echo", json={"text": "hi"}, headers=PREFER).headers["Location"]
+    finished(client, location)
+    text = client.get("/metrics").get_data(as_text=True)
+
+    for state in ("queued", "running", "succeeded"):
+        assert f'model_serving_jobs_total{{model="Echo",state="{state}"}} 1.0' in text, state
