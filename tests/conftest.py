@@ -99,3 +99,19 @@ def gunicorn_server(start_gunicorn: Callable[..., Any]) -> Iterator[ServerProces
     """The project's app under a real gunicorn, as app.yaml runs it."""
     with start_gunicorn() as server:
         yield server
+
+
+@pytest.fixture
+def lazy_client(make_app: Callable[..., Flask]) -> FlaskClient:
+    """The project's handlers, each model loaded on first use (not all of them per test)."""
+    return make_app(model_loading="lazy").test_client()
+
+
+@pytest.fixture
+def lazy_gunicorn(tmp_path: Path) -> Iterator[ServerProcess]:
+    """The project's handlers under a real gunicorn, each model loaded on first use."""
+    port = free_port()
+    env = {"PORT": str(port), "HOST": "127.0.0.1", "GUNICORN_WORKERS": "1", "MODEL_LOADING": "lazy"}
+    log_path = tmp_path / "gunicorn.log"
+    with running_server(gunicorn_command(), port=port, log_path=log_path, env=env, ready_path="/healthz") as server:
+        yield server

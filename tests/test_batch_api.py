@@ -6,8 +6,7 @@ import base64
 import json
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import FIXTURE_HANDLERS
-from tests.servers import ServerProcess, free_port, gunicorn_command, running_server
+from tests.servers import ServerProcess
 
 BATCH_HANDLERS = FIXTURE_HANDLERS / "batch"
 JSON = "application/json"
@@ -29,22 +28,6 @@ def batch_app(make_app: Callable[..., Flask]) -> Flask:
 @pytest.fixture
 def batch_client(batch_app: Flask) -> FlaskClient:
     return batch_app.test_client()
-
-
-@pytest.fixture
-def lazy_client(make_app: Callable[..., Flask]) -> FlaskClient:
-    """The project's handlers, each model loaded on first use (not all of them per test)."""
-    return make_app(model_loading="lazy").test_client()
-
-
-@pytest.fixture
-def lazy_gunicorn(tmp_path: Path) -> Iterator[ServerProcess]:
-    """The project's handlers under a real gunicorn, each model loaded on first use."""
-    port = free_port()
-    env = {"PORT": str(port), "HOST": "127.0.0.1", "GUNICORN_WORKERS": "1", "MODEL_LOADING": "lazy"}
-    log_path = tmp_path / "gunicorn.log"
-    with running_server(gunicorn_command(), port=port, log_path=log_path, env=env, ready_path="/healthz") as server:
-        yield server
 
 
 def _calls(app: Flask) -> dict[str, Any]:

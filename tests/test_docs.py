@@ -7,34 +7,16 @@ import json
 import re
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
 from serving.docs import CONTENT_SECURITY_POLICY, SWAGGER_UI_DIR, SWAGGER_UI_VERSION
 from tests.conftest import require_service
-from tests.servers import ServerProcess, free_port, gunicorn_command, running_server
+from tests.servers import ServerProcess
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-
-
-@pytest.fixture
-def lazy_client(make_app: Callable[..., Flask]) -> FlaskClient:
-    """The project's handlers, each model loaded on first use (not all of them per test)."""
-    return make_app(model_loading="lazy").test_client()
-
-
-@pytest.fixture
-def lazy_gunicorn(tmp_path: Path) -> Iterator[ServerProcess]:
-    """The project's handlers under a real gunicorn, each model loaded on first use."""
-    port = free_port()
-    env = {"PORT": str(port), "HOST": "127.0.0.1", "GUNICORN_WORKERS": "1", "MODEL_LOADING": "lazy"}
-    log_path = tmp_path / "gunicorn.log"
-    with running_server(gunicorn_command(), port=port, log_path=log_path, env=env, ready_path="/healthz") as server:
-        yield server
 
 
 def _page_assets(html: str) -> list[str]:
