@@ -22,17 +22,16 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import logging
 import math
 import os
-import queue
 import threading
+import weakref
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from serving.errors import GatewayTimeout, ModelUnavailable, Overloaded
+from serving.errors import GatewayTimeout, ModelUnavailable
 
 log = logging.getLogger("serving.timebudget")
 
@@ -52,60 +51,122 @@ def caller_enforces_timeout() -> Iterator[None]:
         _CALLER_ENFORCES.reset(token)
 
 
-_Task = tuple[Future[Any], Callable[[], Any]]
+class _CallThread:
+    """A daemon thread that runs one handed-over call at a time.
+
+    The hand-over is two bare locks (a C call each way, the cheapest signal between
+    threads): `start` is released to run the call, `done` when it has finished. A
+    `Future` + `SimpleQueue` version measured about a quarter of a trivial model's
+    request in CPU (Condition objects, a lock allocated per wait).
+    """
+
+    __slots__ = ("_done", "_start", "error", "finished", "fn", "late", "result")
+
+    def __init__(self, pool: _CallThreads, name: str) -> None:
+        self._start = threading.Lock()
+        self._start.acquire()
+        self._done = threading.Lock()
+        self._done.acquire()
+        self.fn: Callable[[], Any] | None = None
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.finished = False
+        # Set when the caller gave up: called with this thread once the call ends.
+        self.late: Callable[[], None] | None = None
+        threading.Thread(target=self._loop, args=(pool,), name=name, daemon=True).start()
+
+    def run(self, fn: Callable[[], Any]) -> None:
+        """Start `fn` on this thread; the caller then `wait()`s."""
+        self.fn = fn
+        self.finished = False
+        self._start.release()
+
+    def wait(self, timeout_s: float) -> bool:
+        """True when the call finished within `timeout_s`."""
+        return self._done.acquire(timeout=timeout_s)
+
+    def _loop(self, pool: _CallThreads) -> None:
+        while True:
+            self._start.acquire()
+            fn, self.fn = self.fn, None
+            try:
+                self.result = fn() if fn is not None else None
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller, who decides
+                self.error = exc
+            del fn
+            if pool.finish(self):
+                self._done.release()
 
 
-class _DaemonThreads:
-    """Runs submitted calls on daemon threads, one idle thread per call or a new one."""
+class _CallThreads:
+    """Long-lived call threads: an idle one per call, or a new one when all are busy.
+
+    Every call gets a thread at once, so a stuck call never delays the next one; a
+    thread whose call was abandoned rejoins the idle ones when that call ends. Idle
+    threads are kept: their number is the process's peak of concurrent model calls.
+    """
 
     def __init__(self, name: str) -> None:
         self._name = name
         self._lock = threading.Lock()
-        self._reset()
-
-    def _reset(self) -> None:
-        self._pid = os.getpid()
-        self._tasks: queue.SimpleQueue[_Task] = queue.SimpleQueue()
-        self._idle = 0
+        self._idle: list[_CallThread] = []
         self._started = 0
+        # Threads do not survive fork(): a child (gunicorn's workers, after preload_app)
+        # starts with none. (A weak reference: the hook must not keep the pool alive.)
+        forget = weakref.WeakMethod(self._forget)
+        os.register_at_fork(after_in_child=lambda: _call_if_alive(forget))
 
-    def submit(self, fn: Callable[[], T]) -> Future[T]:
-        future: Future[T] = Future()
+    def _forget(self) -> None:
+        self._lock = threading.Lock()
+        self._idle = []
+
+    def take(self) -> _CallThread:
+        """An idle thread, or a new one; the caller hands it one call and waits."""
+        try:
+            return self._idle.pop()  # atomic under the GIL: no lock on the hot path
+        except IndexError:
+            pass
         with self._lock:
-            if self._pid != os.getpid():  # forked: the parent's threads do not exist here
-                self._reset()
-            # Reserve a thread for this task: an idle one, else a new one. Every queued
-            # task has its own thread, so a stuck call never delays the next one.
-            if self._idle:
-                self._idle -= 1
-            else:
-                self._started += 1
-                threading.Thread(target=self._run, name=f"{self._name}-{self._started}", daemon=True).start()
-            self._tasks.put((future, fn))
-        return future
+            self._started += 1
+            name = f"{self._name}-{self._started}"
+        return _CallThread(self, name)
 
-    def _run(self) -> None:
-        tasks = self._tasks
-        while True:
-            future, fn = tasks.get()
-            result: Any = None
-            error: BaseException | None = None
-            if future.set_running_or_notify_cancel():
-                try:
-                    result = fn()
-                except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller, who decides
-                    error = exc
-            with self._lock:
-                if tasks is not self._tasks:  # the pool was reset after a fork
-                    return
-                # Idle before the caller wakes: its next call reuses this thread.
-                self._idle += 1
-            if not future.cancelled():
-                if error is not None:
-                    future.set_exception(error)
-                else:
-                    future.set_result(result)
-            del future, fn, result, error
+    def give_back(self, thread: _CallThread) -> None:
+        """`thread`'s caller has taken its outcome: the thread is idle again."""
+        thread.result = thread.error = None
+        self._idle.append(thread)
+
+    def abandon(self, thread: _CallThread, late: Callable[[], None]) -> bool:
+        """The caller stops waiting; `late()` runs when the call ends.
+
+        False when the call finished just in time: the caller takes its outcome after all.
+        """
+        with self._lock:
+            if thread.finished:
+                return False
+            thread.late = late
+            return True
+
+    def finish(self, thread: _CallThread) -> bool:
+        """On `thread`, its call has ended: True when a caller still waits for it."""
+        with self._lock:
+            thread.finished = True
+            late, thread.late = thread.late, None
+        if late is None:
+            return True
+        # Nobody waits for this outcome: drop it, report, and rejoin the idle threads.
+        thread.result = thread.error = None
+        try:
+            late()
+        finally:
+            self._idle.append(thread)
+        return False
+
+
+def _call_if_alive(method: weakref.WeakMethod[Callable[[], None]]) -> None:
+    bound = method()
+    if bound is not None:
+        bound()
 
 
 class TimeBudget:
@@ -114,7 +175,7 @@ class TimeBudget:
     def __init__(self, *, default_timeout_s: float, max_abandoned: int) -> None:
         self.default_timeout_s = default_timeout_s
         self.max_abandoned = max_abandoned
-        self._threads = _DaemonThreads("model-call")
+        self._threads = _CallThreads("model-call")
         self._lock = threading.Lock()
         self._abandoned: dict[str, int] = {}
 
@@ -124,8 +185,7 @@ class TimeBudget:
 
     def abandoned(self, model: str) -> int:
         """How many of `model`'s timed-out calls are still running."""
-        with self._lock:
-            return self._abandoned.get(model, 0)
+        return self._abandoned.get(model, 0)  # one dict read: no lock needed
 
     def degraded(self, model: str) -> bool:
         """True while `model` refuses new calls because too many are still running late."""
@@ -134,8 +194,8 @@ class TimeBudget:
     def call(self, model: str, timeout_s: float | None, fn: Callable[[], T]) -> T:
         """`fn()`'s result if it returns within the budget; its exception if it raises.
 
-        Raises `GatewayTimeout` (504) when it overruns, `ModelUnavailable` (503) when
-        `model` is degraded, and `Overloaded` (503) when no thread could start it in time.
+        Raises `GatewayTimeout` (504) when it overruns and `ModelUnavailable` (503) when
+        `model` is degraded.
         """
         budget = self.timeout_for(timeout_s)
         if budget <= 0 or _CALLER_ENFORCES.get():
@@ -148,26 +208,27 @@ class TimeBudget:
             )
             error.headers["Retry-After"] = str(max(1, math.ceil(budget)))
             raise error
+        thread = self._threads.take()
         # The caller's context (request id, trace) follows the call onto the thread.
-        context = contextvars.copy_context()
-        future = self._threads.submit(lambda: context.run(fn))
-        try:
-            return future.result(timeout=budget)
-        except FutureTimeout:
-            if future.cancel():
-                raise Overloaded(f"No capacity to run model {model} within {budget:g} s; retry later") from None
-            self._abandon(model, future)
-            raise GatewayTimeout(
-                f"Model {model} did not answer within its {budget:g} s time budget", timeout_s=budget
-            ) from None
+        thread.run(functools.partial(contextvars.copy_context().run, fn))
+        if not thread.wait(budget) and self._threads.abandon(thread, lambda: self._finished(model)):
+            self._abandon(model)
+            raise GatewayTimeout(f"Model {model} did not answer within its {budget:g} s time budget", timeout_s=budget)
+        result, failure = thread.result, thread.error
+        self._threads.give_back(thread)
+        if failure is not None:
+            try:
+                raise failure
+            finally:
+                del failure  # no reference cycle through the traceback
+        return cast(T, result)
 
-    def _abandon(self, model: str, future: Future[Any]) -> None:
+    def _abandon(self, model: str) -> None:
         with self._lock:
             count = self._abandoned.get(model, 0) + 1
             self._abandoned[model] = count
         if count >= self.max_abandoned:
             log.warning("model %s degraded: %d timed-out calls still running", model, count, extra={"model": model})
-        future.add_done_callback(lambda _: self._finished(model))
 
     def _finished(self, model: str) -> None:
         with self._lock:

@@ -16,7 +16,7 @@ import requests
 from flask import Flask
 
 from serving.errors import GatewayTimeout, ModelUnavailable
-from serving.timebudget import TimeBudget
+from serving.timebudget import TimeBudget, _CallThreads
 from tests.conftest import FIXTURE_HANDLERS
 
 BUDGET_HANDLERS = FIXTURE_HANDLERS / "budget"
@@ -67,6 +67,41 @@ def test_overrun_is_a_504_at_the_deadline_and_the_call_runs_on() -> None:
     release.set()
     assert finished.wait(5)
     _wait_until(lambda: budget.abandoned("M") == 0)
+
+
+def test_a_call_that_ends_as_its_caller_gives_up_still_delivers_its_result() -> None:
+    # The race between the deadline and the call's end, made deterministic: the caller's
+    # wait has timed out, but the call finished before the caller could abandon it.
+    threads = _CallThreads("race")
+    release = threading.Event()
+    thread = threads.take()
+    thread.run(lambda: release.wait(5) and "on time")
+
+    assert not thread.wait(0.05)
+    release.set()
+    _wait_until(lambda: thread.finished)
+    late: list[str] = []
+
+    assert threads.abandon(thread, lambda: late.append("late")) is False
+    assert thread.wait(1.0)
+    assert thread.result == "on time"
+    assert late == []
+
+
+def test_an_abandoned_call_reports_its_end_and_its_thread_serves_again() -> None:
+    threads = _CallThreads("abandoned")
+    release = threading.Event()
+    thread = threads.take()
+    thread.run(lambda: release.wait(5))
+    assert not thread.wait(0.05)
+    ended = threading.Event()
+
+    assert threads.abandon(thread, ended.set) is True
+    release.set()
+
+    assert ended.wait(5)
+    _wait_until(lambda: thread in threads._idle)  # back among the idle threads
+    assert threads.take() is thread
 
 
 def test_too_many_abandoned_calls_degrade_only_that_model_until_they_end() -> None:
