@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import run
 from bench.run import Row, markdown_table, summarize_profile, targets
 from tests.conftest import require_service
 from tests.servers import PROJECT_ROOT
@@ -42,6 +43,22 @@ def test_smoke_run_prints_the_table_and_writes_results(tmp_path: Path) -> None:
 
 def _row(app: str, model: str, connections: int, rps: float, p99: float, ratio: float | None) -> Row:
     return Row(app, model, connections, rps, 1.0, p99, 0, 1.0, 80.0, 40.0, 2, ratio=ratio)
+
+
+def test_the_project_runs_with_app_yamls_variables_unless_the_environment_overrides_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import yaml
+
+    declared = yaml.safe_load((run.PROJECT_ROOT / "app.yaml").read_text())["env_variables"]
+    monkeypatch.delenv("GUNICORN_THREADS", raising=False)
+    monkeypatch.delenv("GUNICORN_WORKERS", raising=False)
+    assert run.app_yaml_env()["GUNICORN_THREADS"] == str(declared["GUNICORN_THREADS"])
+    assert run.APPS[run.PROJECT].env(8123)["GUNICORN_THREADS"] == str(declared["GUNICORN_THREADS"])
+
+    monkeypatch.setenv("GUNICORN_THREADS", "3")  # an experiment's override: os.environ wins
+    assert "GUNICORN_THREADS" not in run.APPS[run.PROJECT].env(8123)
+    assert run.APPS[run.PROJECT].env(8123)["PORT"] == "8123"
 
 
 def test_targets_are_judged_from_the_rows() -> None:
