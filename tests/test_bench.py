@@ -38,6 +38,8 @@ def test_smoke_run_prints_the_table_and_writes_results(tmp_path: Path) -> None:
     results = (tmp_path / "RESULTS.md").read_text()
     assert "python -m bench.run --smoke" in results
     assert "| model-serving | XXXModel |" in results
+    assert "served handlers/xxx_model.py, handlers/iris.py, handlers/digits.py" in results
+    assert "`GUNICORN_THREADS=" in results  # the app.yaml values it ran with
     assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG")
 
 
@@ -59,6 +61,15 @@ def test_the_project_runs_with_app_yamls_variables_unless_the_environment_overri
     monkeypatch.setenv("GUNICORN_THREADS", "3")  # an experiment's override: os.environ wins
     assert "GUNICORN_THREADS" not in run.APPS[run.PROJECT].env(8123)
     assert run.APPS[run.PROJECT].env(8123)["PORT"] == "8123"
+
+
+def test_a_handlers_subset_links_only_the_named_modules(tmp_path: Path) -> None:
+    directory = run.handlers_subset(["iris", "xxx_model"], tmp_path / "handlers")
+
+    assert sorted(path.name for path in directory.iterdir()) == ["iris.py", "xxx_model.py"]
+    assert (directory / "iris.py").resolve() == run.PROJECT_ROOT / "handlers" / "iris.py"
+    with pytest.raises(ValueError, match=r"handlers/nope\.py"):
+        run.handlers_subset(["nope"], tmp_path / "other")
 
 
 def test_targets_are_judged_from_the_rows() -> None:
