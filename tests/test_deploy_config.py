@@ -304,6 +304,8 @@ def test_cloud_build_tests_with_make_test_before_any_deploy() -> None:
     assert steps[0]["id"] == "test"
     assert [test["entrypoint"], *test["args"]] == ["make", "test"]
     assert test["name"].startswith("python:3.13")
+    # torch==2.13.0 from PyPI is the CUDA build (GB of GPU libraries): the CPU index is added.
+    assert "PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu" in test["env"]
     for index in range(1, len(steps)):
         assert _waits_for(steps, index, "test"), steps[index]["id"]
 
