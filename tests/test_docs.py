@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,10 +12,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from serving.docs import CONTENT_SECURITY_POLICY, SWAGGER_UI_DIR, SWAGGER_UI_VERSION
-from tests.conftest import require_service
+from tests.browsers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_chromium
 from tests.servers import ServerProcess
-
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
 def _page_assets(html: str) -> list[str]:
@@ -103,19 +100,10 @@ def test_vendored_version_is_the_pinned_one_and_apache_licensed() -> None:
 
 
 def _chromium(*args: str, url: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert browser is not None
-    # The flags keep Chromium off the network: it would otherwise call Google's hosts.
     command = [
-        browser,
+        str(CHROMIUM),
         "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
+        *CHROMIUM_ARGS,
         f"--user-data-dir={tmp_path / 'chromium-profile'}",
         "--virtual-time-budget=15000",
         *args,
@@ -126,7 +114,7 @@ def _chromium(*args: str, url: str, tmp_path: Path) -> subprocess.CompletedProce
 
 @pytest.mark.e2e
 def test_docs_render_in_a_real_browser(lazy_gunicorn: ServerProcess, tmp_path: Path) -> None:
-    require_service(shutil.which("chromium") is not None, "chromium is not installed (apt-get install chromium)")
+    require_chromium()
     url = lazy_gunicorn.url + "/docs"
 
     dom = _chromium("--dump-dom", url=url, tmp_path=tmp_path).stdout

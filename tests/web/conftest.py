@@ -7,7 +7,6 @@ Without /usr/bin/chromium the browser tests skip with that reason (fail in CI).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,20 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import require_service
-from tests.servers import PROJECT_ROOT
+from tests.browsers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 # Long enough for a loaded 2-core CI machine; a passing step takes milliseconds.
 EXPECT_TIMEOUT_MS = 15_000
 
@@ -36,10 +23,7 @@ EXPECT_TIMEOUT_MS = 15_000
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     """Headless Chromium, shared by every browser test of the session."""
-    require_service(
-        CHROMIUM.exists() and os.access(CHROMIUM, os.X_OK),
-        f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)",
-    )
+    require_chromium()
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=EXPECT_TIMEOUT_MS)
