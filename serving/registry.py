@@ -11,7 +11,9 @@ A handler module (see `handlers/xxx_model.py`) declares at module level:
 - optional: a docstring (first line is the description), `VERSION`, `REQUIRES` (module
   names that must be importable, else the model is *unavailable* rather than broken),
   `predict_batch(model, payloads)`, `ASYNC` (`"never"`, `"allowed"` or `"always"`),
-  `BATCH` (`{"max_batch_size": int, "max_latency_ms": number}`) and `TIMEOUT_S`.
+  `BATCH` (`{"max_batch_size": int, "max_latency_ms": number}`) and `TIMEOUT_S` (the
+  time budget of one call; 0 for calls that cannot hang: they then run on the request
+  thread, without the hand-off to a call thread that a budget needs).
 
 `discover_handlers()` imports every `*.py` in a directory and fails with a
 `HandlerError` naming the file, what it expected and what it found. `Registry` holds the
@@ -27,6 +29,7 @@ import hashlib
 import importlib.util
 import inspect
 import logging
+import math
 import re
 import sys
 import threading
@@ -298,9 +301,15 @@ def load_handler(path: Path) -> ModelSpec:
         raise HandlerError(path, f"ASYNC to be one of {', '.join(ASYNC_MODES)}", repr(async_mode))
     batch = _batch_policy(path, getattr(module, "BATCH", None))
     timeout_s = getattr(module, "TIMEOUT_S", None)
-    bad_timeout = isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s <= 0
+    # 0 is allowed: "calls cannot hang, skip the time budget" (and its thread hand-off).
+    bad_timeout = (
+        isinstance(timeout_s, bool)
+        or not isinstance(timeout_s, (int, float))
+        or not math.isfinite(timeout_s)
+        or timeout_s < 0
+    )
     if timeout_s is not None and bad_timeout:
-        raise HandlerError(path, "TIMEOUT_S to be a positive number of seconds", repr(timeout_s))
+        raise HandlerError(path, "TIMEOUT_S to be a number of seconds >= 0", repr(timeout_s))
 
     doc = inspect.getdoc(module) or ""
     return ModelSpec(

@@ -27,7 +27,7 @@ from tests.conftest import FIXTURE_HANDLERS
         ("bad_batch", "BATCH to be a dict", "'max_batch_size': 0"),
         ("bad_version", "VERSION to be a string", "float"),
         ("bad_requires", "REQUIRES to be a tuple of module names", "'torch'"),
-        ("bad_timeout", "TIMEOUT_S to be a positive number", "-1"),
+        ("bad_timeout", "TIMEOUT_S to be a number of seconds >= 0", "-1"),
     ],
 )
 def test_broken_handler_is_rejected_with_file_expected_and_found(case: str, expected: str, found: str) -> None:

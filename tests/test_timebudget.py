@@ -16,8 +16,10 @@ import requests
 from flask import Flask
 
 from serving.errors import GatewayTimeout, ModelUnavailable
+from serving.registry import discover_handlers
 from serving.timebudget import TimeBudget, _CallThreads
 from tests.conftest import FIXTURE_HANDLERS
+from tests.servers import PROJECT_ROOT
 
 BUDGET_HANDLERS = FIXTURE_HANDLERS / "budget"
 
@@ -134,6 +136,21 @@ def test_zero_budget_runs_on_the_callers_thread() -> None:
     budget = TimeBudget(default_timeout_s=0, max_abandoned=2)
 
     assert budget.call("M", None, threading.get_ident) == threading.get_ident()
+
+
+def test_a_model_whose_timeout_is_zero_runs_on_the_callers_thread_despite_a_default() -> None:
+    budget = TimeBudget(default_timeout_s=30.0, max_abandoned=2)
+
+    assert budget.call("M", 0.0, threading.get_ident) == threading.get_ident()
+    assert budget.call("M", None, threading.get_ident) != threading.get_ident()
+
+
+def test_the_greeting_model_declares_no_budget_and_the_others_keep_the_default() -> None:
+    specs = {spec.name: spec for spec in discover_handlers(PROJECT_ROOT / "handlers")}
+
+    assert specs["XXXModel"].timeout_s == 0.0
+    assert specs["Digits"].timeout_s is None
+    assert specs["Iris"].timeout_s is None
 
 
 def test_the_callers_context_follows_the_call() -> None:
