@@ -58,7 +58,7 @@ OUTPUT_SCHEMA: dict[str, Any] = {
 
 
 def setup() -> IrisClassifier:
-    """Load and verify the committed artifact (models/iris/iris.skops)."""
+    """Load and verify the committed serving form (models/iris/iris-pipeline.npz); numpy only."""
     return IrisClassifier.load()
 
 

@@ -1,18 +1,27 @@
-"""Fitted scikit-learn models on disk: skops files with a sha256 manifest beside them.
+"""Fitted models on disk: a skops file and a numpy serving form, with a sha256 manifest.
 
-An artifact is written by a model's `train` module and read by its `setup()`:
+A model's `train` module writes, into the model's directory:
 
-- `write_artifact` saves an estimator with `skops.io` (never pickle: loading a pickle
-  runs whatever code the file names) in a canonical form, so that retraining with the same
-  seed and library versions gives the same bytes, and writes `artifact.json` beside it.
-- `load_artifact` refuses a file whose sha256 differs from the manifest's, or that holds
-  a type outside the caller's allow-list, with an `ArtifactError` that names the file and
-  what is wrong. The core shows that message as the model's failed-readiness reason.
+- the fitted scikit-learn estimator, saved with `skops.io` (never pickle: loading a
+  pickle runs whatever code the file names). It is the source of truth, used for
+  training, tests and the benchmark's baseline; `load_artifact` reads it.
+- optionally its *serving form*: the few numpy arrays that predicting needs, in a zip of
+  `.npy` members (`canonical_npz`), so the server loads the model with numpy alone and
+  never imports scikit-learn or skops (seconds of start-up). `load_serving_arrays` reads
+  it; the model's own code checks that the arrays are consistent.
+- `artifact.json`, the manifest: sha256 and size of both files, and how they were made.
+
+Both files are written in a canonical form, so that retraining with the same seed and
+library versions gives the same bytes. Both loaders refuse a file whose sha256 differs
+from the manifest's with an `ArtifactError` that names the file and what is wrong; the
+core shows that message as the model's failed-readiness reason.
 
 Canonical form: `skops.io.dumps` names its array members after `id()` of the arrays, puts
 those ids in its schema, and stamps every zip member with the current time. The rewrite
 numbers ids and members in the (deterministic) order of the schema and uses a fixed
-timestamp; the content is unchanged, so `skops.io.loads` reads it as before.
+timestamp; the content is unchanged, so `skops.io.loads` reads it as before. The serving
+form is written member by member with the same fixed timestamp (`np.savez` would stamp
+the current time).
 """
 
 from __future__ import annotations
@@ -20,16 +29,19 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import platform
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MANIFEST_NAME = "artifact.json"
@@ -39,6 +51,9 @@ MANIFEST_NAME = "artifact.json"
 REPRODUCIBILITY_LIBRARIES = ("numpy", "scipy", "scikit-learn", "skops")
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
+# A serving form larger than this once decompressed is refused before it is read: the
+# digits forest is about 6 MB, and a crafted header must not make us allocate gigabytes.
+MAX_SERVING_BYTES = 64 * 1024 * 1024
 
 
 class ArtifactError(RuntimeError):
@@ -46,10 +61,27 @@ class ArtifactError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Manifest:
-    """What `artifact.json` records about one artifact file."""
+class ServingFile:
+    """What `artifact.json` records about a model's serving form (under `"serving"`)."""
 
     artifact: str  # file name, in the manifest's directory
+    sha256: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class ServingForm:
+    """A serving form to write: its file name and its arrays, by member name."""
+
+    filename: str
+    arrays: Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What `artifact.json` records about one model's files."""
+
+    artifact: str  # the skops file's name, in the manifest's directory
     sha256: str
     size_bytes: int
     trusted_types: tuple[str, ...]  # types skops does not trust by default, reviewed by us
@@ -57,11 +89,14 @@ class Manifest:
     seed: int
     training: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    serving: ServingFile | None = None  # absent from manifests written before serving forms
 
     def to_json(self) -> str:
         """Stable JSON text (sorted keys, trailing newline), so rewrites diff cleanly."""
         data = asdict(self)
         data["trusted_types"] = list(self.trusted_types)
+        if self.serving is None:
+            del data["serving"]
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
@@ -98,13 +133,32 @@ def canonical_dumps(obj: Any) -> bytes:
         with zipfile.ZipFile(buffer, "w") as target:
             for name in source.namelist():
                 content = json.dumps(schema, indent=2).encode() if name == "schema.json" else source.read(name)
-                info = zipfile.ZipInfo(renames.get(name, name), date_time=_ZIP_EPOCH)
-                info.create_system = 3  # Unix, whatever the host, so the header bytes match
-                info.external_attr = 0o644 << 16
-                info.compress_type = zipfile.ZIP_DEFLATED
                 # Tree arrays are mostly zeros: deflate makes the digits forest ~8x smaller.
-                target.writestr(info, content, compresslevel=9)
+                target.writestr(_zip_entry(renames.get(name, name)), content, compresslevel=9)
     return buffer.getvalue()
+
+
+def canonical_npz(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """A zip of one `.npy` member per array (what `np.load` reads), the same bytes every time.
+
+    Members are sorted by name, stamped with a fixed time and written C-contiguous in
+    format version 1.0; object arrays are refused (they would need pickle to read).
+    """
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as target:
+        for name in sorted(arrays):
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.ascontiguousarray(arrays[name]), version=(1, 0), allow_pickle=False)
+            target.writestr(_zip_entry(f"{name}.npy"), member.getvalue(), compresslevel=9)
+    return buffer.getvalue()
+
+
+def _zip_entry(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+    info.create_system = 3  # Unix, whatever the host, so the header bytes match
+    info.external_attr = 0o644 << 16
+    info.compress_type = zipfile.ZIP_DEFLATED
+    return info
 
 
 def _renumber(node: Any, ids: dict[int, int], renames: dict[str, str]) -> None:
@@ -135,8 +189,9 @@ def write_artifact(
     held_out_accuracy: float,
     seed: int,
     training: dict[str, Any],
+    serving: ServingForm | None = None,
 ) -> Manifest:
-    """Save `obj` as `directory/filename` plus `artifact.json`; return the manifest.
+    """Save `obj` as `directory/filename`, `serving` beside it, and `artifact.json`.
 
     Fails if the saved file needs a type outside `trusted_types`: a new type must be
     reviewed and added to the model's allow-list in code, not trusted silently.
@@ -151,6 +206,7 @@ def write_artifact(
             f"{filename}: the fitted model needs types outside the allow-list: {', '.join(unexpected)}; "
             "review them and add them to the model's TRUSTED_TYPES"
         )
+    serving_data = canonical_npz(serving.arrays) if serving is not None else b""
     manifest = Manifest(
         artifact=filename,
         sha256=sha256_hex(data),
@@ -160,9 +216,16 @@ def write_artifact(
         seed=seed,
         training=training,
         versions=library_versions(),
+        serving=(
+            ServingFile(serving.filename, sha256_hex(serving_data), len(serving_data)) if serving is not None else None
+        ),
     )
     directory.mkdir(parents=True, exist_ok=True)
     _write_atomically(directory / filename, data)
+    if serving is not None:
+        _write_atomically(directory / serving.filename, serving_data)
+    # The manifest last: until it is replaced, a new file fails the old manifest's sha256
+    # check (the model reports itself failed) rather than loading unverified.
     _write_atomically(directory / MANIFEST_NAME, manifest.to_json().encode())
     return manifest
 
@@ -191,6 +254,7 @@ def read_manifest(path: Path) -> Manifest:
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"{name}: manifest is unreadable ({exc.__class__.__name__})") from None
     try:
+        serving = data.get("serving")
         return Manifest(
             artifact=str(data["artifact"]),
             sha256=str(data["sha256"]),
@@ -200,8 +264,13 @@ def read_manifest(path: Path) -> Manifest:
             seed=int(data["seed"]),
             training=dict(data.get("training", {})),
             versions={str(k): str(v) for k, v in data.get("versions", {}).items()},
+            serving=(
+                ServingFile(str(serving["artifact"]), str(serving["sha256"]), int(serving["size_bytes"]))
+                if serving is not None
+                else None
+            ),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ArtifactError(f"{name}: manifest lacks or mistypes a field ({exc})") from None
 
 
@@ -219,18 +288,7 @@ def load_artifact(directory: Path, filename: str, trusted_types: Collection[str]
     name = display_path(path)
     if manifest.artifact != filename:
         raise ArtifactError(f"{name}: the manifest describes {manifest.artifact!r}, not this file")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ArtifactError(f"{name}: artifact not found; run the model's training command") from None
-    except OSError as exc:
-        raise ArtifactError(f"{name}: artifact is unreadable ({exc.strerror})") from None
-    digest = sha256_hex(data)
-    if digest != manifest.sha256:
-        raise ArtifactError(
-            f"{name}: sha256 {digest[:16]}… does not match the manifest's {manifest.sha256[:16]}…; "
-            "the file is corrupt or was replaced without retraining"
-        )
+    data = _read_verified(path, manifest.sha256)
     try:
         return skops.io.loads(data, trusted=sorted(trusted_types))
     except UntrustedTypesFoundException as exc:
@@ -238,3 +296,80 @@ def load_artifact(directory: Path, filename: str, trusted_types: Collection[str]
         raise ArtifactError(f"{name}: holds types outside the model's allow-list. {detail}") from None
     except Exception as exc:  # noqa: BLE001 - skops reports a malformed file in many ways
         raise ArtifactError(f"{name}: not a loadable skops file ({exc.__class__.__name__}: {exc})") from None
+
+
+def load_serving_arrays(
+    directory: Path, filename: str, members: Mapping[str, tuple[str, int]]
+) -> dict[str, np.ndarray]:
+    """The arrays of the serving form `directory/filename`, checked against `artifact.json`.
+
+    `members` maps each array's name to its dtype (`"<f8"`, `"<i4"`) and number of
+    dimensions; the file must hold exactly those. Every header is checked before any
+    array data is read, so no pickle (object arrays) is ever read and no header can make
+    us allocate more than `MAX_SERVING_BYTES`. The arrays returned are read-only. Whether
+    their shapes and values fit together is the model's to check.
+    """
+    manifest = read_manifest(directory / MANIFEST_NAME)
+    path = directory / filename
+    name = display_path(path)
+    if manifest.serving is None:
+        raise ArtifactError(f"{name}: the manifest records no serving form; run the model's training command")
+    if manifest.serving.artifact != filename:
+        raise ArtifactError(f"{name}: the manifest describes {manifest.serving.artifact!r}, not this file")
+    data = _read_verified(path, manifest.serving.sha256)
+    try:
+        return _read_npz(data, members)
+    except ArtifactError as exc:
+        raise ArtifactError(f"{name}: {exc}") from None
+    # zipfile raises NotImplementedError for unknown compression, RuntimeError for encryption.
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError) as exc:
+        raise ArtifactError(f"{name}: not a readable serving form ({exc.__class__.__name__}: {exc})") from None
+
+
+def _read_npz(data: bytes, members: Mapping[str, tuple[str, int]]) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = archive.namelist()
+        expected = sorted(f"{member}.npy" for member in members)
+        if sorted(names) != expected:
+            raise ArtifactError(f"holds members {sorted(names)}, expected {expected}")
+        total = 0
+        for member, (dtype, ndim) in members.items():
+            info = archive.getinfo(f"{member}.npy")
+            with archive.open(info) as handle:
+                version = np.lib.format.read_magic(handle)
+                if version not in ((1, 0), (2, 0)):
+                    raise ArtifactError(f"{member}: .npy format version {version} is not accepted")
+                read_header = (
+                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                )
+                shape, fortran_order, found = read_header(handle)
+                if found != np.dtype(dtype) or fortran_order or len(shape) != ndim:
+                    raise ArtifactError(
+                        f"{member}: expected a C-ordered {ndim}-d array of {dtype}, found {len(shape)}-d of {found.str}"
+                    )
+                nbytes = math.prod(shape) * found.itemsize
+                total += nbytes
+                if total > MAX_SERVING_BYTES or nbytes != info.file_size - handle.tell():
+                    raise ArtifactError(f"{member}: its header declares {shape}, which does not fit the file")
+                array = np.frombuffer(handle.read(nbytes), dtype=found).reshape(shape)
+            arrays[member] = array
+    return arrays
+
+
+def _read_verified(path: Path, sha256: str) -> bytes:
+    """The bytes of `path`, or an `ArtifactError` if unreadable or their sha256 is not `sha256`."""
+    name = display_path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ArtifactError(f"{name}: artifact not found; run the model's training command") from None
+    except OSError as exc:
+        raise ArtifactError(f"{name}: artifact is unreadable ({exc.strerror})") from None
+    digest = sha256_hex(data)
+    if digest != sha256:
+        raise ArtifactError(
+            f"{name}: sha256 {digest[:16]}… does not match the manifest's {sha256[:16]}…; "
+            "the file is corrupt or was replaced without retraining"
+        )
+    return data

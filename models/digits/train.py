@@ -1,4 +1,4 @@
-"""Train the digit classifier and write `digits.skops` + `artifact.json`.
+"""Train the digit classifier and write `digits.skops`, `digits-forest.npz` and `artifact.json`.
 
     python -m models.digits.train [--output-dir DIR]
 
@@ -6,6 +6,10 @@ RandomForestClassifier(n_estimators=200) on `load_digits`, a quarter held out. T
 forest grows in steps of `STEP` trees with `warm_start` for the progress bar; scikit-learn
 seeds each tree from `random_state` in order, so the result equals one 200-tree fit
 (tests/models check that). Single-threaded: reproducible and gentle on small machines.
+
+The serving form (`models.digits.forest`) is compiled from the fitted forest and written
+only if its probabilities equal the forest's `predict_proba`, bit for bit, on every
+`load_digits` image.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from models.artifacts import write_artifact
+from models.artifacts import ServingForm, write_artifact
 from models.digits import model
+from models.digits.forest import CompiledForest, compile_forest
 
 SEED = 0
 N_ESTIMATORS = 200
@@ -72,6 +77,18 @@ def fit(seed: int = SEED, progress: bool = True) -> TrainingResult:
     return TrainingResult(forest, held_out, accuracy)
 
 
+def serving_form(forest: Any) -> ServingForm:
+    """The forest's serving arrays, after checking they predict exactly as the forest does."""
+    from sklearn.datasets import load_digits  # type: ignore[import-untyped]
+
+    arrays = compile_forest(forest)
+    compiled = CompiledForest(arrays, model.N_FEATURES, source=model.SERVING_FILE)
+    features, _ = load_digits(return_X_y=True)
+    if not np.array_equal(compiled.predict_proba(features), forest.predict_proba(features)):
+        raise RuntimeError(f"{model.SERVING_FILE}: the compiled forest's probabilities differ from scikit-learn's")
+    return ServingForm(model.SERVING_FILE, arrays)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m models.digits.train", description="Train the digit classifier.")
     parser.add_argument(
@@ -95,9 +112,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "n_train": int(1797 - len(result.held_out.labels)),
             "n_held_out": len(result.held_out.labels),
         },
+        serving=serving_form(result.forest),
     )
     print(f"held-out accuracy: {result.accuracy:.4f} on {len(result.held_out.labels)} images")
     print(f"wrote {args.output_dir / model.ARTIFACT_FILE} ({manifest.size_bytes} bytes, sha256 {manifest.sha256})")
+    if manifest.serving is not None:
+        serving = manifest.serving
+        print(f"wrote {args.output_dir / serving.artifact} ({serving.size_bytes} bytes, sha256 {serving.sha256})")
     return 0
 
 

@@ -1,4 +1,10 @@
-"""The iris species classifier: four flower measurements in, species probabilities out."""
+"""The iris species classifier: four flower measurements in, species probabilities out.
+
+`IrisClassifier.load()` serves the pipeline from its numpy serving form
+(`iris-pipeline.npz`, see `models.iris.pipeline`) and never imports scikit-learn or
+skops. The fitted scikit-learn pipeline it was taken from (`iris.skops`, the source of
+truth) is `load_estimator()`, for training and tests.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from models.artifacts import ArtifactError, display_path, load_artifact
+from models.artifacts import ArtifactError, display_path, load_artifact, load_serving_arrays
+from models.iris.pipeline import MEMBERS, CompiledPipeline
 
 ARTIFACT_DIR = Path(__file__).resolve().parent
 ARTIFACT_FILE = "iris.skops"
+SERVING_FILE = "iris-pipeline.npz"
 
 # In the column order of `sklearn.datasets.load_iris().feature_names`, all in cm.
 FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
@@ -24,22 +32,22 @@ TRUSTED_TYPES: tuple[str, ...] = ()
 
 
 class IrisClassifier:
-    """A fitted scikit-learn pipeline behind a plain-Python interface."""
+    """A standardising logistic regression behind a plain-Python interface."""
 
-    def __init__(self, pipeline: Any) -> None:
-        classes = getattr(pipeline, "classes_", None)
-        if classes is None or list(classes) != list(range(len(SPECIES))):
-            raise ArtifactError(f"{display_path(ARTIFACT_DIR / ARTIFACT_FILE)}: not an iris classifier")
+    def __init__(self, pipeline: CompiledPipeline) -> None:
+        if pipeline.n_features != len(FEATURES) or pipeline.n_classes != len(SPECIES):
+            raise ArtifactError(f"{pipeline.source}: not an iris classifier")
         self._pipeline = pipeline
 
     @classmethod
     def load(cls, directory: Path = ARTIFACT_DIR) -> IrisClassifier:
-        """Load and verify `iris.skops` (see `models.artifacts.load_artifact`)."""
-        return cls(load_artifact(directory, ARTIFACT_FILE, TRUSTED_TYPES))
+        """Load `iris-pipeline.npz`, verified against `artifact.json` and checked for consistency."""
+        arrays = load_serving_arrays(directory, SERVING_FILE, MEMBERS)
+        return cls(CompiledPipeline(arrays, len(FEATURES), source=display_path(directory / SERVING_FILE)))
 
     @property
-    def estimator(self) -> Any:
-        """The fitted scikit-learn pipeline (StandardScaler + LogisticRegression)."""
+    def pipeline(self) -> CompiledPipeline:
+        """The compiled pipeline."""
         return self._pipeline
 
     def predict(self, flowers: Sequence[Mapping[str, float]]) -> list[dict[str, Any]]:
@@ -55,3 +63,15 @@ class IrisClassifier:
             }
             for row in probabilities
         ]
+
+
+def load_estimator(directory: Path = ARTIFACT_DIR) -> Any:
+    """The fitted scikit-learn pipeline (StandardScaler + LogisticRegression) from `iris.skops`.
+
+    Imports scikit-learn and skops (seconds): for training and tests, not for serving.
+    """
+    pipeline = load_artifact(directory, ARTIFACT_FILE, TRUSTED_TYPES)
+    classes = getattr(pipeline, "classes_", None)
+    if classes is None or list(classes) != list(range(len(SPECIES))):
+        raise ArtifactError(f"{display_path(directory / ARTIFACT_FILE)}: not an iris classifier")
+    return pipeline

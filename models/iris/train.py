@@ -1,9 +1,13 @@
-"""Train the iris classifier and write `iris.skops` + `artifact.json`.
+"""Train the iris classifier and write `iris.skops`, `iris-pipeline.npz` and `artifact.json`.
 
     python -m models.iris.train [--output-dir DIR]
 
 Reproducible: a fixed split and seed, and BLAS held to one thread (a different thread
 count may sum in a different order and change the last bits of the coefficients).
+
+The serving form (`models.iris.pipeline`) is taken from the fitted pipeline and written
+only if its probabilities equal the pipeline's `predict_proba`, bit for bit, on every
+`load_iris` flower, in one batch and one by one.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from models.artifacts import write_artifact
+from models.artifacts import ServingForm, write_artifact
 from models.iris import model
+from models.iris.pipeline import CompiledPipeline, compile_pipeline
 
 SEED = 0
 TEST_SIZE = 0.3  # 45 of the 150 flowers, 15 per species, never seen in training
@@ -78,6 +83,19 @@ def fit(seed: int = SEED, progress: bool = True) -> TrainingResult:
     return TrainingResult(pipeline, held_out, accuracy)
 
 
+def serving_form(pipeline: Any) -> ServingForm:
+    """The pipeline's serving arrays, after checking they predict exactly as the pipeline does."""
+    from sklearn.datasets import load_iris  # type: ignore[import-untyped]
+
+    arrays = compile_pipeline(pipeline)
+    compiled = CompiledPipeline(arrays, len(model.FEATURES), source=model.SERVING_FILE)
+    features = load_iris().data
+    batches = [features, *(features[i : i + 1] for i in range(len(features)))]
+    if not all(np.array_equal(compiled.predict_proba(rows), pipeline.predict_proba(rows)) for rows in batches):
+        raise RuntimeError(f"{model.SERVING_FILE}: the compiled pipeline's probabilities differ from scikit-learn's")
+    return ServingForm(model.SERVING_FILE, arrays)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m models.iris.train", description="Train the iris classifier.")
     parser.add_argument(
@@ -101,9 +119,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "n_train": 150 - len(result.held_out.labels),
             "n_held_out": len(result.held_out.labels),
         },
+        serving=serving_form(result.pipeline),
     )
     print(f"held-out accuracy: {result.accuracy:.4f} on {len(result.held_out.labels)} flowers")
     print(f"wrote {args.output_dir / model.ARTIFACT_FILE} ({manifest.size_bytes} bytes, sha256 {manifest.sha256})")
+    if manifest.serving is not None:
+        serving = manifest.serving
+        print(f"wrote {args.output_dir / serving.artifact} ({serving.size_bytes} bytes, sha256 {serving.sha256})")
     return 0
 
 

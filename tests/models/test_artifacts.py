@@ -1,4 +1,8 @@
-"""Artifact verification on load, and the reproducibility of training."""
+"""Artifact verification on load (skops files and serving forms), and the reproducibility of training.
+
+The serving forms' own consistency checks and their equality with scikit-learn are in
+test_serving_forms.py.
+"""
 
 from __future__ import annotations
 
@@ -20,53 +24,70 @@ from models.digits import train as digits_train
 from models.iris import model as iris_model
 from models.iris import train as iris_train
 
-MODELS: dict[str, tuple[types.ModuleType, types.ModuleType, Callable[[Path], Any]]] = {
-    "iris": (iris_model, iris_train, iris_model.IrisClassifier.load),
-    "digits": (digits_model, digits_train, digits_model.DigitClassifier.load),
+MODELS: dict[str, tuple[types.ModuleType, types.ModuleType]] = {
+    "iris": (iris_model, iris_train),
+    "digits": (digits_model, digits_train),
+}
+# Each model's two files and how each is loaded: the served form by the model class, the
+# skops file by `load_estimator` (training, tests, the benchmark's baseline).
+FILES: dict[str, tuple[str, str, Callable[[Path], Any]]] = {
+    "iris-served": ("iris", iris_model.SERVING_FILE, iris_model.IrisClassifier.load),
+    "iris-skops": ("iris", iris_model.ARTIFACT_FILE, iris_model.load_estimator),
+    "digits-served": ("digits", digits_model.SERVING_FILE, digits_model.DigitClassifier.load),
+    "digits-skops": ("digits", digits_model.ARTIFACT_FILE, digits_model.load_estimator),
 }
 
 
-@pytest.fixture(params=list(MODELS))
-def copied(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Path]:
-    """A model's committed artifact and manifest, copied to a scratch directory."""
-    module = MODELS[request.param][0]
-    for name in (module.ARTIFACT_FILE, artifacts.MANIFEST_NAME):
-        shutil.copy(module.ARTIFACT_DIR / name, tmp_path / name)
-    return request.param, tmp_path
+def _copy_model(which: str, directory: Path) -> Path:
+    module = MODELS[which][0]
+    for name in (module.ARTIFACT_FILE, module.SERVING_FILE, artifacts.MANIFEST_NAME):
+        shutil.copy(module.ARTIFACT_DIR / name, directory / name)
+    return directory
 
 
-def _load(which: str, directory: Path) -> Any:
-    return MODELS[which][2](directory)
+@pytest.fixture(params=list(FILES))
+def copied(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Callable[[Path], Any], Path]:
+    """One of a model's files, its loader, and a scratch copy of the model's directory."""
+    which, filename, load = FILES[request.param]
+    return filename, load, _copy_model(which, tmp_path)
 
 
-def test_committed_artifacts_match_their_manifests() -> None:
-    for module, _, load in MODELS.values():
-        manifest = read_manifest(module.ARTIFACT_DIR / artifacts.MANIFEST_NAME)
-        data = (module.ARTIFACT_DIR / module.ARTIFACT_FILE).read_bytes()
-        assert manifest.sha256 == artifacts.sha256_hex(data)
-        assert manifest.size_bytes == len(data)
-        assert set(manifest.trusted_types) <= set(module.TRUSTED_TYPES)
-        assert load(module.ARTIFACT_DIR) is not None
+@pytest.mark.parametrize("which", list(MODELS))
+def test_committed_artifacts_match_their_manifests(which: str) -> None:
+    module = MODELS[which][0]
+    manifest = read_manifest(module.ARTIFACT_DIR / artifacts.MANIFEST_NAME)
+    assert manifest.serving is not None
+    for filename, sha256, size in [
+        (module.ARTIFACT_FILE, manifest.sha256, manifest.size_bytes),
+        (module.SERVING_FILE, manifest.serving.sha256, manifest.serving.size_bytes),
+    ]:
+        data = (module.ARTIFACT_DIR / filename).read_bytes()
+        assert sha256 == artifacts.sha256_hex(data)
+        assert size == len(data)
+    assert manifest.serving.artifact == module.SERVING_FILE
+    assert set(manifest.trusted_types) <= set(module.TRUSTED_TYPES)
+    assert module.load_estimator() is not None
 
 
-def test_a_flipped_byte_is_refused_naming_the_file(copied: tuple[str, Path]) -> None:
-    which, directory = copied
-    path = directory / MODELS[which][0].ARTIFACT_FILE
+def test_a_flipped_byte_is_refused_naming_the_file(copied: tuple[str, Callable[[Path], Any], Path]) -> None:
+    filename, load, directory = copied
+    path = directory / filename
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
-    with pytest.raises(ArtifactError, match=rf"{path.name}: sha256 \w+… does not match the manifest's"):
-        _load(which, directory)
+    with pytest.raises(ArtifactError, match=rf"{re.escape(filename)}: sha256 \w+… does not match the manifest's"):
+        load(directory)
 
 
-def test_a_manifest_with_another_sha_is_refused(copied: tuple[str, Path]) -> None:
-    which, directory = copied
+def test_a_manifest_with_another_sha_is_refused(copied: tuple[str, Callable[[Path], Any], Path]) -> None:
+    filename, load, directory = copied
     manifest_path = directory / artifacts.MANIFEST_NAME
     manifest = json.loads(manifest_path.read_text())
-    manifest["sha256"] = "0" * 64
+    entry = manifest["serving"] if manifest["serving"]["artifact"] == filename else manifest
+    entry["sha256"] = "0" * 64
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="does not match the manifest's 0000000000000000…"):
-        _load(which, directory)
+        load(directory)
 
 
 @pytest.mark.parametrize(
@@ -76,22 +97,52 @@ def test_a_manifest_with_another_sha_is_refused(copied: tuple[str, Path]) -> Non
         pytest.param(lambda d, f: (d / "artifact.json").unlink(), "manifest not found", id="manifest-missing"),
         pytest.param(lambda d, f: (d / "artifact.json").write_text("{"), "manifest is unreadable", id="manifest-bad"),
         pytest.param(lambda d, f: (d / "artifact.json").write_text("{}"), "manifest lacks", id="manifest-empty"),
+        pytest.param(
+            lambda d, f: _edit_manifest(d, serving=[]), "manifest lacks or mistypes", id="manifest-serving-mistyped"
+        ),
     ],
 )
 def test_missing_or_broken_files_are_refused(
-    copied: tuple[str, Path], damage: Callable[[Path, str], object], message: str
+    copied: tuple[str, Callable[[Path], Any], Path], damage: Callable[[Path, str], object], message: str
 ) -> None:
-    which, directory = copied
-    damage(directory, MODELS[which][0].ARTIFACT_FILE)
+    filename, load, directory = copied
+    damage(directory, filename)
     with pytest.raises(ArtifactError, match=message):
-        _load(which, directory)
+        load(directory)
 
 
-def test_a_manifest_for_another_file_is_refused(tmp_path: Path) -> None:
-    shutil.copy(iris_model.ARTIFACT_DIR / "iris.skops", tmp_path / "iris.skops")
+def _edit_manifest(directory: Path, **changes: Any) -> None:
+    path = directory / artifacts.MANIFEST_NAME
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+@pytest.mark.parametrize("which", list(MODELS))
+def test_a_manifest_from_before_serving_forms_still_loads_the_estimator_only(which: str, tmp_path: Path) -> None:
+    module = MODELS[which][0]
+    manifest = json.loads((module.ARTIFACT_DIR / artifacts.MANIFEST_NAME).read_text())
+    del manifest["serving"]
+    _copy_model(which, tmp_path)
+    (tmp_path / artifacts.MANIFEST_NAME).write_text(json.dumps(manifest))
+    assert read_manifest(tmp_path / artifacts.MANIFEST_NAME).serving is None
+    assert module.load_estimator(tmp_path) is not None
+    served = FILES[f"{which}-served"][2]
+    with pytest.raises(ArtifactError, match=rf"{re.escape(module.SERVING_FILE)}: the manifest records no serving form"):
+        served(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("load", "file_pattern"),
+    [
+        pytest.param(iris_model.IrisClassifier.load, r"digits-forest\.npz", id="served"),
+        pytest.param(iris_model.load_estimator, r"digits\.skops", id="skops"),
+    ],
+)
+def test_a_manifest_for_another_file_is_refused(load: Callable[[Path], Any], file_pattern: str, tmp_path: Path) -> None:
+    for name in (iris_model.ARTIFACT_FILE, iris_model.SERVING_FILE):
+        shutil.copy(iris_model.ARTIFACT_DIR / name, tmp_path / name)
     shutil.copy(digits_model.ARTIFACT_DIR / artifacts.MANIFEST_NAME, tmp_path / artifacts.MANIFEST_NAME)
-    with pytest.raises(ArtifactError, match=r"describes 'digits\.skops'"):
-        iris_model.IrisClassifier.load(tmp_path)
+    with pytest.raises(ArtifactError, match=rf"describes '{file_pattern}'"):
+        load(tmp_path)
 
 
 def test_a_type_outside_the_allow_list_is_refused() -> None:
@@ -100,48 +151,55 @@ def test_a_type_outside_the_allow_list_is_refused() -> None:
         artifacts.load_artifact(digits_model.ARTIFACT_DIR, digits_model.ARTIFACT_FILE, trusted_types=())
 
 
-def test_errors_name_the_artifact_relative_to_the_project(copied: tuple[str, Path]) -> None:
-    which, _ = copied
+@pytest.mark.parametrize("which", list(MODELS))
+def test_errors_name_the_artifact_relative_to_the_project(which: str) -> None:
     module = MODELS[which][0]
-    path = module.ARTIFACT_DIR / module.ARTIFACT_FILE
-    assert artifacts.display_path(path) == f"models/{which}/{module.ARTIFACT_FILE}"
+    for filename in (module.ARTIFACT_FILE, module.SERVING_FILE):
+        assert artifacts.display_path(module.ARTIFACT_DIR / filename) == f"models/{which}/{filename}"
     assert artifacts.display_path(Path("/somewhere/else/x.skops")) == "x.skops"
 
 
 def _fake_forest(feature: list[int], left: list[int], right: list[int]) -> Any:
+    """A stand-in for an unpickled RandomForestClassifier with one tree."""
+    value = np.zeros((len(feature), 1, 10))
+    value[:, 0, 0] = 1.0
     tree = types.SimpleNamespace(
         node_count=len(feature),
+        n_outputs=1,
         children_left=np.array(left),
         children_right=np.array(right),
         feature=np.array(feature),
-        value=np.zeros((len(feature), 1, 10)),
+        threshold=np.array([0.5 if f >= 0 else -2.0 for f in feature]),
+        value=value,
     )
     return types.SimpleNamespace(
-        classes_=np.arange(10),
-        n_features_in_=64,
-        estimators_=[types.SimpleNamespace(tree_=tree)],
-        set_params=lambda **_: None,
+        classes_=np.arange(10), n_features_in_=64, estimators_=[types.SimpleNamespace(tree_=tree)]
     )
 
 
 @pytest.mark.parametrize(
-    ("feature", "left", "right"),
+    ("feature", "left", "right", "message"),
     [
-        pytest.param([70, -2, -2], [1, -1, -1], [2, -1, -1], id="feature-out-of-range"),
-        pytest.param([3, -2, -2], [1, -1, -1], [9, -1, -1], id="child-out-of-range"),
-        pytest.param([3, -2, -2], [0, -1, -1], [2, -1, -1], id="child-points-back"),
-        pytest.param([3, -2, -2], [1, -1, -1], [-1, -1, -1], id="half-a-leaf"),
+        pytest.param([70, -2, -2], [1, -1, -1], [2, -1, -1], "feature is outside", id="feature-out-of-range"),
+        pytest.param([3, -2, -2], [1, -1, -1], [9, -1, -1], "children are out of range", id="child-out-of-range"),
+        pytest.param([3, -2, -2], [0, -1, -1], [2, -1, -1], "not a forest of depth-first", id="child-points-back"),
+        pytest.param([3, -2, -2], [1, -1, -1], [1, -1, -1], "children are out of range", id="both-children-one"),
+        pytest.param([3, -2, -2], [1, -1, -1], [-1, -1, -1], "children are out of range", id="half-a-leaf"),
     ],
 )
-def test_a_forest_with_out_of_range_node_indices_is_refused(
-    feature: list[int], left: list[int], right: list[int]
+def test_an_estimator_with_out_of_range_node_indices_is_refused(
+    monkeypatch: pytest.MonkeyPatch, feature: list[int], left: list[int], right: list[int], message: str
 ) -> None:
-    with pytest.raises(ArtifactError, match="node indices are out of range"):
-        digits_model.DigitClassifier(_fake_forest(feature, left, right))
+    # skops would hand these to scikit-learn, whose Cython follows them without bounds checks.
+    monkeypatch.setattr(digits_model, "load_artifact", lambda *_: _fake_forest(feature, left, right))
+    with pytest.raises(ArtifactError, match=rf"digits\.skops: .*{message}"):
+        digits_model.load_estimator()
 
 
-def test_a_consistent_forest_passes_the_bounds_check() -> None:
-    digits_model.DigitClassifier(_fake_forest([3, -2, -2], [1, -1, -1], [2, -1, -1]))
+def test_a_consistent_estimator_passes_the_bounds_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _fake_forest([3, -2, -2], [1, -1, -1], [2, -1, -1])
+    monkeypatch.setattr(digits_model, "load_artifact", lambda *_: fake)
+    assert digits_model.load_estimator() is fake
 
 
 # --- reproducibility -----------------------------------------------------------------
@@ -180,12 +238,15 @@ def retrained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
 def test_retraining_gives_the_committed_held_out_predictions(retrained: tuple[str, Path]) -> None:
     """The claim in models/README.md that holds whatever the library versions."""
     which, directory = retrained
-    module, train, load = MODELS[which]
+    module, train = MODELS[which]
     committed = read_manifest(module.ARTIFACT_DIR / artifacts.MANIFEST_NAME)
     assert read_manifest(directory / artifacts.MANIFEST_NAME).held_out_accuracy == committed.held_out_accuracy
     _, _, held_out = train.split()
-    old, new = load(module.ARTIFACT_DIR), load(directory)
-    np.testing.assert_array_equal(old.estimator.predict(held_out.features), new.estimator.predict(held_out.features))
+    old, new = module.load_estimator(module.ARTIFACT_DIR), module.load_estimator(directory)
+    np.testing.assert_array_equal(old.predict(held_out.features), new.predict(held_out.features))
+    served = FILES[f"{which}-served"][2](directory)
+    compiled = served.forest if which == "digits" else served.pipeline
+    np.testing.assert_array_equal(compiled.predict_proba(held_out.features), new.predict_proba(held_out.features))
 
 
 def test_retraining_with_the_manifest_versions_gives_the_same_bytes(retrained: tuple[str, Path]) -> None:
@@ -197,7 +258,22 @@ def test_retraining_with_the_manifest_versions_gives_the_same_bytes(retrained: t
     recorded = {k: v for k, v in committed.versions.items() if k != "python"}
     if installed != recorded:
         pytest.skip(f"library versions differ from {module.ARTIFACT_FILE}'s manifest: {installed} != {recorded}")
-    assert read_manifest(directory / artifacts.MANIFEST_NAME).sha256 == committed.sha256
+    assert (directory / artifacts.MANIFEST_NAME).read_bytes() == (
+        module.ARTIFACT_DIR / artifacts.MANIFEST_NAME
+    ).read_bytes()
+    for filename in (module.ARTIFACT_FILE, module.SERVING_FILE):
+        assert (directory / filename).read_bytes() == (module.ARTIFACT_DIR / filename).read_bytes(), filename
+
+
+def test_canonical_npz_is_deterministic_and_readable_by_numpy(tmp_path: Path) -> None:
+    arrays = {"b": np.arange(6, dtype="<i4").reshape(2, 3), "a": np.linspace(0, 1, 5)}
+    data = artifacts.canonical_npz(arrays)
+    assert data == artifacts.canonical_npz(dict(reversed(arrays.items())))
+    (tmp_path / "x.npz").write_bytes(data)
+    with np.load(tmp_path / "x.npz", allow_pickle=False) as loaded:
+        assert sorted(loaded.files) == ["a", "b"]
+        for name, array in arrays.items():
+            np.testing.assert_array_equal(loaded[name], array)
 
 
 def test_train_command_reports_the_held_out_accuracy(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -205,3 +281,4 @@ def test_train_command_reports_the_held_out_accuracy(capsys: pytest.CaptureFixtu
     out = capsys.readouterr().out
     assert re.search(r"held-out accuracy: [01]\.\d{4} on 45 flowers", out)
     assert re.search(r"iris\.skops \(\d+ bytes, sha256 [0-9a-f]{64}\)", out)
+    assert re.search(r"iris-pipeline\.npz \(\d+ bytes, sha256 [0-9a-f]{64}\)", out)
