@@ -35,14 +35,18 @@ bind = f"{_settings.host}:{_settings.listen_port}"
 # gthread: a few processes, each with threads. Model code (numpy, scikit-learn, torch)
 # releases the GIL for its heavy parts, so threads overlap inference with HTTP work, and
 # concurrent requests in one process can be batched together (serving/batching.py).
-# Chosen by measurement (bench/RESULTS.md, 2 cores, wrk at 64 connections): `sync`
+# Chosen by measurement (bench/NOTES.md, 2 cores, wrk at 16 and 64 connections): `sync`
 # workers serve one request per process at a time, so nothing can be batched and every
-# request opens a new connection; gthread keeps connections alive. Threads: with 8 per
-# worker the Digits forest ran batches of 4 on average (212 req/s); with 32, batches of
-# 10 and 2.6x the throughput, while XXXModel's throughput did not change measurably.
-# A third worker on two cores only split the batches (267 req/s). Keep one worker per
-# core and raise GUNICORN_THREADS rather than GUNICORN_WORKERS.
-worker_class = "gthread"
+# request opens a new connection; gthread keeps connections alive. Threads: 8 per worker
+# served the most requests for both Digits and XXXModel; 16 and 32 lost 5-25% to threads
+# contending for the GIL (they helped only while the forest cost 7 ms a call, by making
+# batches larger); 4 was no faster and caps a batch at 4. Keep one worker per
+# core; raise GUNICORN_THREADS for models that wait on I/O or whose calls batching hides.
+#
+# serving/gunicorn_worker.py: gthread, except that a worker holding more connections
+# than a sibling leaves a new one to it for a few milliseconds; plain gthread let one
+# process take 14 of 16 keep-alive clients while the other idled.
+worker_class = "serving.gunicorn_worker.BalancedThreadWorker"
 workers = _settings.workers
 threads = _settings.threads
 

@@ -198,7 +198,7 @@ class Settings:
     )
     threads: int = _setting(
         "GUNICORN_THREADS",
-        32,
+        8,
         "Threads per gunicorn worker (gthread worker class): concurrent requests per worker, "
         "and so the largest batch one worker can gather.",
         _int_between(1, 256),

@@ -1,0 +1,114 @@
+"""gunicorn's gthread worker, with connections spread evenly over the worker processes.
+
+Every gthread worker polls the one listening socket and accepts whatever arrives, busy
+or not (benoitc/gunicorn#3433). Connections are kept alive, so where they land decides
+where their requests run for as long as they stay open: measured here with 2 workers of
+8 threads and 16 keep-alive clients, splits from 8/8 to 14/2 happened run to run, and
+the lopsided ones served a quarter fewer requests, one process queueing while the other
+idled. Google's front end also keeps few, long-lived connections to an instance.
+
+`BalancedThreadWorker` changes one thing: the workers publish how many connections each
+holds in a small table of shared memory (mapped before gunicorn forks them), and a
+worker that holds more than a sibling leaves a new connection to it for `DEFER_S`, by not
+listening for that long. The sibling, woken by the same connection, takes it; if it does
+not (it is stuck, or slower to wake), the deferring worker accepts the connection itself
+when the time is up. So a connection waits at most `DEFER_S` longer than before and is
+never refused; when the workers hold equal numbers, whoever wakes first accepts at once.
+With one worker nothing changes.
+
+gunicorn.conf.py selects it with `worker_class`; all the rest (keep-alive, graceful
+shutdown, timeouts) is gthread's own.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import time
+from typing import Any
+
+from gunicorn.workers.gthread import ThreadWorker  # type: ignore[import-untyped]
+
+# Slots of (pid, connections) as C ints. A worker takes the slot of its gunicorn age
+# (a number the master counts up for each worker it starts), so a replacement worker
+# never shares a slot with a live one unless 64 workers run at once.
+_SLOTS = 64
+# Anonymous shared memory: created when gunicorn's master imports this class, before any
+# fork, and inherited by every worker; no file, so it works on read-only filesystems.
+_TABLE = mmap.mmap(-1, _SLOTS * 2 * 4)
+
+
+class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
+    """gthread, except that a worker holding more connections than a sibling lets it accept first."""
+
+    # Long enough for a sibling woken by the same connection to accept it, short enough
+    # to be lost in a request's latency when it does not.
+    DEFER_S = 0.01
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deferring = False
+        self._defer_until = 0.0
+        self._table = memoryview(_TABLE).cast("i")
+        self._slot = 2 * (self.age % _SLOTS)
+
+    def run(self) -> None:
+        """gthread's loop, with this worker's slot in the shared table claimed, then freed."""
+        self._table[self._slot : self._slot + 2] = memoryview(bytes(8)).cast("i")
+        self._table[self._slot] = os.getpid()
+        try:
+            super().run()
+        finally:
+            self._table[self._slot] = 0
+
+    def a_sibling_holds_fewer(self) -> bool:
+        """True when another live worker of this server holds fewer connections than this one."""
+        mine, pid = self.nr_conns, os.getpid()
+        table = self._table
+        for slot in range(0, len(table), 2):
+            other = table[slot]
+            if other and other != pid and table[slot + 1] < mine:
+                try:
+                    os.kill(other, 0)  # a worker killed outright never cleared its slot
+                except ProcessLookupError:
+                    table[slot] = 0
+                    continue
+                except PermissionError:
+                    pass  # alive, under another user: still a sibling
+                return True
+        return False
+
+    def accept(self, listener: Any) -> None:
+        """Accept a connection, unless a sibling holding fewer should have it."""
+        if self.cfg.workers > 1 and self.a_sibling_holds_fewer():
+            if not self._deferring:
+                self._deferring = True
+                self._defer_until = time.monotonic() + self.DEFER_S
+                super().set_accept_enabled(False)
+            return
+        super().accept(listener)
+        self._table[self._slot + 1] = self.nr_conns
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        """gthread's, except that listening stays off while a connection is left to a sibling."""
+        if enabled and self._deferring:
+            return
+        super().set_accept_enabled(enabled)
+
+    def wait_for_and_dispatch_events(self, timeout: float) -> None:
+        """gthread's event loop step; publishes this worker's count, ends deferrals on time."""
+        self._table[self._slot + 1] = self.nr_conns  # connections also end in this loop
+        if self._deferring:
+            remaining = self._defer_until - time.monotonic()
+            if remaining <= 0:
+                self._deferring = False
+                # No sibling took it: accept it here (gthread's accept ignores EAGAIN when
+                # a sibling did), and listen again before waiting: gthread's own loop
+                # would only re-enable listening after the wait below, up to a second on.
+                for listener in self.sockets:
+                    super().accept(listener)
+                self._table[self._slot + 1] = self.nr_conns
+                super().set_accept_enabled(self.nr_conns < self.worker_connections)
+            else:
+                timeout = min(timeout, remaining)
+        super().wait_for_and_dispatch_events(timeout)
