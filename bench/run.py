@@ -166,6 +166,9 @@ class Row:
     load: float = 0.0  # the machine's 1-minute load average during the runs
     runs: list[dict[str, Any]] = field(default_factory=list)
     ratio: float | None = None
+    # Requests per model call while this row ran, from the server's own /metrics
+    # (model_serving_batch_size): above 1 means requests were batched. None: not measured.
+    mean_batch: float | None = None
 
 
 # --- servers ---
@@ -357,12 +360,18 @@ def benchmark(plan: Plan, workdir: Path, say: Callable[[str], None]) -> tuple[li
             for connections in plan.connections:
                 runs: dict[str, list[WrkRun]] = {app: [] for app in urls}
                 loads: list[float] = []
+                batches_before = (
+                    batch_counts(servers[PROJECT].url, WORKLOADS[name].model) if PROJECT in servers else None
+                )
                 for _ in range(plan.runs):
                     for app_name, url in urls.items():
                         loads.append(os.getloadavg()[0])
                         runs[app_name].append(run_wrk(url, body_file, connections, plan.seconds, plan.wrk_threads))
                 for app_name, app_runs in runs.items():
                     rows.append(_row(app_name, name, connections, app_runs, servers[app_name], statistics.mean(loads)))
+                    if app_name == PROJECT and batches_before is not None:
+                        after = batch_counts(servers[PROJECT].url, WORKLOADS[name].model)
+                        rows[-1].mean_batch = mean_batch(batches_before, after)
                     say(f"  {name} on {app_name}, {connections:>3} connections: {rows[-1].rps:8.0f} req/s")
             if plan.profile and PROJECT in servers:
                 notes[f"profile:{name}"] = profile_worker(servers[PROJECT], urls[PROJECT], body_file, plan)
@@ -432,6 +441,30 @@ def cold_start_every_handler(plan: Plan, workdir: Path) -> float:
     """Start to /readyz 200 of the project serving all of handlers/ (torch included if installed)."""
     with serving(APPS[PROJECT], workdir / "all-handlers.log") as server:
         return server.cold_start_s
+
+
+def batch_counts(url: str, model: str) -> tuple[float, float] | None:
+    """(model calls, requests in them) for `model` so far, from the server's /metrics."""
+    try:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        for suffix in ("count", "sum"):
+            if line.startswith(f'model_serving_batch_size_{suffix}{{model="{model}"}} '):
+                found[suffix] = float(line.rsplit(" ", 1)[1])
+    if set(found) != {"count", "sum"}:
+        return None
+    return found["count"], found["sum"]
+
+
+def mean_batch(before: tuple[float, float], after: tuple[float, float] | None) -> float | None:
+    """Requests per model call between two `batch_counts` readings."""
+    if after is None or after[0] <= before[0]:
+        return None
+    return (after[1] - before[1]) / (after[0] - before[0])
 
 
 def _post(url: str, body_file: Path) -> int | None:
@@ -523,14 +556,15 @@ def _frame_name(frame: str) -> str:
 def markdown_table(rows: Sequence[Row]) -> str:
     columns = "app | model | connections | req/s | p50 ms | p99 ms | errors | vs baseline | cold start s"
     lines = [
-        f"| {columns} | RSS/worker MB | unique/worker MB | load |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| {columns} | RSS/worker MB | unique/worker MB | requests/model call | load |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         ratio = f"{r.ratio:.2f}x" if r.ratio is not None else "-"
+        batch = f"{r.mean_batch:.2f}" if r.mean_batch is not None else "-"
         lines.append(
             f"| {r.app} | {r.model} | {r.connections} | {r.rps:.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.errors} "
-            f"| {ratio} | {r.cold_start_s:.2f} | {r.rss_mb:.0f} | {r.unique_mb:.0f} | {r.load:.1f} |"
+            f"| {ratio} | {r.cold_start_s:.2f} | {r.rss_mb:.0f} | {r.unique_mb:.0f} | {batch} | {r.load:.1f} |"
         )
     return "\n".join(lines)
 
@@ -656,8 +690,10 @@ def write_results(
         + " (app.yaml's `env_variables`, as overridden by the benchmark's environment).",
         f"wrk: {plan.wrk_threads} threads, {plan.runs} run(s) of {plan.seconds:g} s per row (the median by "
         "throughput is shown), after a warm-up, the apps taking turns run by run; bench/post.lua POSTs the "
-        "same JSON body on every request. `load` is the machine's 1-minute load average during the runs "
-        "(2 cores: above 2, other processes were competing for them). Cold start: the fastest of "
+        "same JSON body on every request. `load` is the machine's 1-minute load average during the runs; "
+        "it counts the benchmark's own threads (wrk's and the servers'), so it says how crowded the 2 cores "
+        "were, not that other work was running. `requests/model call` is read from the server's own "
+        "/metrics (`model_serving_batch_size`): above 1, requests were batched. Cold start: the fastest of "
         f"{plan.cold_starts} start(s).",
         "Behaviour under faults (soak, a killed worker, a database restart, shutdown) is in "
         "[RESULTS-resilience.md](RESULTS-resilience.md), made by `python -m bench.resilience`.",

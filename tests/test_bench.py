@@ -38,9 +38,17 @@ def test_smoke_run_prints_the_table_and_writes_results(tmp_path: Path) -> None:
     results = (tmp_path / "RESULTS.md").read_text()
     assert "python -m bench.run --smoke" in results
     assert "| model-serving | XXXModel |" in results
+    project = [row for row in rows if row["app"] == "model-serving"]
+    assert all(row["mean_batch"] is not None and row["mean_batch"] >= 1.0 for row in project)  # from /metrics
     assert "served handlers/xxx_model.py, handlers/iris.py, handlers/digits.py" in results
     assert "`GUNICORN_THREADS=" in results  # the app.yaml values it ran with
     assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_requests_per_model_call_come_from_the_batch_size_histogram() -> None:
+    assert run.mean_batch((10.0, 10.0), (14.0, 30.0)) == 5.0
+    assert run.mean_batch((10.0, 10.0), (10.0, 10.0)) is None  # no model call in between
+    assert run.mean_batch((10.0, 10.0), None) is None  # /metrics unreadable
 
 
 def _row(app: str, model: str, connections: int, rps: float, p99: float, ratio: float | None) -> Row:
