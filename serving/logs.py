@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from flask import Flask, Response, g, has_request_context, request
+from flask import Flask, Request, Response, g, has_request_context, request
 from google.cloud.logging_v2.handlers import StructuredLogHandler
 from werkzeug.datastructures import Headers
 
@@ -279,55 +279,74 @@ def install_request_hooks(app: Flask) -> None:
     @app.before_request
     def _start() -> None:
         g.started = time.perf_counter()
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        headers = request.headers
+        incoming = headers.get(REQUEST_ID_HEADER, "")
         g.request_id = incoming if _SANE_REQUEST_ID.match(incoming) else new_request_id()
-        g.trace = parse_trace_headers(request.headers)
+        g.trace = parse_trace_headers(headers)
 
     @app.after_request
     def _finish(response: Response) -> Response:
-        if request.method == "OPTIONS" and not response.content_length:
+        # This runs for every request: the request and `g` are looked up once each
+        # (every attribute read through Flask's proxies costs a context lookup).
+        req: Request = request._get_current_object()  # type: ignore[attr-defined]
+        context = g._get_current_object()
+        method = req.method
+        status = response.status_code
+        if method == "OPTIONS" and not response.content_length:
             # Flask's automatic OPTIONS answer is an empty text/html 200; a CORS
             # preflight answer is conventionally a bodiless 204.
-            response.status_code = 204
+            response.status_code = status = 204
             del response.headers["Content-Type"]
-        request_id = g.get("request_id") or new_request_id()
+        request_id = context.get("request_id") or new_request_id()
         response.headers[REQUEST_ID_HEADER] = request_id
-        started = g.get("started")
+        level = logging.ERROR if status >= 500 else logging.INFO
+        if not access_log.isEnabledFor(level):
+            return response
+        started = context.get("started")
         latency_ms = (time.perf_counter() - started) * 1000 if started is not None else None
+        path = req.path
         fields: dict[str, Any] = {
             "request_id": request_id,
-            "method": request.method,
-            "path": request.path,
-            "status": response.status_code,
+            "method": method,
+            "path": path,
+            "status": status,
             "latency_ms": round(latency_ms, 3) if latency_ms is not None else None,
-            "http_request": _http_request(response, latency_ms),
+            "http_request": _http_request(req, response, latency_ms),
         }
-        model = g.get("model")
+        model = context.get("model")
         if model:
             fields["model"] = model
         # The API key's public id (serving/access.py), never the secret.
-        key_id = g.get("api_key_id")
+        key_id = context.get("api_key_id")
         if key_id:
             fields["key_id"] = key_id
-        level = logging.ERROR if response.status_code >= 500 else logging.INFO
-        access_log.log(level, "%s %s %s", request.method, request.path, response.status_code, extra=fields)
+        # `makeRecord` + `handle` is what `Logger.log` does, minus walking the stack for
+        # the caller's file and line: they are always this function's, known in advance.
+        record = access_log.makeRecord(
+            access_log.name, level, __file__, line, "%s %s %s", (method, path, status), None, "_finish", fields
+        )
+        access_log.handle(record)
         return response
 
+    line = _finish.__code__.co_firstlineno
 
-def _http_request(response: Response, latency_ms: float | None) -> dict[str, Any]:
-    """Cloud Logging's `HttpRequest` for the current request and its response."""
+
+def _http_request(req: Request, response: Response, latency_ms: float | None) -> dict[str, Any]:
+    """Cloud Logging's `HttpRequest` for `req` and its response."""
+    environ = req.environ
     entry: dict[str, Any] = {
-        "requestMethod": request.method,
+        "requestMethod": req.method,
         # Behind Google's front end ProxyFix has made this the https URL the client used.
-        "requestUrl": request.url,
+        "requestUrl": req.url,
         "status": response.status_code,
-        "protocol": request.environ.get("SERVER_PROTOCOL"),
-        "remoteIp": request.remote_addr,
-        "userAgent": request.user_agent.string or None,
-        "referer": request.referrer,
+        "protocol": environ.get("SERVER_PROTOCOL"),
+        "remoteIp": req.remote_addr,
+        "userAgent": environ.get("HTTP_USER_AGENT") or None,
+        "referer": environ.get("HTTP_REFERER"),
     }
-    if request.content_length is not None:
-        entry["requestSize"] = str(request.content_length)  # int64 fields are JSON strings
+    content_length = req.content_length
+    if content_length is not None:
+        entry["requestSize"] = str(content_length)  # int64 fields are JSON strings
     if response.content_length is not None:
         entry["responseSize"] = str(response.content_length)
     if latency_ms is not None:

@@ -254,18 +254,25 @@ def install_metrics(app: Flask, metrics: Metrics) -> None:
     if not metrics.enabled:
         return
 
+    routes: dict[str, str] = {}  # a rule's route label, worked out once per rule
+
     @app.after_request
     def _observe(response: Response) -> Response:
         # `started` is set by serving.logs when the request begins.
-        started = g.get("started")
+        context = g._get_current_object()
+        started = context.get("started")
         if started is not None:
             rule = request.url_rule
+            if rule is None:
+                route = "unmatched"
+            else:
+                route = routes.get(rule.rule) or routes.setdefault(
+                    # `/v1/<model:name>` is reported as `/v1/<name>`: converters are not the route.
+                    rule.rule,
+                    _CONVERTER.sub(r"<\1>", rule.rule),
+                )
             metrics.observe_request(
-                # `/v1/<model:name>` is reported as `/v1/<name>`: converters are not the route.
-                _CONVERTER.sub(r"<\1>", rule.rule) if rule is not None else "unmatched",
-                g.get("model") or "",
-                response.status_code,
-                time.perf_counter() - started,
+                route, context.get("model") or "", response.status_code, time.perf_counter() - started
             )
         return response
 
