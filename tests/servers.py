@@ -104,3 +104,10 @@ def running_server(
 def gunicorn_command(*extra: str) -> list[str]:
     """gunicorn started the way app.yaml's entrypoint starts it."""
     return [str(VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py", *extra, "main:app"]
+
+
+def run_python(code: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a fresh interpreter from the project root (what a new process imports)."""
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout, check=True
+    )

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from handlers import sentence_embedding
+from tests.servers import run_python
 
 for _name in sentence_embedding.REQUIRES:
     pytest.importorskip(_name, reason=f"SentenceEmbedding needs {_name}: pip install -r requirements-embedding.txt")
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _embed(model: Any, text: str) -> list[float]:
@@ -79,8 +75,6 @@ def test_loads_offline_without_environment_variables_or_network() -> None:
         "from handlers import sentence_embedding as h\n"
         "print(len(h.predict(h.setup(), {'text': 'offline'})['embedding']), attempts)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=240, check=True
-    )
+    result = run_python(code, timeout=240)
     assert result.stdout.strip() == "384 []"
     assert "Loading weights" not in result.stderr, "no progress bar in server logs"

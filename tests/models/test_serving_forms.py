@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import subprocess
-import sys
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,8 +20,7 @@ from models.digits import train as digits_train
 from models.digits.forest import CompiledForest
 from models.iris import model as iris_model
 from models.iris import train as iris_train
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from tests.servers import run_python
 
 Arrays = dict[str, np.ndarray]
 
@@ -142,9 +139,7 @@ def test_setting_up_and_predicting_imports_neither_scikit_learn_nor_skops() -> N
         "    module.predict_batch(model, module.INPUT_SCHEMA['examples'])\n"
         "print(json.dumps([m for m in ('sklearn', 'skops', 'scipy', 'joblib') if m in sys.modules]))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=True
-    )
+    result = run_python(code, timeout=120)
     assert json.loads(result.stdout) == []
 
 
