@@ -26,6 +26,7 @@ the current time).
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import io
 import json
@@ -35,7 +36,7 @@ import platform
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -228,6 +229,21 @@ def write_artifact(
     # check (the model reports itself failed) rather than loading unverified.
     _write_atomically(directory / MANIFEST_NAME, manifest.to_json().encode())
     return manifest
+
+
+def output_dir(prog: str, description: str, default: Path, argv: Sequence[str] | None) -> Path:
+    """The `--output-dir` of a model's training command (`python -m models.<name>.train`)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--output-dir", type=Path, default=default, help="where to write (default: %(default)s)")
+    return Path(parser.parse_args(argv).output_dir)
+
+
+def print_written(manifest: Manifest, directory: Path) -> None:
+    """Tell the person training where each file went, with its size and sha256."""
+    print(f"wrote {directory / manifest.artifact} ({manifest.size_bytes} bytes, sha256 {manifest.sha256})")
+    if manifest.serving is not None:
+        serving = manifest.serving
+        print(f"wrote {directory / serving.artifact} ({serving.size_bytes} bytes, sha256 {serving.sha256})")
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -14,15 +14,13 @@ only if its probabilities equal the forest's `predict_proba`, bit for bit, on ev
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from models.artifacts import ServingForm, write_artifact
+from models.artifacts import ServingForm, output_dir, print_written, write_artifact
 from models.digits import model
 from models.digits.forest import CompiledForest, compile_forest
 
@@ -90,16 +88,12 @@ def serving_form(forest: Any) -> ServingForm:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m models.digits.train", description="Train the digit classifier.")
-    parser.add_argument(
-        "--output-dir", type=Path, default=model.ARTIFACT_DIR, help="where to write (default: %(default)s)"
-    )
-    args = parser.parse_args(argv)
+    directory = output_dir("python -m models.digits.train", "Train the digit classifier.", model.ARTIFACT_DIR, argv)
 
     result = fit()
     manifest = write_artifact(
         result.forest,
-        args.output_dir,
+        directory,
         model.ARTIFACT_FILE,
         trusted_types=model.TRUSTED_TYPES,
         held_out_accuracy=result.accuracy,
@@ -115,10 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         serving=serving_form(result.forest),
     )
     print(f"held-out accuracy: {result.accuracy:.4f} on {len(result.held_out.labels)} images")
-    print(f"wrote {args.output_dir / model.ARTIFACT_FILE} ({manifest.size_bytes} bytes, sha256 {manifest.sha256})")
-    if manifest.serving is not None:
-        serving = manifest.serving
-        print(f"wrote {args.output_dir / serving.artifact} ({serving.size_bytes} bytes, sha256 {serving.sha256})")
+    print_written(manifest, directory)
     return 0
 
 

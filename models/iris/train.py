@@ -12,15 +12,13 @@ only if its probabilities equal the pipeline's `predict_proba`, bit for bit, on 
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from models.artifacts import ServingForm, write_artifact
+from models.artifacts import ServingForm, output_dir, print_written, write_artifact
 from models.iris import model
 from models.iris.pipeline import CompiledPipeline, compile_pipeline
 
@@ -97,16 +95,12 @@ def serving_form(pipeline: Any) -> ServingForm:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m models.iris.train", description="Train the iris classifier.")
-    parser.add_argument(
-        "--output-dir", type=Path, default=model.ARTIFACT_DIR, help="where to write (default: %(default)s)"
-    )
-    args = parser.parse_args(argv)
+    directory = output_dir("python -m models.iris.train", "Train the iris classifier.", model.ARTIFACT_DIR, argv)
 
     result = fit()
     manifest = write_artifact(
         result.pipeline,
-        args.output_dir,
+        directory,
         model.ARTIFACT_FILE,
         trusted_types=model.TRUSTED_TYPES,
         held_out_accuracy=result.accuracy,
@@ -122,10 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         serving=serving_form(result.pipeline),
     )
     print(f"held-out accuracy: {result.accuracy:.4f} on {len(result.held_out.labels)} flowers")
-    print(f"wrote {args.output_dir / model.ARTIFACT_FILE} ({manifest.size_bytes} bytes, sha256 {manifest.sha256})")
-    if manifest.serving is not None:
-        serving = manifest.serving
-        print(f"wrote {args.output_dir / serving.artifact} ({serving.size_bytes} bytes, sha256 {serving.sha256})")
+    print_written(manifest, directory)
     return 0
 
 
