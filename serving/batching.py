@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +36,7 @@ from typing import Any, Protocol
 from flask import Flask, g, has_request_context, request
 
 from serving.errors import ApiError, InternalError, Overloaded
+from serving.forking import reset_in_forked_child
 from serving.inference import Inference
 from serving.registry import BatchPolicy, ModelRuntime, ModelStatus
 from serving.settings import Settings
@@ -311,12 +310,6 @@ class Batcher:
         return outcomes
 
 
-def _call_if_alive(method: weakref.WeakMethod[Callable[[], None]]) -> None:
-    bound = method()
-    if bound is not None:
-        bound()
-
-
 def _copy_error(error: ApiError) -> ApiError:
     # Each waiting thread raises its own instance: raising one object from several
     # threads at once would tangle their tracebacks.
@@ -348,9 +341,7 @@ class BatchingInference(Inference):
         self._batchers: dict[str, Batcher] = {}
         self._lock = threading.Lock()
         # A forked child inherits the batchers but not their runner threads: start over.
-        # (A weak reference: registering must not keep every app ever built alive.)
-        forget = weakref.WeakMethod(self._forget_batchers)
-        os.register_at_fork(after_in_child=lambda: _call_if_alive(forget))
+        reset_in_forked_child(self._forget_batchers)
 
     def _forget_batchers(self) -> None:
         self._batchers = {}

@@ -54,7 +54,7 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is u
 
     def run(self) -> None:
         """gthread's loop, with this worker's slot in the shared table claimed, then freed."""
-        self._table[self._slot : self._slot + 2] = memoryview(bytes(8)).cast("i")
+        self._table[self._slot + 1] = 0
         self._table[self._slot] = os.getpid()
         try:
             super().run()

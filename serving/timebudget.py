@@ -25,13 +25,12 @@ import contextvars
 import functools
 import logging
 import math
-import os
 import threading
-import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
 
 from serving.errors import GatewayTimeout, ModelUnavailable
+from serving.forking import reset_in_forked_child
 
 log = logging.getLogger("serving.timebudget")
 
@@ -112,9 +111,8 @@ class _CallThreads:
         self._idle: list[_CallThread] = []
         self._started = 0
         # Threads do not survive fork(): a child (gunicorn's workers, after preload_app)
-        # starts with none. (A weak reference: the hook must not keep the pool alive.)
-        forget = weakref.WeakMethod(self._forget)
-        os.register_at_fork(after_in_child=lambda: _call_if_alive(forget))
+        # starts with none.
+        reset_in_forked_child(self._forget)
 
     def _forget(self) -> None:
         self._lock = threading.Lock()
@@ -161,12 +159,6 @@ class _CallThreads:
         finally:
             self._idle.append(thread)
         return False
-
-
-def _call_if_alive(method: weakref.WeakMethod[Callable[[], None]]) -> None:
-    bound = method()
-    if bound is not None:
-        bound()
 
 
 class TimeBudget:
