@@ -57,7 +57,7 @@ format: install
 	$(BIN)/ruff format .
 
 settings-table: install
-	@$(BIN)/python -c "from serving.settings import settings_table; print(settings_table())"
+	@$(BIN)/python -c "from serving.config.settings import settings_table; print(settings_table())"
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

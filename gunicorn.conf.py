@@ -12,9 +12,9 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
-from serving.gunicorn_hardening import harden_gunicorn
-from serving.metrics import mark_worker_dead, prepare_multiprocess_dir, remove_private_dir
-from serving.settings import Settings
+from serving.config.settings import Settings
+from serving.observability.metrics import mark_worker_dead, prepare_multiprocess_dir, remove_private_dir
+from serving.platform.gunicorn_hardening import harden_gunicorn
 
 _settings = Settings.from_env()
 
@@ -34,7 +34,7 @@ bind = f"{_settings.host}:{_settings.listen_port}"
 
 # gthread: a few processes, each with threads. Model code (numpy, scikit-learn, torch)
 # releases the GIL for its heavy parts, so threads overlap inference with HTTP work, and
-# concurrent requests in one process can be batched together (serving/batching.py).
+# concurrent requests in one process can be batched together (serving/runtime/batching.py).
 # Chosen by measurement (bench/NOTES.md, 2 cores, wrk at 16 and 64 connections): `sync`
 # workers serve one request per process at a time, so nothing can be batched and every
 # request opens a new connection; gthread keeps connections alive. Threads: 8 per worker
@@ -43,10 +43,10 @@ bind = f"{_settings.host}:{_settings.listen_port}"
 # batches larger); 4 was no faster and caps a batch at 4. Keep one worker per
 # core; raise GUNICORN_THREADS for models that wait on I/O or whose calls batching hides.
 #
-# serving/gunicorn_worker.py: gthread, except that a worker holding more connections
+# serving/platform/gunicorn_worker.py: gthread, except that a worker holding more connections
 # than a sibling leaves a new one to it for a few milliseconds; plain gthread let one
 # process take 14 of 16 keep-alive clients while the other idled.
-worker_class = "serving.gunicorn_worker.BalancedThreadWorker"
+worker_class = "serving.platform.gunicorn_worker.BalancedThreadWorker"
 workers = _settings.workers
 threads = _settings.threads
 
@@ -116,7 +116,7 @@ forwarded_allow_ips = ""
 # for the Cloud Run image's user, and nobody can reach it on a serverless instance.
 control_socket_disable = True
 # gunicorn's own error pages (e.g. 431 for oversized headers) become JSON like the app's,
-# and the `Server` header stops naming gunicorn (serving/gunicorn_hardening.py says how).
+# and the `Server` header stops naming gunicorn (serving/platform/gunicorn_hardening.py says how).
 harden_gunicorn()
 
 # --- server hooks ---

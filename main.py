@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 
 from serving.app import create_app
-from serving.functions import http_entry_point
-from serving.hardening import QuietRequestHandler
+from serving.platform.functions import http_entry_point
+from serving.security.hardening import QuietRequestHandler
 
 app = create_app()
 api = http_entry_point(app)

@@ -5,23 +5,26 @@ from __future__ import annotations
 from flask import Flask
 from flask_cors import CORS
 
-from serving import api, batch_api, docs, health, openapi, web
-from serving.access import enforce_access_control, install_access_control, load_key_ring
-from serving.batching import create_inference, install_batching_hooks
+from serving.cli.new_model import new_model_command
+from serving.config.settings import Settings, SettingsError
 from serving.errors import register_error_handlers
-from serving.hardening import install_security_headers, refuse_debug_in_production
+from serving.http import batch as batch_api
+from serving.http import docs, health, web
+from serving.http import predict as api
+from serving.http.json_provider import FastJSONProvider
+from serving.http.state import EXTENSION_KEY, ServingState
+from serving.http.vertex import register_vertex_routes
 from serving.jobs import routes as job_routes
 from serving.jobs.service import init_jobs
-from serving.json_provider import FastJSONProvider
-from serving.logs import REQUEST_ID_HEADER, configure_logging, install_request_hooks
-from serving.metrics import create_metrics, install_metrics
-from serving.platform import adapt_to_platform, log_format, project_id
-from serving.ratelimits import install_rate_limits
-from serving.registry import Registry, discover_handlers
-from serving.scaffold import new_model_command
-from serving.settings import Settings, SettingsError
-from serving.state import EXTENSION_KEY, ServingState
-from serving.vertex import register_vertex_routes
+from serving.observability.logs import REQUEST_ID_HEADER, configure_logging, install_request_hooks
+from serving.observability.metrics import create_metrics, install_metrics
+from serving.openapi import document as openapi
+from serving.platform.detect import adapt_to_platform, log_format, project_id
+from serving.runtime.batching import create_inference, install_batching_hooks
+from serving.runtime.registry import Registry, discover_handlers
+from serving.security.access import enforce_access_control, install_access_control, load_key_ring
+from serving.security.hardening import install_security_headers, refuse_debug_in_production
+from serving.security.ratelimits import install_rate_limits
 
 
 def create_app(settings: Settings | None = None) -> Flask:

@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from serving.app import create_app
-from serving.settings import Settings
+from serving.config.settings import Settings
 from tests.servers import ServerProcess, free_port, gunicorn_command, running_server
 
 FIXTURE_HANDLERS = Path(__file__).parent / "fixtures" / "handlers"

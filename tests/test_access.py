@@ -10,9 +10,9 @@ import pytest
 from flask import Flask, g, jsonify
 from flask.testing import FlaskClient
 
-from serving.access import public
-from serving.keyspec import parse_key_specs
-from serving.settings import SettingsError
+from serving.config.api_keys import parse_key_specs
+from serving.config.settings import SettingsError
+from serving.security.access import public
 from tests.conftest import FIXTURE_HANDLERS
 
 OPS = "ops-secret-0123456789abcdef"
@@ -171,7 +171,7 @@ def test_start_up_log_names_keys_by_id_and_fingerprint(
 
     make_app(handlers_dir=FIXTURE_HANDLERS / "ok", api_keys=parse_key_specs(KEYS))
 
-    line = next(r.getMessage() for r in caplog.records if r.name == "serving.access")
+    line = next(r.getMessage() for r in caplog.records if r.name == "serving.security.access")
     assert "ops (sha256 " in line
     assert "widget (sha256 " in line
     assert OPS not in line

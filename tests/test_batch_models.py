@@ -30,7 +30,7 @@ def _sample(digit: int) -> str:
 @pytest.fixture(scope="module")
 def models_client() -> FlaskClient:
     from serving.app import create_app
-    from serving.settings import Settings
+    from serving.config.settings import Settings
 
     # Lazy: only Iris and Digits load, not the optional SentenceEmbedding.
     return create_app(Settings(model_loading="lazy")).test_client()

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from serving.batching import Batcher, BatchingInference, BatchLimits, create_inference
+from serving.config.settings import Settings
 from serving.errors import ApiError, InvalidInput, ModelUnavailable, Overloaded
-from serving.inference import Inference
-from serving.registry import BatchPolicy
-from serving.settings import Settings
-from serving.state import get_state
+from serving.http.state import get_state
+from serving.runtime.batching import Batcher, BatchingInference, BatchLimits, create_inference
+from serving.runtime.inference import Inference
+from serving.runtime.registry import BatchPolicy
 from tests.conftest import FIXTURE_HANDLERS
 
 BATCHING_HANDLERS = FIXTURE_HANDLERS / "batching"

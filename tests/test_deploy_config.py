@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from serving.settings import Settings
+from serving.config.settings import Settings
 from tests.conftest import require_service
 from tests.platforms import (
     PROJECT,
@@ -180,7 +180,7 @@ def test_uploads_are_the_app_without_local_state() -> None:
         "gunicorn.conf.py",
         "requirements.txt",
         "serving/app.py",
-        "serving/functions.py",
+        "serving/platform/functions.py",
         "handlers/xxx_model.py",
         "models/greeter.py",
     } <= uploaded

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from serving.docs import CONTENT_SECURITY_POLICY, SWAGGER_UI_DIR, SWAGGER_UI_VERSION
+from serving.http.docs import CONTENT_SECURITY_POLICY, SWAGGER_UI_DIR, SWAGGER_UI_VERSION
 from tests.browsers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_chromium
 from tests.servers import ServerProcess
 

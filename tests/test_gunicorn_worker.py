@@ -93,7 +93,7 @@ def test_gunicorn_conf_selects_the_balanced_worker() -> None:
     from gunicorn.config import Config
 
     config = Config()
-    config.set("worker_class", "serving.gunicorn_worker.BalancedThreadWorker")
+    config.set("worker_class", "serving.platform.gunicorn_worker.BalancedThreadWorker")
     conf = (PROJECT_ROOT / "gunicorn.conf.py").read_text()
-    assert 'worker_class = "serving.gunicorn_worker.BalancedThreadWorker"' in conf
+    assert 'worker_class = "serving.platform.gunicorn_worker.BalancedThreadWorker"' in conf
     assert issubclass(config.worker_class, ThreadWorker)

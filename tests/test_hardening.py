@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from flask import Flask, Response
 
-from serving.gunicorn_hardening import json_error_bytes
-from serving.hardening import HTML_CSP, OTHER_CSP
-from serving.settings import Settings, SettingsError
+from serving.config.settings import Settings, SettingsError
+from serving.platform.gunicorn_hardening import json_error_bytes
+from serving.security.hardening import HTML_CSP, OTHER_CSP
 from tests.servers import PROJECT_ROOT, VENV_BIN, base_env
 
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from serving import keyspec
-from serving.keyspec import ApiKey, KeyRing, parse_key_specs, secret_digest
-from serving.settings import Settings, SettingsError
+from serving.config import api_keys as keyspec
+from serving.config.api_keys import ApiKey, KeyRing, parse_key_specs, secret_digest
+from serving.config.settings import Settings, SettingsError
 
 SECRET_A = "a" * 20
 SECRET_B = "B-b.b_b~b+b/b=" + "b" * 10

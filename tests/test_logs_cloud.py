@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from werkzeug.datastructures import Headers
 
-from serving.logs import TraceContext, configure_logging, parse_trace_headers
+from serving.observability.logs import TraceContext, configure_logging, parse_trace_headers
 from tests.conftest import FIXTURE_HANDLERS
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -17,9 +17,9 @@ import requests
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
-from serving.metrics import MULTIPROC_ENV, prepare_multiprocess_dir, remove_private_dir
-from serving.settings import SettingsError
-from serving.state import get_state
+from serving.config.settings import SettingsError
+from serving.http.state import get_state
+from serving.observability.metrics import MULTIPROC_ENV, prepare_multiprocess_dir, remove_private_dir
 from tests.conftest import FIXTURE_HANDLERS
 
 

@@ -13,7 +13,7 @@ from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from serving.openapi import embed_schema
+from serving.openapi.document import embed_schema
 from tests.conftest import FIXTURE_HANDLERS
 
 BATCH_HANDLERS = FIXTURE_HANDLERS / "batch"
@@ -193,7 +193,7 @@ LIVE_REQUESTS = [
 @pytest.fixture(scope="module")
 def live_apps() -> dict[str, Flask]:
     from serving.app import create_app
-    from serving.settings import Settings
+    from serving.config.settings import Settings
 
     apps = {
         "batch": create_app(

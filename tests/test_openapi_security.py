@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from serving.keyspec import parse_key_specs
+from serving.config.api_keys import parse_key_specs
 
 OPS = "ops-secret-0123456789abcdef"
 PUBLIC_OPERATIONS = {"healthz", "readyz", "warmup", "openapi_document", "api_docs", "demo_page"}

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from serving.platform import Platform, detect_platform, log_format, project_id, proxy_hops
-from serving.settings import Settings, SettingsError
+from serving.config.settings import Settings, SettingsError
+from serving.platform.detect import Platform, detect_platform, log_format, project_id, proxy_hops
 
 APP_ENGINE = {"GAE_ENV": "standard", "GAE_SERVICE": "default", "GOOGLE_CLOUD_PROJECT": "shop-prod"}
 CLOUD_RUN = {"K_SERVICE": "model-serving", "K_REVISION": "model-serving-00002-xyz"}
@@ -118,10 +118,10 @@ def test_proxy_hops_decide_scheme_and_client_address(
 def test_start_up_warns_when_trace_links_cannot_name_the_project(
     make_app: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="serving.platform")
+    caplog.set_level(logging.INFO, logger="serving.platform.detect")
 
     make_app(k_service="model-serving")
 
-    messages = [r.getMessage() for r in caplog.records if r.name == "serving.platform"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "serving.platform.detect"]
     assert any(m.startswith("platform cloud_run, log format gcp, trusting 1 proxy hop") for m in messages)
     assert any("GOOGLE_CLOUD_PROJECT is not set" in m for m in messages)

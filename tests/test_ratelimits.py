@@ -13,8 +13,8 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-from serving.keyspec import parse_key_specs
-from serving.settings import Settings, SettingsError
+from serving.config.api_keys import parse_key_specs
+from serving.config.settings import Settings, SettingsError
 from tests.conftest import FIXTURE_HANDLERS, require_service
 from tests.servers import free_port
 

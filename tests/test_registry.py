@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serving.registry import HandlerError, discover_handlers
+from serving.runtime.registry import HandlerError, discover_handlers
 from tests.conftest import FIXTURE_HANDLERS
 
 
@@ -72,7 +72,7 @@ def test_name_defaults_to_module_name(tmp_path: object) -> None:
 
 
 def test_project_handlers_all_load() -> None:
-    from serving.settings import Settings
+    from serving.config.settings import Settings
 
     names = {spec.name for spec in discover_handlers(Settings().handlers_dir)}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from serving.scaffold import module_name, name_problem, scaffold_files
+from serving.cli.new_model import module_name, name_problem, scaffold_files
 from tests.servers import PROJECT_ROOT, VENV_BIN, base_env
 
 # What a copy of the project needs for `flask --app main` and the generated tests to run.

@@ -22,9 +22,9 @@ from google.cloud.secretmanager_v1 import (
 )
 from google.cloud.secretmanager_v1.services.secret_manager_service.transports import SecretManagerServiceGrpcTransport
 
-from serving.access import load_key_ring
-from serving.secretmanager import SecretError, access_secret, crc32c, parse_secret_name
-from serving.settings import Settings, SettingsError
+from serving.config.settings import Settings, SettingsError
+from serving.security.access import load_key_ring
+from serving.security.secretmanager import SecretError, access_secret, crc32c, parse_secret_name
 from tests.servers import free_port
 
 NAME = "projects/demo/secrets/api-keys/versions/3"

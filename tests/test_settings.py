@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from serving.settings import PROJECT_ROOT, Settings, SettingsError, settings_table
+from serving.config.settings import PROJECT_ROOT, Settings, SettingsError, settings_table
 
 
 def test_defaults() -> None:

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from serving.registry import discover_handlers
-from serving.validation import SchemaValidator, uses_agreed_keywords_only
+from serving.runtime.registry import discover_handlers
+from serving.runtime.validation import SchemaValidator, uses_agreed_keywords_only
 from tests.servers import PROJECT_ROOT
 
 SPECS = {spec.name: spec for spec in discover_handlers(PROJECT_ROOT / "handlers")}

@@ -10,7 +10,7 @@ import pytest
 import requests
 from flask import Flask
 
-from serving.settings import Settings, SettingsError
+from serving.config.settings import Settings, SettingsError
 from tests.conftest import FIXTURE_HANDLERS
 from tests.servers import free_port, gunicorn_command, http_status, running_server
 

@@ -76,7 +76,7 @@ class Job:
     webhook_next_at: float | None = None
     webhook_error: str | None = None
     dispatched_at: float | None = None
-    # The id of the API key that submitted the job (serving/access.py); with keys on, only
+    # The id of the API key that submitted the job (serving/security/access.py); with keys on, only
     # that key may read or cancel it.
     owner: str | None = None
 

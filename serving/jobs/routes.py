@@ -15,7 +15,6 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from serving.access import key_ring, public
 from serving.errors import (
     BadRequest,
     Forbidden,
@@ -26,12 +25,13 @@ from serving.errors import (
     NotFound,
     PayloadTooLarge,
 )
+from serving.http.state import get_state
 from serving.jobs.records import Job, is_job_id
 from serving.jobs.service import JobService, get_jobs, jobs_disabled_reason
 from serving.jobs.store import DocumentTooLarge, IdempotencyConflict, StoreError
 from serving.jobs.webhooks import WebhookRefused, check_url
-from serving.registry import ModelRuntime, ModelStatus
-from serving.state import get_state
+from serving.runtime.registry import ModelRuntime, ModelStatus
+from serving.security.access import key_ring, public
 
 blueprint = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 internal = Blueprint("jobs_internal", __name__, url_prefix="/internal/jobs")

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from serving.errors import ApiError, InternalError
-from serving.inference import Inference
 from serving.jobs.records import Job, JobStatus
 from serving.jobs.store import Claim, JobStore, StoreError
-from serving.registry import ModelStatus, Registry
-from serving.timebudget import caller_enforces_timeout
+from serving.runtime.inference import Inference
+from serving.runtime.registry import ModelStatus, Registry
+from serving.runtime.timebudget import caller_enforces_timeout
 
 log = logging.getLogger("serving.jobs.runner")
 

@@ -21,16 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
-from serving.inference import Inference
+from serving.config.settings import Settings, SettingsError
+from serving.http.state import get_state
 from serving.jobs.pool import WorkerPool
 from serving.jobs.records import Job, JobStatus, new_job_id, request_fingerprint
 from serving.jobs.runner import JobRunner, LeaseKeeper, worker_name
 from serving.jobs.store import Claim, JobStore, StoreError
 from serving.jobs.webhooks import WebhookPolicy, backoff_s, deliver
-from serving.metrics import Metrics
-from serving.registry import ModelRuntime, Registry
-from serving.settings import Settings, SettingsError
-from serving.state import get_state
+from serving.observability.metrics import Metrics
+from serving.runtime.inference import Inference
+from serving.runtime.registry import ModelRuntime, Registry
 
 if TYPE_CHECKING:
     from serving.jobs.cloud_tasks import CloudTasksDispatcher, QueueCaller

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from serving.app import create_app
+from serving.config.settings import Settings, SettingsError
 from serving.jobs.service import filesystem_type, get_jobs, resolve_store_kind
 from serving.jobs.sql_store import normalise_database_url
-from serving.settings import Settings, SettingsError
 from tests.jobs.conftest import JOB_HANDLERS
 
 QUEUE = "projects/p/locations/l/queues/jobs"

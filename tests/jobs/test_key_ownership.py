@@ -10,10 +10,10 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+from serving.config.api_keys import parse_key_specs
 from serving.jobs.records import Job, JobStatus, new_job_id
 from serving.jobs.sql_store import SqlJobStore, sqlite_url
 from serving.jobs.store import JobStore
-from serving.keyspec import parse_key_specs
 
 ALICE = "alice-secret-0123456789abcd"
 BOB = "bob-secret-0123456789abcdef"

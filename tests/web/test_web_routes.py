@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from serving.web import STATIC_DIR
+from serving.http.web import STATIC_DIR
 
 
 class _Tags(HTMLParser):

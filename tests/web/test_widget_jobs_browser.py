@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from serving.web import STATIC_DIR
+from serving.http.web import STATIC_DIR
 from tests.conftest import FIXTURE_HANDLERS
 from tests.servers import ServerProcess, free_port, gunicorn_command, running_server
 from tests.web.sites import StaticSite, html_page, serving_static_site

@@ -20,12 +20,12 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
-from serving.access import public
-from serving.instances import DEFAULT_SIGNATURE
-from serving.openapi_security import document_security
-from serving.registry import ModelRuntime
-from serving.state import ServingState, get_state
-from serving.vertex import default_model
+from serving.http.instances import DEFAULT_SIGNATURE
+from serving.http.state import ServingState, get_state
+from serving.http.vertex import default_model
+from serving.openapi.security import document_security
+from serving.runtime.registry import ModelRuntime
+from serving.security.access import public
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1"

@@ -8,7 +8,7 @@ Flask knows), the standard encoder with Flask's conversions answers instead, so 
 result that Flask could encode fails here.
 
 Bodies are compact and keep the order of keys. Request bodies are not parsed here: see
-`serving.jsonbody`, whose strict checks orjson cannot make.
+`serving.http.body`, whose strict checks orjson cannot make.
 """
 
 from __future__ import annotations

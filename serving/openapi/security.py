@@ -17,8 +17,8 @@ from flask import Flask
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
-from serving.access import is_public_view, key_ring
-from serving.state import get_state
+from serving.http.state import get_state
+from serving.security.access import is_public_view, key_ring
 
 SECURITY_SCHEMES = {
     "bearerAuth": {"type": "http", "scheme": "bearer", "description": "`Authorization: Bearer <API key>`."},

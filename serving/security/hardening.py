@@ -14,7 +14,7 @@ from __future__ import annotations
 from flask import Flask, Response, request
 from werkzeug.serving import WSGIRequestHandler
 
-from serving.settings import Settings, SettingsError
+from serving.config.settings import Settings, SettingsError
 
 HTML_CSP = "; ".join(
     [

@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from serving.validation import SchemaValidator, schema_problem
+from serving.runtime.validation import SchemaValidator, schema_problem
 
-log = logging.getLogger("serving.registry")
+log = logging.getLogger("serving.runtime.registry")
 
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 ASYNC_MODES = ("never", "allowed", "always")

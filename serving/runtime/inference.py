@@ -15,10 +15,10 @@ from typing import Any
 from serving.contract import InvalidInput
 from serving.errors import ApiError, GatewayTimeout, InternalError, ModelUnavailable, Overloaded
 from serving.errors import InvalidInput as InvalidInputError
-from serving.registry import ModelNotReady, ModelRuntime, ModelStatus
-from serving.timebudget import TimeBudget
+from serving.runtime.registry import ModelNotReady, ModelRuntime, ModelStatus
+from serving.runtime.timebudget import TimeBudget
 
-log = logging.getLogger("serving.inference")
+log = logging.getLogger("serving.runtime.inference")
 
 
 class Inference:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from flask import Flask, Response, g, jsonify
 
-from serving.access import public
-from serving.batch_api import predict_instances
-from serving.registry import ModelRuntime, Registry
-from serving.settings import Settings, SettingsError
-from serving.state import get_state
+from serving.config.settings import Settings, SettingsError
+from serving.http.batch import predict_instances
+from serving.http.state import get_state
+from serving.runtime.registry import ModelRuntime, Registry
+from serving.security.access import public
 
 
 def default_model(settings: Settings, registry: Registry) -> ModelRuntime | None:

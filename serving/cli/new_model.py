@@ -19,9 +19,9 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from serving.registry import RESERVED_NAMES
-from serving.settings import PROJECT_ROOT
-from serving.state import get_state
+from serving.config.settings import PROJECT_ROOT
+from serving.http.state import get_state
+from serving.runtime.registry import RESERVED_NAMES
 
 # A class name and a URL segment at once: letters and digits, starting with a letter;
 # short enough that every generated line fits ruff's 120 columns.

@@ -13,8 +13,8 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from serving.access import public
-from serving.state import get_state
+from serving.http.state import get_state
+from serving.security.access import public
 
 blueprint = Blueprint("health", __name__)
 

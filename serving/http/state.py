@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 
 from flask import Flask, current_app
 
-from serving.inference import Inference
-from serving.metrics import Metrics
-from serving.registry import Registry
-from serving.settings import Settings
+from serving.config.settings import Settings
+from serving.observability.metrics import Metrics
+from serving.runtime.inference import Inference
+from serving.runtime.registry import Registry
 
 EXTENSION_KEY = "serving"
 

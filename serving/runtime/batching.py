@@ -35,15 +35,15 @@ from typing import Any, Protocol
 
 from flask import Flask, g, has_request_context, request
 
+from serving.config.settings import Settings
 from serving.errors import ApiError, InternalError, Overloaded
-from serving.forking import reset_in_forked_child
-from serving.inference import Inference
-from serving.registry import BatchPolicy, ModelRuntime, ModelStatus
-from serving.settings import Settings
-from serving.state import get_state
-from serving.timebudget import TimeBudget
+from serving.http.state import get_state
+from serving.runtime.forking import reset_in_forked_child
+from serving.runtime.inference import Inference
+from serving.runtime.registry import BatchPolicy, ModelRuntime, ModelStatus
+from serving.runtime.timebudget import TimeBudget
 
-log = logging.getLogger("serving.batching")
+log = logging.getLogger("serving.runtime.batching")
 
 # Weight of the newest model call in the running average of call durations.
 _EWMA_WEIGHT = 0.2
@@ -386,7 +386,7 @@ class BatchingInference(Inference):
 def create_inference(settings: Settings, observer: BatchObserver | None = None) -> Inference:
     """The app's `Inference`: batching unless `settings.batching` is off.
 
-    Either way each model call runs within its time budget (serving/timebudget.py): a
+    Either way each model call runs within its time budget (serving/runtime/timebudget.py): a
     batch that overruns answers 504 to every request in it.
     """
     budget = TimeBudget(default_timeout_s=settings.predict_timeout_s, max_abandoned=settings.max_abandoned_calls)

@@ -34,9 +34,9 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
-from serving.settings import SettingsError
+from serving.config.settings import SettingsError
 
-log = logging.getLogger("serving.metrics")
+log = logging.getLogger("serving.observability.metrics")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # The files prometheus-client writes in multiprocess mode (`<type>_<pid>.db`); preparing
@@ -258,7 +258,7 @@ def install_metrics(app: Flask, metrics: Metrics) -> None:
 
     @app.after_request
     def _observe(response: Response) -> Response:
-        # `started` is set by serving.logs when the request begins.
+        # `started` is set by serving.observability.logs when the request begins.
         context = g._get_current_object()
         started = context.get("started")
         if started is not None:

@@ -30,9 +30,9 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
 
 from serving.errors import GatewayTimeout, ModelUnavailable
-from serving.forking import reset_in_forked_child
+from serving.runtime.forking import reset_in_forked_child
 
-log = logging.getLogger("serving.timebudget")
+log = logging.getLogger("serving.runtime.timebudget")
 
 T = TypeVar("T")
 # Set where the caller already runs the model call on a thread of its own with its own

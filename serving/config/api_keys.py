@@ -15,7 +15,7 @@ can hold one per line, with `#` comments and blank lines):
   means every model.
 
 This module has no Flask imports: `Settings` parses `API_KEYS` with `parse_key_specs`, and
-serving/access.py uses the `KeyRing` on each request.
+serving/security/access.py uses the `KeyRing` on each request.
 """
 
 from __future__ import annotations

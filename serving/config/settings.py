@@ -19,10 +19,10 @@ from typing import Any
 
 from limits import parse_many
 
-from serving.keyspec import ApiKey, parse_key_specs
-from serving.secretmanager import parse_secret_name
+from serving.config.api_keys import ApiKey, parse_key_specs
+from serving.security.secretmanager import parse_secret_name
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class SettingsError(ValueError):

@@ -27,14 +27,14 @@ from typing import TypeVar
 
 from flask import Flask, current_app, g, request
 
+from serving.config.api_keys import ApiKey, KeyRing, parse_key_specs
+from serving.config.settings import Settings, SettingsError
 from serving.errors import ModelForbidden, Unauthorized
-from serving.keyspec import ApiKey, KeyRing, parse_key_specs
-from serving.secretmanager import access_secret
-from serving.settings import Settings, SettingsError
+from serving.security.secretmanager import access_secret
 
-log = logging.getLogger("serving.access")
+log = logging.getLogger("serving.security.access")
 
-EXTENSION_KEY = "serving.access"
+EXTENSION_KEY = "serving.security.access"
 _PUBLIC_ATTR = "_serving_public"
 
 F = TypeVar("F", bound=Callable[..., object])

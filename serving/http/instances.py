@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from serving.errors import BadRequest, TooManyInstances, ValidationFailed
-from serving.validation import SchemaValidator
+from serving.runtime.validation import SchemaValidator
 
 # TF Serving's name for the one signature a model has when it was not named.
 DEFAULT_SIGNATURE = "serving_default"

@@ -20,12 +20,12 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, g, jsonify, request
 
-from serving.api import find_model
 from serving.errors import ERROR_ALIAS_FLAG, ApiError, ModelNotFound
-from serving.instances import MAX_REPORTED_ERRORS, parse_batch_request, validate_instances
-from serving.jsonbody import read_json
-from serving.registry import ModelRuntime
-from serving.state import get_state
+from serving.http.body import read_json
+from serving.http.instances import MAX_REPORTED_ERRORS, parse_batch_request, validate_instances
+from serving.http.predict import find_model
+from serving.http.state import get_state
+from serving.runtime.registry import ModelRuntime
 
 blueprint = Blueprint("batch_api", __name__, url_prefix="/v1/models")
 

@@ -3,7 +3,7 @@
 `RATE_LIMITS` (e.g. `100/minute;10/second`, Flask-Limiter's syntax) applies to each
 client across all protected routes together. A client is its API key when it presented a
 valid one, else its IP address: `request.remote_addr`, which behind Google's front end is
-the address the one trusted proxy hop reported (`PROXY_HOPS`, serving/platform.py), never
+the address the one trusted proxy hop reported (`PROXY_HOPS`, serving/platform/detect.py), never
 a client-supplied `X-Forwarded-For` entry. Public routes (health, docs, static files) and
 CORS preflights are not counted.
 
@@ -22,9 +22,9 @@ import time
 from flask import Flask, Response, g, request
 from flask_limiter import Limiter
 
-from serving import access
+from serving.security import access
 
-EXTENSION_KEY = "serving.ratelimits"
+EXTENSION_KEY = "serving.security.ratelimits"
 # Fail fast when Redis is unreachable: a request must not wait long for its counter.
 _REDIS_OPTIONS: dict[str, str | int] = {"socket_connect_timeout": 1, "socket_timeout": 1}
 

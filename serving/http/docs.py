@@ -1,6 +1,6 @@
 """`GET /docs`: interactive API documentation (Swagger UI) for `/openapi.json`.
 
-Swagger UI's assets are vendored under `serving/static/swagger-ui/` (npm's
+Swagger UI's assets are vendored under `serving/http/static/swagger-ui/` (npm's
 `swagger-ui-dist`, Apache-2.0, pinned as `SWAGGER_UI_VERSION`; `bin/vendor-swagger-ui.sh`
 refreshes them) and served from `/docs/assets/`, so the page loads nothing from a CDN:
 its Content-Security-Policy allows only this origin.
@@ -13,7 +13,7 @@ from pathlib import Path
 from flask import Blueprint, Response, send_from_directory, url_for
 from markupsafe import escape
 
-from serving.access import public
+from serving.security.access import public
 
 SWAGGER_UI_VERSION = "5.35.0"
 STATIC_DIR = Path(__file__).resolve().parent / "static"

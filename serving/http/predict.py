@@ -12,12 +12,12 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.routing import BaseConverter
 
-from serving.access import authorize_model, may_use_model
 from serving.errors import ModelNotFound
+from serving.http.body import read_json
+from serving.http.state import get_state
 from serving.jobs.routes import idempotency_key, submit, wants_async
-from serving.jsonbody import read_json
-from serving.registry import NAME_PATTERN, RESERVED_NAMES, ModelRuntime
-from serving.state import get_state
+from serving.runtime.registry import NAME_PATTERN, RESERVED_NAMES, ModelRuntime
+from serving.security.access import authorize_model, may_use_model
 
 blueprint = Blueprint("api", __name__, url_prefix="/v1")
 

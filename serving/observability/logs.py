@@ -316,7 +316,7 @@ def install_request_hooks(app: Flask) -> None:
         model = context.get("model")
         if model:
             fields["model"] = model
-        # The API key's public id (serving/access.py), never the secret.
+        # The API key's public id (serving/security/access.py), never the secret.
         key_id = context.get("api_key_id")
         if key_id:
             fields["key_id"] = key_id

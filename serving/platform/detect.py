@@ -16,9 +16,9 @@ import logging
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from serving.settings import Settings
+from serving.config.settings import Settings
 
-log = logging.getLogger("serving.platform")
+log = logging.getLogger("serving.platform.detect")
 
 
 class Platform(enum.StrEnum):

@@ -16,9 +16,9 @@ from __future__ import annotations
 import werkzeug.exceptions
 from flask import Blueprint, Response, send_file, send_from_directory
 
-from serving.access import public
+from serving.config.settings import PROJECT_ROOT
 from serving.errors import NotFound
-from serving.settings import PROJECT_ROOT
+from serving.security.access import public
 
 WEB_DIR = PROJECT_ROOT / "web"
 STATIC_DIR = WEB_DIR / "static"

@@ -1,0 +1,1 @@
+"""Command-line tools registered on the app (`flask --app main ...`)."""

@@ -1,0 +1,1 @@
+"""The server's configuration: one `Settings` object read from the environment once."""

@@ -1,0 +1,1 @@
+"""The HTTP API: routes, JSON bodies, errors and the request pipeline."""
