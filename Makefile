@@ -9,14 +9,16 @@ PORT   ?= 8080
 # Every requirements file the virtual environment is built from.
 REQUIREMENTS := $(wildcard requirements*.txt)
 
-.PHONY: help install run start stop test lint typecheck pytest format settings-table clean
+.PHONY: help install run start stop test lint typecheck pytest format docs docs-build settings-table clean
 
 help:
 	@echo "make run    - install into $(VENV) and serve every model on http://$(HOST):$(PORT)"
-	@echo "make test   - install, then ruff, mypy --strict serving/, and the whole pytest suite"
+	@echo "make test   - install, then ruff, mypy --strict serving/, and the whole pytest suite (it builds docs/ too)"
 	@echo "make start / make stop - run gunicorn in the background (bin/start.sh, bin/stop.sh)"
 	@echo "make format - apply ruff's formatting and import order"
-	@echo "make settings-table - print the README's configuration table"
+	@echo "make docs   - serve the manual (docs/) on http://127.0.0.1:8000, rebuilt on every save"
+	@echo "make docs-build - build the manual into var/site/ with mkdocs build --strict (make test does too)"
+	@echo "make settings-table - rewrite the configuration table in docs/configuration.md from Settings"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,8 +58,16 @@ format: install
 	$(BIN)/ruff check --fix --select I .
 	$(BIN)/ruff format .
 
+# The manual: docs/*.md, mkdocs.yml. tests/test_docs_site.py runs the strict build in `make test`.
+# NO_MKDOCS_2_WARNING silences Material's banner about MkDocs 2.0, which says nothing about this site.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
+docs-build: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 settings-table: install
-	@$(BIN)/python -c "from serving.config.settings import settings_table; print(settings_table())"
+	$(BIN)/python bin/settings-table
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,6 @@
 """gunicorn settings for App Engine, Cloud Run and local production runs.
 
-Every value comes from the same `Settings` the app uses (see the README's table), so a
+Every value comes from the same `Settings` the app uses (docs/configuration.md lists them), so a
 bad environment variable stops gunicorn with the variable's name before it forks.
 """
 

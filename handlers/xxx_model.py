@@ -16,7 +16,7 @@ INPUT_SCHEMA: dict[str, Any] = {
 }
 OUTPUT_SCHEMA: dict[str, Any] = {"type": "string", "examples": ["Hello, Leo!"]}
 # A string format cannot hang: no time budget, so calls stay on the request thread
-# instead of being handed to a call thread and back (see README, "Time budget").
+# instead of being handed to a call thread and back (docs/security.md, "Time budget").
 TIMEOUT_S = 0
 
 

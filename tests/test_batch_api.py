@@ -371,7 +371,8 @@ def test_output_breaking_its_schema_fails_the_batch(fixture_client: FlaskClient)
 
 @pytest.mark.e2e
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-def test_readme_tf_serving_requests_with_curl(lazy_gunicorn: ServerProcess) -> None:
+def test_documented_tf_serving_requests_with_curl(lazy_gunicorn: ServerProcess) -> None:
+    """The two batch requests of docs/protocols.md, sent with curl, answer as printed there."""
     url = lazy_gunicorn.url + "/v1/models/XXXModel:predict"
 
     def curl(data: str) -> tuple[int, dict[str, Any]]:

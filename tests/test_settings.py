@@ -1,8 +1,10 @@
-"""Settings: defaults, parsing from the environment, errors naming the variable, README table."""
+"""Settings: defaults, parsing from the environment, errors naming the variable, the docs' table."""
 
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +74,40 @@ def test_every_field_names_an_environment_variable_and_a_doc() -> None:
         assert spec.metadata["doc"]
 
 
-def test_readme_configuration_table_is_current() -> None:
-    readme = (PROJECT_ROOT / "README.md").read_text()
+def test_docs_configuration_table_is_current() -> None:
+    page = (PROJECT_ROOT / "docs" / "configuration.md").read_text()
 
-    assert settings_table() in readme, "README's settings table is stale: paste `make settings-table` output"
+    assert settings_table() in page, "docs/configuration.md's settings table is stale: run `make settings-table`"
+
+
+def test_settings_table_command_rewrites_only_the_table(tmp_path: Path) -> None:
+    page = tmp_path / "configuration.md"
+    before = "# Configuration\n\nIntro.\n\n<!-- settings-table: generated -->\n"
+    after = "\n<!-- /settings-table -->\n\nOutro.\n"
+    page.write_text(before + "\n| Variable | Default | Meaning |\n| `OLD` | `1` | Gone. |\n" + after)
+
+    first = subprocess.run(
+        [sys.executable, "bin/settings-table", "--page", str(page)], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+    rewritten = page.read_text()
+    second = subprocess.run(
+        [sys.executable, "bin/settings-table", "--page", str(page)], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+
+    assert first.returncode == 0, first.stderr
+    assert rewritten == before + "\n" + settings_table() + "\n" + after
+    assert "already current" in second.stdout
+    assert page.read_text() == rewritten
+
+
+def test_settings_table_command_refuses_a_page_without_its_markers(tmp_path: Path) -> None:
+    page = tmp_path / "configuration.md"
+    page.write_text("# Configuration\n")
+
+    result = subprocess.run(
+        [sys.executable, "bin/settings-table", "--page", str(page)], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+
+    assert result.returncode == 1
+    assert "found 0" in result.stderr
+    assert page.read_text() == "# Configuration\n"

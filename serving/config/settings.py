@@ -3,8 +3,8 @@
 `Settings.from_env()` is the only place that reads `os.environ` for the application;
 handlers and models never do. A bad value raises `SettingsError` naming the variable and
 the value it got, so a misconfigured deployment fails at start-up instead of at the
-first request. `settings_table()` renders the README's configuration table, and a test
-keeps the two in step.
+first request. `settings_table()` renders the configuration table in
+docs/configuration.md (`make settings-table` writes it there), and a test keeps the two in step.
 """
 
 from __future__ import annotations
@@ -631,12 +631,12 @@ class Settings:
 
 
 def settings_table() -> str:
-    """The README's configuration table, generated from the fields above."""
+    """The configuration table of docs/configuration.md, generated from the fields above."""
     rows = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
     for spec in dataclasses.fields(Settings):
         default = spec.default
         if isinstance(default, tuple):
-            shown = ",".join(default)
+            shown = ",".join(default) or "(unset)"  # an empty "``" would open a code span
         elif isinstance(default, Path):
             shown = str(default.relative_to(PROJECT_ROOT)) if default.is_relative_to(PROJECT_ROOT) else str(default)
         elif isinstance(default, bool):

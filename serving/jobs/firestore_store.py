@@ -8,7 +8,7 @@ document and checks the condition (runnable, claim token, state) before writing,
 makes claims atomic and the terminal transition happen exactly once across instances.
 
 Queries that find candidates need composite indexes in production (the emulator needs
-none); the README lists them. `FIRESTORE_EMULATOR_HOST` makes the client use an emulator.
+none); docs/jobs.md lists them. `FIRESTORE_EMULATOR_HOST` makes the client use an emulator.
 """
 
 from __future__ import annotations
