@@ -34,12 +34,14 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from serving.config.settings import Settings
 from serving.runtime.forking import release_before_fork, reset_in_forked_child
+
+if TYPE_CHECKING:  # model code imports this module: keep it light
+    from serving.config.settings import Settings
 
 # ONNX element types (as ONNX Runtime spells them in `tensor(...)`) and their numpy dtypes.
 _DTYPES: dict[str, np.dtype[Any]] = {
