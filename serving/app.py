@@ -12,6 +12,7 @@ from serving.http import batch as batch_api
 from serving.http import docs, health, web
 from serving.http import predict as api
 from serving.http.json_provider import FastJSONProvider
+from serving.http.model_version import MODEL_VERSION_HEADER, install_model_version
 from serving.http.state import EXTENSION_KEY, ServingState
 from serving.http.vertex import register_vertex_routes
 from serving.jobs import routes as job_routes
@@ -21,6 +22,7 @@ from serving.observability.metrics import create_metrics, install_metrics
 from serving.openapi import document as openapi
 from serving.platform.detect import adapt_to_platform, log_format, project_id
 from serving.runtime.batching import create_inference, install_batching_hooks
+from serving.runtime.model_artifacts import artifact_cache, artifact_sources
 from serving.runtime.registry import Registry, discover_handlers
 from serving.security.access import enforce_access_control, install_access_control, load_key_ring
 from serving.security.hardening import install_security_headers, refuse_debug_in_production
@@ -46,7 +48,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json = FastJSONProvider(app)
 
-    registry = Registry(discover_handlers(settings.handlers_dir))
+    specs = discover_handlers(settings.handlers_dir)
+    registry = Registry(specs, artifact_sources(settings, specs), artifact_cache(settings))
     metrics = create_metrics(settings.metrics, settings.metrics_dir)
     app.extensions[EXTENSION_KEY] = ServingState(
         settings=settings,
@@ -57,6 +60,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     install_request_hooks(app)
     install_metrics(app, metrics)
+    install_model_version(app)
     # Order matters: identify the API key, count the request against its client's rate
     # limit (so failed key guesses are limited too), then refuse it if it has no key.
     ring = load_key_ring(settings)
@@ -83,7 +87,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         send_wildcard=any_origin,
         supports_credentials=False,
         methods=["GET", "POST", "DELETE", "OPTIONS"],
-        expose_headers=[REQUEST_ID_HEADER, "Location", "Retry-After"],
+        expose_headers=[REQUEST_ID_HEADER, MODEL_VERSION_HEADER, "Location", "Retry-After"],
         max_age=3600,
     )
     app.register_blueprint(health.blueprint)
