@@ -149,7 +149,11 @@ class ArtifactCache:
             if target.exists():  # a process died mid-download: start over
                 shutil.rmtree(target)
             target.mkdir()
-            fill(target)
+            try:
+                fill(target)
+            except BaseException:
+                shutil.rmtree(target, ignore_errors=True)  # never leave half of it behind
+                raise
             partial = marker.with_name(marker.name + f".{os.getpid()}")
             partial.write_text(json.dumps({"uri": uri, "pid": os.getpid(), "time": time.time()}))
             os.replace(partial, marker)

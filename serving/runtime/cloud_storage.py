@@ -15,6 +15,7 @@ import base64
 import hashlib
 import logging
 import os
+import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ log = logging.getLogger("serving.runtime.cloud_storage")
 
 READ_ONLY_SCOPE = "https://www.googleapis.com/auth/devstorage.read_only"
 _CHUNK = 1024 * 1024
+_CORRUPTION = re.compile(r"indicated an? (\w+) checksum of:\s+(\S+)\s+but the actual \w+ checksum[^:]*:\s+(\S+)")
 
 
 class ArtifactError(Exception):
@@ -180,7 +182,12 @@ def describe_error(exc: BaseException, source: CloudStorageSource, timeout: floa
     from google.cloud.storage.exceptions import DataCorruption
 
     if isinstance(exc, DataCorruption):
-        return f"checksum mismatch while downloading ({_first_line(exc)})"
+        # The library's message spreads the two checksums over several lines.
+        found = _CORRUPTION.search(str(exc))
+        if found is None:
+            return f"checksum mismatch while downloading ({_first_line(exc)})"
+        kind, reported, actual = found.groups()
+        return f"checksum mismatch: {kind} is {actual}, Cloud Storage reports {reported}"
     if isinstance(exc, api.NotFound):
         return f"not found (404): {_first_line(exc)}"
     if isinstance(exc, api.Forbidden):
