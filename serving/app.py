@@ -19,6 +19,7 @@ from serving.jobs import routes as job_routes
 from serving.jobs.service import init_jobs
 from serving.observability.logs import REQUEST_ID_HEADER, configure_logging, install_request_hooks
 from serving.observability.metrics import create_metrics, install_metrics
+from serving.observability.prediction_log import install_prediction_log
 from serving.openapi import document as openapi
 from serving.platform.detect import adapt_to_platform, log_format, project_id
 from serving.runtime.batching import create_inference, install_batching_hooks
@@ -60,6 +61,11 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     install_request_hooks(app)
     install_metrics(app, metrics)
+    # The prediction log reads the version the header hook sets: after-request functions
+    # run last-installed first, so it is installed before it.
+    install_prediction_log(
+        app, settings.prediction_log, settings.prediction_log_sample_rate, settings.prediction_log_input
+    )
     install_model_version(app)
     # Order matters: identify the API key, count the request against its client's rate
     # limit (so failed key guesses are limited too), then refuse it if it has no key.
