@@ -22,6 +22,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from serving.config.settings import PROJECT_ROOT
 from serving.runtime.artifacts import parse_model_artifacts
 from tests.conftest import FIXTURE_HANDLERS, require_service
 from tests.servers import free_port, gunicorn_command, running_server
@@ -29,6 +30,7 @@ from tests.storage_emulator import StorageEmulator, emulator_installed, running_
 
 ARTIFACT_HANDLERS = FIXTURE_HANDLERS / "artifacts"
 VERSION = re.compile(r"^1\.0\+([0-9a-f]{12})$")
+DIGITS_FILES = ("digits.onnx", "artifact.json")
 NOT_INSTALLED = "gcp-storage-emulator is not installed: pip install -r requirements-test.txt"
 FILES = {"model/a.txt": b"alpha\n", "model/sub/b.txt": b"beta\n", "model/c.bin": bytes(range(256)) * 64}
 
@@ -297,3 +299,36 @@ def _get_json(url: str) -> tuple[int, Any]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
+
+
+# --- the project's own Digits, its ONNX file from a bucket ---
+
+
+def test_digits_serves_its_onnx_file_from_a_bucket(
+    emulator: StorageEmulator, bucket: str, make_app: Callable[..., Flask], tmp_path: Path
+) -> None:
+    digits_dir = PROJECT_ROOT / "models" / "digits"
+    # The serving form and its manifest (whose sha256 the model checks), as a user uploads them.
+    emulator.upload(bucket, {f"digits/{name}": (digits_dir / name).read_bytes() for name in DIGITS_FILES})
+    from handlers.digits import INPUT_SCHEMA
+
+    example = INPUT_SCHEMA["examples"][0]
+    local = make_app(model_loading="lazy").test_client()
+    remote = make_app(
+        model_loading="lazy",
+        model_artifacts=parse_model_artifacts(f"Digits=gs://{bucket}/digits/"),
+        storage_emulator_host=emulator.url,
+        artifacts_cache_dir=tmp_path / "cache",
+    ).test_client()
+
+    from_disk = local.post("/v1/Digits", json=example)
+    from_bucket = remote.post("/v1/Digits", json=example)
+    entry = remote.get("/v1/models/Digits").get_json()
+
+    assert from_bucket.status_code == 200
+    assert from_bucket.get_json() == from_disk.get_json()
+    assert re.fullmatch(r"1\.0\.0\+[0-9a-f]{12}", from_bucket.headers["X-Model-Version"])
+    assert from_bucket.headers["X-Model-Version"] != from_disk.headers["X-Model-Version"]
+    assert entry["artifacts"]["uri"] == f"gs://{bucket}/digits/"
+    assert sorted(path.name for path in (tmp_path / "cache").glob("gcs-*/*")) == sorted(DIGITS_FILES)
+    assert len(emulator.downloads(bucket)) == len(DIGITS_FILES)

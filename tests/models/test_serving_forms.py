@@ -170,10 +170,11 @@ def test_no_rows_give_no_probabilities(digits_model: Any) -> None:
 
 def test_setting_up_and_predicting_imports_neither_scikit_learn_nor_skops_nor_torch() -> None:
     code = (
-        "import json, sys\n"
+        "import json, pathlib, sys\n"
         "import handlers.digits as digits, handlers.iris as iris\n"
         "for module in (digits, iris):\n"
-        "    model = module.setup()\n"
+        "    artifacts = getattr(module, 'ARTIFACTS', None)\n"
+        "    model = module.setup(pathlib.Path(artifacts)) if artifacts else module.setup()\n"
         "    module.predict_batch(model, module.INPUT_SCHEMA['examples'])\n"
         "print(json.dumps([m for m in ('sklearn', 'skops', 'scipy', 'joblib', 'torch', 'skl2onnx', 'onnx')"
         " if m in sys.modules]))\n"
