@@ -185,3 +185,19 @@ def test_version_is_in_the_request_log_and_metrics(
     line = next(record for record in caplog.records if record.name == "serving.request")
     assert line.__dict__["model_version"] == version
     assert f'model_serving_model_info{{model="Files",version="{version}"}} 1.0' in metrics
+
+
+def test_a_cache_directory_others_may_write_is_refused(make_app: Callable[..., Flask], tmp_path: Path) -> None:
+    shared = tmp_path / "shared-cache"
+    shared.mkdir()
+    shared.chmod(0o777)
+    client = make_app(
+        handlers_dir=ARTIFACT_HANDLERS,
+        model_artifacts=parse_model_artifacts(f"Files={LOCAL_FILES / 'a.txt'}"),
+        artifacts_cache_dir=shared,
+    ).test_client()
+
+    reason = client.get("/readyz").get_json()["models"]["Files"]["reason"]
+
+    assert reason.startswith(f"artifacts {LOCAL_FILES / 'a.txt'}: ARTIFACTS_CACHE_DIR='{shared}'")
+    assert "others may write to it" in reason

@@ -137,11 +137,11 @@ class ArtifactCache:
 
     def _fill_once(self, uri: str, target: Path, fill: Callable[[Path], None]) -> None:
         """Make `target` whole with `fill` unless a process of this instance already has."""
+        self._check_private(uri)
         marker = target.with_name(target.name + ".complete")
         if marker.exists():  # written last, after every rename: safe to read without the lock
             log.info("artifacts %s found in the cache (%s)", uri, target, extra={"artifacts": uri})
             return
-        target.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(target.with_name(target.name + ".lock")):
             if marker.exists():  # another process filled it while this one waited
                 log.info("artifacts %s found in the cache (%s)", uri, target, extra={"artifacts": uri})
@@ -157,6 +157,22 @@ class ArtifactCache:
             partial = marker.with_name(marker.name + f".{os.getpid()}")
             partial.write_text(json.dumps({"uri": uri, "pid": os.getpid(), "time": time.time()}))
             os.replace(partial, marker)
+
+    def _check_private(self, uri: str) -> None:
+        """Create the cache directory for this user alone, and refuse one that others can write.
+
+        Whatever is in it is served once its marker exists: on a machine shared with other
+        users (not App Engine's or Cloud Run's private /tmp), a directory someone else made
+        under the default path could hold a model of theirs.
+        """
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        status = self.directory.stat()
+        if status.st_uid != os.getuid() or status.st_mode & 0o022:
+            raise ArtifactError(
+                uri,
+                f"ARTIFACTS_CACHE_DIR={str(self.directory)!r} belongs to another user or others may write to it; "
+                "set ARTIFACTS_CACHE_DIR to a directory of this user's",
+            )
 
 
 def local_digest(path: Path) -> str:
