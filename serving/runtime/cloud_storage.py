@@ -95,6 +95,10 @@ def list_objects(client: Client, source: CloudStorageSource, retry: Any, timeout
     except ValueError as exc:  # an object name that cannot be a local file
         raise ArtifactError(source.uri, str(exc)) from None
     except Exception as exc:
+        from google.api_core.exceptions import NotFound
+
+        if isinstance(exc, NotFound):  # listing a bucket that does not exist
+            raise ArtifactError(source.uri, f"bucket {source.bucket} not found (404)") from exc
         raise ArtifactError(source.uri, describe_error(exc, source, timeout)) from exc
     if not found:
         where = f"no object {source.uri} and none under gs://{source.bucket}/{prefix}"
@@ -198,11 +202,22 @@ def describe_error(exc: BaseException, source: CloudStorageSource, timeout: floa
     if isinstance(exc, api.Unauthorized):
         return f"not authenticated (401): {_first_line(exc)}"
     if isinstance(exc, api.RetryError):
-        cause = exc.cause if exc.cause is not None else exc
-        return f"Cloud Storage did not answer within {timeout:g} s of retries (last error: {_first_line(cause)})"
+        cause = _root_cause(exc.cause if exc.cause is not None else exc)
+        last = f"{cause.__class__.__name__}: {_first_line(cause)}"
+        return f"Cloud Storage did not answer within {timeout:g} s of retries (last error: {last})"
     if isinstance(exc, api.GoogleAPICallError):
         return f"{exc.code} {_first_line(exc)}"
     return f"{exc.__class__.__name__}: {_first_line(exc)}"
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    # requests wraps urllib3, which wraps the socket's error: the innermost one says it
+    # plainly ("Connection refused", "timed out").
+    seen = {id(exc)}
+    while (inner := exc.__cause__ or exc.__context__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        exc = inner
+    return exc
 
 
 def _first_line(exc: BaseException) -> str:
