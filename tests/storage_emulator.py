@@ -80,12 +80,16 @@ class StorageEmulator:
 
 
 @contextlib.contextmanager
-def running_storage_emulator(directory: Path) -> Iterator[StorageEmulator]:
-    """Start gcp-storage-emulator on a free loopback port, storing under `directory`; stop it on exit."""
-    port = free_port()
+def running_storage_emulator(directory: Path, port: int | None = None) -> Iterator[StorageEmulator]:
+    """Start gcp-storage-emulator on `port` (default a free one), storing under `directory`; stop it on exit.
+
+    The objects stay in `directory` after it stops: another emulator started on the same
+    directory serves them again.
+    """
+    port = port or free_port()
     data_dir = directory / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = directory / "emulator.log"
+    log_path = directory / f"emulator-{port}-{time.monotonic_ns()}.log"
     command = [str(EMULATOR_BIN), "-d", str(data_dir), "start", "--host", "127.0.0.1", "--port", str(port)]
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)

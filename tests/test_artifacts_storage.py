@@ -206,6 +206,38 @@ def test_an_unreachable_storage_fails_after_retrying(serve: Callable[..., FlaskC
     assert time.monotonic() - started >= 1.0  # it retried with backoff rather than giving up at once
 
 
+def test_storage_that_comes_back_while_retrying_serves_the_model(
+    serve: Callable[..., FlaskClient], bucket: str, tmp_path: Path
+) -> None:
+    require_service(emulator_installed(), NOT_INSTALLED)
+    with running_storage_emulator(tmp_path / "flaky") as first:
+        first.upload(bucket, FILES)
+        port = int(first.url.rsplit(":", 1)[1])
+    # The same objects come back on the same port a second after the server starts trying.
+    returned: list[StorageEmulator] = []
+    stop = threading.Event()
+
+    def come_back() -> None:
+        time.sleep(1.0)
+        with running_storage_emulator(tmp_path / "flaky", port=port) as again:
+            returned.append(again)
+            stop.wait(60)
+
+    thread = threading.Thread(target=come_back, daemon=True)
+    thread.start()
+    try:
+        client = serve(first, f"gs://{bucket}/model/", artifacts_timeout_s=30.0)
+        response = client.post("/v1/Files", json={})
+    finally:
+        stop.set()
+        thread.join(15)
+
+    assert response.status_code == 200
+    assert sorted(response.get_json()["result"]) == ["a.txt", "c.bin", "sub/b.txt"]
+    assert returned
+    assert len(returned[0].downloads(bucket)) == 3
+
+
 # --- under gunicorn ---
 
 
