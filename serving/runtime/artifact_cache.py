@@ -102,7 +102,7 @@ class ArtifactCache:
         log.info("listing artifacts %s", source.uri, extra={"artifacts": source.uri})
         client = create_client(self.emulator_host)
         try:
-            objects = list_objects(client, source, retry, request_timeout)
+            objects = list_objects(client, source, retry, request_timeout, self.timeout_s)
             digest = digest_of(source, objects)
             target = self.directory / f"gcs-{digest[:32]}"
 
@@ -114,6 +114,7 @@ class ArtifactCache:
                     directory,
                     retry=retry,
                     timeout=request_timeout,
+                    budget_s=self.timeout_s,
                     workers=self.workers,
                 )
                 log.info(

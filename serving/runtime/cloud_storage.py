@@ -82,7 +82,9 @@ def create_client(emulator_host: str | None) -> Client:
     return Client(project=project or "<none>", credentials=credentials)
 
 
-def list_objects(client: Client, source: CloudStorageSource, retry: Any, timeout: float) -> list[RemoteObject]:
+def list_objects(
+    client: Client, source: CloudStorageSource, retry: Any, timeout: float, budget_s: float
+) -> list[RemoteObject]:
     """The objects `source` names, with their generations and checksums."""
     try:
         if not source.is_prefix:
@@ -99,7 +101,7 @@ def list_objects(client: Client, source: CloudStorageSource, retry: Any, timeout
 
         if isinstance(exc, NotFound):  # listing a bucket that does not exist
             raise ArtifactError(source.uri, f"bucket {source.bucket} not found (404)") from exc
-        raise ArtifactError(source.uri, describe_error(exc, source, timeout)) from exc
+        raise ArtifactError(source.uri, describe_error(exc, source, budget_s)) from exc
     if not found:
         where = f"no object {source.uri} and none under gs://{source.bucket}/{prefix}"
         raise ArtifactError(source.uri, where if not source.is_prefix else f"no objects under {source.uri}")
@@ -131,6 +133,7 @@ def download(
     *,
     retry: Any,
     timeout: float,
+    budget_s: float,
     workers: int,
 ) -> None:
     """Download `objects` into `directory`, each verified, in parallel; `ArtifactError` on any failure."""
@@ -156,7 +159,7 @@ def download(
         object_uri = f"gs://{source.bucket}/{obj.name}"
         if isinstance(result, BaseException):
             Path(part).unlink(missing_ok=True)
-            raise ArtifactError(source.uri, f"{object_uri}: {describe_error(result, source, timeout)}") from result
+            raise ArtifactError(source.uri, f"{object_uri}: {describe_error(result, source, budget_s)}") from result
         problem = checksum_problem(Path(part), obj)
         if problem is not None:
             Path(part).unlink(missing_ok=True)
@@ -180,7 +183,7 @@ def checksum_problem(path: Path, obj: RemoteObject) -> str | None:
     return "Cloud Storage reports neither a crc32c nor an md5 to verify it against"
 
 
-def describe_error(exc: BaseException, source: CloudStorageSource, timeout: float) -> str:
+def describe_error(exc: BaseException, source: CloudStorageSource, budget_s: float) -> str:
     """What `exc` means for someone reading `/readyz`: not found, denied, corrupt, unreachable."""
     from google.api_core import exceptions as api
     from google.cloud.storage.exceptions import DataCorruption
@@ -204,7 +207,9 @@ def describe_error(exc: BaseException, source: CloudStorageSource, timeout: floa
     if isinstance(exc, api.RetryError):
         cause = _root_cause(exc.cause if exc.cause is not None else exc)
         last = f"{cause.__class__.__name__}: {_first_line(cause)}"
-        return f"Cloud Storage did not answer within {timeout:g} s of retries (last error: {last})"
+        # google-api-core stops as soon as the next backoff would pass the budget.
+        retried = f"retried with backoff, ARTIFACTS_TIMEOUT_S={budget_s:g}"
+        return f"Cloud Storage could not be reached ({retried}; last error: {last})"
     if isinstance(exc, api.GoogleAPICallError):
         return f"{exc.code} {_first_line(exc)}"
     return f"{exc.__class__.__name__}: {_first_line(exc)}"
