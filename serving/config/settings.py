@@ -622,7 +622,7 @@ class Settings:
         "ARTIFACTS_TIMEOUT_S",
         300.0,
         "Seconds start-up keeps retrying transient Cloud Storage errors for one model's artifacts before the "
-        "model fails (also the longest one request may stay silent).",
+        "model fails (one request may stay silent for 60 s, or this long if shorter).",
         _float_between(1, 3600),
     )
     artifacts_download_workers: int = _setting(
