@@ -201,3 +201,16 @@ def test_a_cache_directory_others_may_write_is_refused(make_app: Callable[..., F
 
     assert reason.startswith(f"artifacts {LOCAL_FILES / 'a.txt'}: ARTIFACTS_CACHE_DIR='{shared}'")
     assert "others may write to it" in reason
+
+
+def test_versioned_predict_url_takes_the_served_version_too(make_app: Callable[..., Flask]) -> None:
+    client = make_app(handlers_dir=ARTIFACT_HANDLERS).test_client()
+    served = client.post("/v1/Files", json={}).headers["X-Model-Version"]
+
+    by_handler_version = client.post("/v1/models/Files/versions/1.0:predict", json={"instances": [{}]})
+    by_served_version = client.post(f"/v1/models/Files/versions/{served}:predict", json={"instances": [{}]})
+    by_other_digest = client.post("/v1/models/Files/versions/1.0+000000000000:predict", json={"instances": [{}]})
+
+    assert by_handler_version.status_code == 200
+    assert by_served_version.status_code == 200
+    assert by_other_digest.status_code == 404
