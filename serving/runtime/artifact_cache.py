@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,9 +36,10 @@ from serving.runtime.cloud_storage import ArtifactError, create_client, digest_o
 log = logging.getLogger("serving.runtime.artifact_cache")
 
 SHORT_DIGEST_LENGTH = 12
-# /tmp: App Engine's only writable directory, and memory-backed and private to the
-# instance on App Engine and Cloud Run.
-DEFAULT_CACHE_DIR = Path(tempfile.gettempdir()) / "model-serving-artifacts"
+# /tmp by name, not $TMPDIR: it is App Engine's only writable directory, and memory-backed
+# and private to the instance on App Engine and Cloud Run (the directory is checked to be
+# this user's alone before use; see `_check_private`).
+DEFAULT_CACHE_DIR = Path("/tmp/model-serving-artifacts")  # noqa: S108
 # A request to Cloud Storage that stays silent this long is retried (within the timeout).
 _MAX_REQUEST_TIMEOUT_S = 60.0
 
