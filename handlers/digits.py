@@ -7,6 +7,7 @@ set. See models/README.md.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from models.digits.examples import SEVEN_DATA_URL, THREE_BASE64
@@ -15,6 +16,9 @@ from models.digits.model import DIGITS, DigitClassifier
 
 NAME = "Digits"  # served at POST /v1/Digits
 VERSION = "1.0.0"
+# digits.onnx and its manifest (artifact.json, which the sha256 check reads): the committed
+# copy by default; `MODEL_ARTIFACTS=Digits=gs://BUCKET/digits/` serves an uploaded one.
+ARTIFACTS = "models/digits/"
 
 INPUT_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -55,9 +59,9 @@ OUTPUT_SCHEMA: dict[str, Any] = {
 }
 
 
-def setup() -> DigitClassifier:
-    """Load and verify the committed serving form (models/digits/digits.onnx) for ONNX Runtime."""
-    return DigitClassifier.load()
+def setup(artifacts: Path) -> DigitClassifier:
+    """Load and verify the serving form (`digits.onnx` in `artifacts`) for ONNX Runtime."""
+    return DigitClassifier.load(artifacts)
 
 
 def predict(model: DigitClassifier, payload: dict[str, Any]) -> dict[str, Any]:

@@ -12,15 +12,18 @@ from serving.http import batch as batch_api
 from serving.http import docs, health, web
 from serving.http import predict as api
 from serving.http.json_provider import FastJSONProvider
+from serving.http.model_version import MODEL_VERSION_HEADER, install_model_version
 from serving.http.state import EXTENSION_KEY, ServingState
 from serving.http.vertex import register_vertex_routes
 from serving.jobs import routes as job_routes
 from serving.jobs.service import init_jobs
 from serving.observability.logs import REQUEST_ID_HEADER, configure_logging, install_request_hooks
 from serving.observability.metrics import create_metrics, install_metrics
+from serving.observability.prediction_log import install_prediction_log
 from serving.openapi import document as openapi
 from serving.platform.detect import adapt_to_platform, log_format, project_id
 from serving.runtime.batching import create_inference, install_batching_hooks
+from serving.runtime.model_artifacts import artifact_cache, artifact_sources
 from serving.runtime.onnx import configure_onnx_runtime, options_from_settings
 from serving.runtime.registry import Registry, discover_handlers
 from serving.security.access import enforce_access_control, install_access_control, load_key_ring
@@ -49,7 +52,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Before any handler's setup(): the sessions ONNX models create take their threads from it.
     configure_onnx_runtime(options_from_settings(settings))
 
-    registry = Registry(discover_handlers(settings.handlers_dir))
+    specs = discover_handlers(settings.handlers_dir)
+    registry = Registry(specs, artifact_sources(settings, specs), artifact_cache(settings))
     metrics = create_metrics(settings.metrics, settings.metrics_dir)
     app.extensions[EXTENSION_KEY] = ServingState(
         settings=settings,
@@ -60,6 +64,12 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     install_request_hooks(app)
     install_metrics(app, metrics)
+    # The prediction log reads the version the header hook sets: after-request functions
+    # run last-installed first, so it is installed before it.
+    install_prediction_log(
+        app, settings.prediction_log, settings.prediction_log_sample_rate, settings.prediction_log_input
+    )
+    install_model_version(app)
     # Order matters: identify the API key, count the request against its client's rate
     # limit (so failed key guesses are limited too), then refuse it if it has no key.
     ring = load_key_ring(settings)
@@ -86,7 +96,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         send_wildcard=any_origin,
         supports_credentials=False,
         methods=["GET", "POST", "DELETE", "OPTIONS"],
-        expose_headers=[REQUEST_ID_HEADER, "Location", "Retry-After"],
+        expose_headers=[REQUEST_ID_HEADER, MODEL_VERSION_HEADER, "Location", "Retry-After"],
         max_age=3600,
     )
     app.register_blueprint(health.blueprint)

@@ -20,6 +20,8 @@ from typing import Any
 from limits import parse_many
 
 from serving.config.api_keys import ApiKey, parse_key_specs
+from serving.runtime.artifact_cache import DEFAULT_CACHE_DIR
+from serving.runtime.artifacts import ArtifactSource, parse_model_artifacts, parse_storage_directory
 from serving.security.secretmanager import parse_secret_name
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -165,6 +167,18 @@ def _model_name(raw: str) -> str:
     value = raw.strip()
     if not value:
         raise ValueError("expected a model name")
+    return value
+
+
+def _emulator_url(raw: str) -> str | None:
+    value = raw.strip().rstrip("/")
+    if not value:
+        return None
+    # google-cloud-storage accepts a bare host:port too, and means http.
+    if "://" not in value:
+        value = f"http://{value}"
+    if not re.fullmatch(r"https?://[^/\s?#]+", value):
+        raise ValueError("expected http://host:port")
     return value
 
 
@@ -581,6 +595,67 @@ class Settings:
     )
     flask_debug: bool = _setting(
         "FLASK_DEBUG", False, "Flask debug mode for `python main.py`; refused on Google Cloud.", _parse_bool
+    )
+    # --- model artifacts from Cloud Storage, and prediction logging (issue 14) ---
+    model_artifacts: tuple[tuple[str, ArtifactSource], ...] = _setting(
+        "MODEL_ARTIFACTS",
+        (),
+        "Where models' files are, overriding handlers' `ARTIFACTS`: `Name=uri` pairs separated by commas; a "
+        "uri is `gs://bucket/prefix/`, `gs://bucket/path/file` or a local path (see docs/artifacts.md).",
+        parse_model_artifacts,
+    )
+    aip_storage_uri: ArtifactSource | None = _setting(
+        "AIP_STORAGE_URI",
+        None,
+        "Vertex AI custom container: the model's `gs://` directory, which overrides the artifacts of the model "
+        "its predict route serves. Vertex AI sets it.",
+        parse_storage_directory,
+    )
+    artifacts_cache_dir: Path = _setting(
+        "ARTIFACTS_CACHE_DIR",
+        DEFAULT_CACHE_DIR,
+        "Local directory where artifacts from Cloud Storage are downloaded, once per instance (under /tmp: "
+        "App Engine's only writable place).",
+        _path,
+    )
+    artifacts_timeout_s: float = _setting(
+        "ARTIFACTS_TIMEOUT_S",
+        300.0,
+        "Seconds start-up keeps retrying transient Cloud Storage errors for one model's artifacts before the "
+        "model fails (one request may stay silent for 60 s, or this long if shorter).",
+        _float_between(1, 3600),
+    )
+    artifacts_download_workers: int = _setting(
+        "ARTIFACTS_DOWNLOAD_WORKERS",
+        8,
+        "Objects downloaded at once (threads of google-cloud-storage's transfer manager).",
+        _int_between(1, 64),
+    )
+    storage_emulator_host: str | None = _setting(
+        "STORAGE_EMULATOR_HOST",
+        None,
+        "URL of a Cloud Storage emulator (e.g. `http://127.0.0.1:9023`), reached with anonymous credentials "
+        "instead of Google's API.",
+        _emulator_url,
+    )
+    prediction_log: bool = _setting(
+        "PREDICTION_LOG",
+        False,
+        "Write one structured log entry per sampled prediction (model, version, request id, latency, "
+        "input digest), e.g. for a BigQuery log sink.",
+        _parse_bool,
+    )
+    prediction_log_sample_rate: float = _setting(
+        "PREDICTION_LOG_SAMPLE_RATE",
+        1.0,
+        "Fraction of predictions that `PREDICTION_LOG` logs (0 to 1).",
+        _float_between(0, 1),
+    )
+    prediction_log_input: bool = _setting(
+        "PREDICTION_LOG_INPUT",
+        False,
+        "Also put each logged prediction's raw input (the request body, up to 64 KiB) in its entry.",
+        _parse_bool,
     )
     # GAE_ENV, K_SERVICE and FUNCTION_TARGET (Google Cloud platform section) mark a
     # Google Cloud runtime, where FLASK_DEBUG is refused (see `google_cloud_runtime`).

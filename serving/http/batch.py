@@ -40,7 +40,8 @@ def predict(name: str) -> Response:
 @blueprint.post("/<model:name>/versions/<version>:predict")
 def predict_version(name: str, version: str) -> Response:
     runtime = find_model(name)
-    if version != runtime.spec.version:
+    # The handler's VERSION, or the served version with its artifacts' digest (X-Model-Version).
+    if version not in (runtime.spec.version, runtime.version):
         raise ModelNotFound(f"Model {runtime.spec.name} serves version {runtime.spec.version!r}, not {version[:64]!r}")
     return predict_instances(runtime)
 

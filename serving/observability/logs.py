@@ -316,6 +316,10 @@ def install_request_hooks(app: Flask) -> None:
         model = context.get("model")
         if model:
             fields["model"] = model
+            # Set by serving.http.model_version for a loaded model: which version answered.
+            version = context.get("model_version")
+            if version:
+                fields["model_version"] = version
         # The API key's public id (serving/security/access.py), never the secret.
         key_id = context.get("api_key_id")
         if key_id:

@@ -126,6 +126,9 @@ class Metrics:
     def count_job(self, model: str, state: str) -> None:
         """A job for `model` entered `state` (e.g. queued, running, succeeded, failed)."""
 
+    def set_model_version(self, model: str, version: str) -> None:
+        """`model` has loaded and serves `version` (its VERSION, plus its artifacts' short digest)."""
+
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
         """The metrics in the format `accept` asks for, and its content type."""
         raise NotImplementedError("metrics are disabled")
@@ -180,6 +183,15 @@ class PrometheusMetrics(Metrics):
             registry=owner,
         )
         self._jobs = Counter("model_serving_jobs", "Jobs that entered each state.", ("model", "state"), registry=owner)
+        # Info-style: 1 for each (model, version) loaded; `max` keeps the master's value
+        # (eager loading happens there) alongside the workers'.
+        self._model_info = Gauge(
+            "model_serving_model_info",
+            "1 for the version each loaded model serves (handler VERSION + artifacts digest).",
+            ("model", "version"),
+            multiprocess_mode="max",
+            registry=owner,
+        )
         # Resolving label values costs more than the update itself: keep the children.
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._model_children: dict[str, tuple[Any, Any, Any]] = {}
@@ -215,6 +227,9 @@ class PrometheusMetrics(Metrics):
 
     def count_job(self, model: str, state: str) -> None:
         self._jobs.labels(model, state).inc()
+
+    def set_model_version(self, model: str, version: str) -> None:
+        self._model_info.labels(model, version).set(1)
 
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
         from prometheus_client.exposition import choose_encoder

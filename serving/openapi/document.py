@@ -93,6 +93,18 @@ MODEL_SCHEMA: dict[str, Any] = {
         "batch": {"type": "boolean", "description": "Whether the handler predicts many inputs in one call."},
         "input_schema": {"type": "object", "description": "JSON Schema of one input."},
         "output_schema": {"type": ["object", "null"], "description": "JSON Schema of one result, if declared."},
+        "artifacts": {
+            "type": "object",
+            "description": "Where the model's files come from, when it has any (docs/artifacts.md).",
+            "properties": {
+                "uri": {"type": "string", "description": "`gs://bucket/prefix/`, `gs://bucket/object` or a path."},
+                "digest": {
+                    "type": ["string", "null"],
+                    "description": "sha256 (hex) of the objects' names and generations; null until loaded.",
+                },
+            },
+            "required": ["uri", "digest"],
+        },
     },
     "required": ["name", "description", "version", "status", "ready", "input_schema"],
 }

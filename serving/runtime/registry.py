@@ -6,7 +6,9 @@ A handler module (see `handlers/xxx_model.py`) declares at module level:
 - `INPUT_SCHEMA`: JSON Schema (draft 2020-12) of the request body; `OUTPUT_SCHEMA`
   (optional) of the result;
 - `setup()` (optional): loads the model, once per process; its return value is passed
-  to `predict`;
+  to `predict`. A handler whose files live elsewhere sets `ARTIFACTS` (a `gs://` URI or
+  a local path, see `serving.runtime.artifacts`) and takes them as `setup(artifacts)`:
+  a `pathlib.Path` to a local directory holding them;
 - `predict(model, payload)`: the result for one request, JSON-serialisable;
 - optional: a docstring (first line is the description), `VERSION`, `REQUIRES` (module
   names that must be importable, else the model is *unavailable* rather than broken),
@@ -40,6 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from serving.runtime.artifact_cache import ArtifactCache, FetchedArtifacts
+from serving.runtime.artifacts import ArtifactSource, parse_artifact_uri
+from serving.runtime.cloud_storage import ArtifactError
 from serving.runtime.validation import SchemaValidator, schema_problem
 
 log = logging.getLogger("serving.runtime.registry")
@@ -84,7 +89,7 @@ class ModelSpec:
     version: str
     input_schema: Mapping[str, Any]
     output_schema: Mapping[str, Any] | None
-    setup: Callable[[], Any] | None
+    setup: Callable[..., Any] | None
     predict: Callable[[Any, Any], Any]
     predict_batch: Callable[[Any, list[Any]], list[Any]] | None
     requires: tuple[str, ...]
@@ -93,16 +98,31 @@ class ModelSpec:
     timeout_s: float | None
     input_validator: SchemaValidator = field(repr=False, compare=False)
     output_validator: SchemaValidator | None = field(repr=False, compare=False)
+    # Where `setup(artifacts)` finds its files, from the handler's ARTIFACTS (settings may
+    # override it: see serving.runtime.model_artifacts), and whether setup takes them.
+    artifacts: ArtifactSource | None = None
+    setup_takes_artifacts: bool = False
 
 
 class ModelRuntime:
     """One model's state in this process: loads it once, thread-safely, and keeps it."""
 
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        artifacts: ArtifactSource | None = None,
+        cache: ArtifactCache | None = None,
+        on_ready: Callable[[ModelRuntime], None] | None = None,
+    ) -> None:
         self.spec = spec
         self.status = ModelStatus.PENDING
         self.reason: str | None = None
         self.load_seconds: float | None = None
+        # Where the artifacts come from, and (once loaded) where they are and their digest.
+        self.artifacts_source = artifacts
+        self.artifacts: FetchedArtifacts | None = None
+        self._cache = cache
+        self._on_ready = on_ready
         self._model: Any = None
         self._lock = threading.Lock()
         missing = [name for name in spec.requires if importlib.util.find_spec(name) is None]
@@ -126,11 +146,36 @@ class ModelRuntime:
         if self.status is not ModelStatus.READY:
             raise ModelNotReady(self.spec.name, self.status, self.reason)
 
+    @property
+    def version(self) -> str:
+        """The served version: the handler's VERSION, plus `+<short digest>` of its artifacts."""
+        if self.artifacts is None:
+            return self.spec.version
+        return f"{self.spec.version}+{self.artifacts.short_digest}"
+
+    def _fetch_artifacts(self) -> Path | None:
+        if self.artifacts_source is None:
+            return None
+        cache = self._cache or ArtifactCache()
+        self.artifacts = cache.fetch(self.artifacts_source)
+        return self.artifacts.path
+
     def _load(self) -> None:
         self.status = ModelStatus.LOADING
         started = time.perf_counter()
         try:
-            self._model = self.spec.setup() if self.spec.setup is not None else None
+            directory = self._fetch_artifacts()
+        except ArtifactError as exc:  # its message names the URI and what went wrong
+            self.status = ModelStatus.FAILED
+            self.reason = str(exc)
+            log.error("model %s failed to load: %s", self.spec.name, exc, extra={"model": self.spec.name})
+            return
+        try:
+            setup = self.spec.setup
+            if setup is None:
+                self._model = None
+            else:
+                self._model = setup(directory) if self.spec.setup_takes_artifacts else setup()
         except Exception as exc:  # a broken model must not take the server down
             self.status = ModelStatus.FAILED
             self.reason = f"setup() raised {exc.__class__.__name__}: {exc}"
@@ -139,11 +184,14 @@ class ModelRuntime:
         self.load_seconds = time.perf_counter() - started
         self.status = ModelStatus.READY
         log.info(
-            "model %s ready in %.3f s",
+            "model %s ready in %.3f s (version %s)",
             self.spec.name,
             self.load_seconds,
-            extra={"model": self.spec.name},
+            self.version,
+            extra={"model": self.spec.name, "model_version": self.version},
         )
+        if self._on_ready is not None:
+            self._on_ready(self)
 
     def describe(self) -> dict[str, Any]:
         """The model's public description (the `/v1/models` entry)."""
@@ -151,7 +199,7 @@ class ModelRuntime:
         entry: dict[str, Any] = {
             "name": spec.name,
             "description": spec.description,
-            "version": spec.version,
+            "version": self.version,
             "status": self.status.value,
             "ready": self.status is ModelStatus.READY,
             "async": spec.async_mode,
@@ -159,6 +207,12 @@ class ModelRuntime:
             "input_schema": spec.input_schema,
             "output_schema": spec.output_schema,
         }
+        if self.artifacts_source is not None:
+            # The digest is known once the artifacts are fetched (at load).
+            entry["artifacts"] = {
+                "uri": self.artifacts_source.uri,
+                "digest": self.artifacts.digest if self.artifacts is not None else None,
+            }
         if self.reason is not None:
             entry["reason"] = self.reason
         return entry
@@ -177,8 +231,32 @@ class ModelNotReady(Exception):
 class Registry:
     """Every discovered model, by name, with its per-process runtime state."""
 
-    def __init__(self, specs: list[ModelSpec]) -> None:
-        self._runtimes = {spec.name: ModelRuntime(spec) for spec in specs}
+    def __init__(
+        self,
+        specs: list[ModelSpec],
+        artifacts: Mapping[str, ArtifactSource] | None = None,
+        cache: ArtifactCache | None = None,
+    ) -> None:
+        """`artifacts` overrides the specs' own ARTIFACTS by model name; `cache` fetches them."""
+        sources = dict(artifacts) if artifacts is not None else {spec.name: spec.artifacts for spec in specs}
+        self._ready_listeners: list[Callable[[ModelRuntime], None]] = []
+        self._runtimes = {
+            spec.name: ModelRuntime(spec, sources.get(spec.name), cache, self._model_ready) for spec in specs
+        }
+
+    def add_ready_listener(self, listener: Callable[[ModelRuntime], None]) -> None:
+        """Call `listener(runtime)` for every model that is ready now or becomes ready later."""
+        self._ready_listeners.append(listener)
+        for runtime in self:
+            if runtime.status is ModelStatus.READY:
+                listener(runtime)
+
+    def _model_ready(self, runtime: ModelRuntime) -> None:
+        for listener in self._ready_listeners:
+            try:
+                listener(runtime)
+            except Exception:  # an observer must not fail a model's load
+                log.exception("a listener failed for model %s", runtime.spec.name)
 
     def __iter__(self) -> Iterator[ModelRuntime]:
         return iter(self._runtimes.values())
@@ -286,7 +364,8 @@ def load_handler(path: Path) -> ModelSpec:
         if problem:
             raise HandlerError(path, f"{attr} to be a JSON Schema (draft 2020-12) dict", problem)
 
-    setup = _callable(module, path, "setup", 0, required=False)
+    setup, setup_takes_artifacts = _setup(module, path)
+    artifacts = _artifacts(module, path, setup_takes_artifacts)
     predict = _callable(module, path, "predict", 2, required=True)
     predict_batch = _callable(module, path, "predict_batch", 2, required=False)
 
@@ -328,7 +407,39 @@ def load_handler(path: Path) -> ModelSpec:
         timeout_s=float(timeout_s) if timeout_s is not None else None,
         input_validator=SchemaValidator(input_schema),
         output_validator=SchemaValidator(output_schema) if output_schema is not None else None,
+        artifacts=artifacts,
+        setup_takes_artifacts=setup_takes_artifacts,
     )
+
+
+def _setup(module: types.ModuleType, path: Path) -> tuple[Callable[..., Any] | None, bool]:
+    """The handler's `setup`, and whether it takes the artifacts directory: `setup()` or `setup(artifacts)`."""
+    setup = getattr(module, "setup", None)
+    if setup is None:
+        return None, False
+    if not callable(setup):
+        raise HandlerError(path, "`setup` to be a function", type(setup).__name__)
+    found = _positional_arity(setup)
+    if found is not None and found not in (0, 1):
+        raise HandlerError(path, "`setup` taking 0 positional arguments, or 1 (the artifacts directory)", f"{found}")
+    return setup, found == 1
+
+
+def _artifacts(module: types.ModuleType, path: Path, setup_takes_artifacts: bool) -> ArtifactSource | None:
+    raw = getattr(module, "ARTIFACTS", None)
+    if raw is None:
+        return None
+    expected = "ARTIFACTS to be gs://BUCKET/PREFIX/, gs://BUCKET/OBJECT or a local path"
+    if not isinstance(raw, (str, Path)):
+        raise HandlerError(path, expected, type(raw).__name__)
+    try:
+        source = parse_artifact_uri(str(raw))
+    except ValueError as exc:
+        raise HandlerError(path, expected, f"{str(raw)!r} ({exc})") from None
+    if not setup_takes_artifacts:
+        found = "`setup()` without parameters" if getattr(module, "setup", None) is not None else "no `setup`"
+        raise HandlerError(path, "`setup(artifacts)` taking the artifacts directory, since ARTIFACTS is set", found)
+    return source
 
 
 def _batch_policy(path: Path, raw: object) -> BatchPolicy:

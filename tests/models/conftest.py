@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from serving.config.settings import PROJECT_ROOT
+
 HANDLER_MODULES = ("handlers.iris", "handlers.digits", "handlers.sentence_embedding")
 
 
@@ -32,7 +34,9 @@ def load_model() -> Callable[[str], Any]:
         module = handler(module_name)
         require_handler_packages(module)
         if module_name not in cache:
-            cache[module_name] = module.setup()
+            # A handler with ARTIFACTS takes its local directory, as the server gives it.
+            artifacts = getattr(module, "ARTIFACTS", None)
+            cache[module_name] = module.setup(PROJECT_ROOT / artifacts) if artifacts else module.setup()
         return cache[module_name]
 
     return load

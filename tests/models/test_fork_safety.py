@@ -21,7 +21,9 @@ SCRIPT = """
 import json, os, signal, sys, warnings
 warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads: what is tested
 module = __import__(sys.argv[1], fromlist=["setup"])
-model = module.setup()
+# A handler with ARTIFACTS takes its directory (relative to the project root, the cwd).
+from pathlib import Path
+model = module.setup(*([Path(module.ARTIFACTS)] if getattr(module, "ARTIFACTS", None) else []))
 examples = module.INPUT_SCHEMA["examples"]
 expected = module.predict_batch(model, examples * 4) if sys.argv[2] == "warm" else None
 

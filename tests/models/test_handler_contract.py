@@ -43,7 +43,9 @@ def test_module_declares_the_contract(module_name: str) -> None:
     assert re.match(NAME_PATTERN, module.NAME)
     assert isinstance(module.VERSION, str)
     assert isinstance(getattr(module, "REQUIRES", ()), tuple)
-    assert len(inspect.signature(module.setup).parameters) == 0
+    # setup() without parameters, or setup(artifacts) when the handler names ARTIFACTS.
+    expected_setup_parameters = 1 if getattr(module, "ARTIFACTS", None) else 0
+    assert len(inspect.signature(module.setup).parameters) == expected_setup_parameters
     assert len(inspect.signature(module.predict).parameters) == 2
     assert len(inspect.signature(module.predict_batch).parameters) == 2
 

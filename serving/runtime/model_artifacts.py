@@ -1,0 +1,79 @@
+"""Which artifacts each model is served from, after the settings have had their say.
+
+A handler's `ARTIFACTS` is its default. `MODEL_ARTIFACTS` (`Name=uri,...`) overrides it per
+model, and in Vertex AI mode `AIP_STORAGE_URI` (the Model resource's artifact URI)
+overrides the artifacts of the model that Vertex AI's predict route serves, since that is
+where Vertex AI put the model's files. Mistakes stop start-up: a name that no handler
+has, or artifacts for a `setup()` that cannot take them, raise `SettingsError` naming the
+variable; a `setup(artifacts)` with no artifacts from anywhere raises `HandlerError`
+naming its file.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from serving.config.settings import Settings, SettingsError
+from serving.runtime.artifact_cache import ArtifactCache
+from serving.runtime.artifacts import ArtifactSource
+from serving.runtime.registry import HandlerError, ModelSpec
+
+log = logging.getLogger("serving.runtime.model_artifacts")
+
+
+def artifact_cache(settings: Settings) -> ArtifactCache:
+    """The cache that fetches artifacts as `settings` say (directory, timeout, parallelism, emulator)."""
+    return ArtifactCache(
+        settings.artifacts_cache_dir,
+        timeout_s=settings.artifacts_timeout_s,
+        workers=settings.artifacts_download_workers,
+        emulator_host=settings.storage_emulator_host,
+    )
+
+
+def artifact_sources(settings: Settings, specs: list[ModelSpec]) -> dict[str, ArtifactSource]:
+    """Each model's artifacts by name (models without any are left out)."""
+    by_name = {spec.name: spec for spec in specs}
+    sources = {spec.name: spec.artifacts for spec in specs if spec.artifacts is not None}
+
+    served = ", ".join(sorted(by_name)) or "none"
+    for name, source in settings.model_artifacts:
+        spec = by_name.get(name)
+        if spec is None:
+            raise SettingsError(f"MODEL_ARTIFACTS names {name!r}, which is not a served model (served: {served})")
+        if not spec.setup_takes_artifacts:
+            raise SettingsError(
+                f"MODEL_ARTIFACTS gives artifacts to {name!r}, but its setup() takes no artifacts "
+                f"parameter ({spec.path})"
+            )
+        sources[name] = source
+
+    if settings.aip_storage_uri is not None and settings.vertex_ai:
+        vertex_model = _vertex_model(settings, specs)
+        if vertex_model is None:
+            pass  # serving/http/vertex.py refuses to start without one model to serve
+        elif not vertex_model.setup_takes_artifacts:
+            log.warning(
+                "AIP_STORAGE_URI=%s is ignored: model %s's setup() takes no artifacts parameter",
+                settings.aip_storage_uri.uri,
+                vertex_model.name,
+            )
+        else:
+            sources[vertex_model.name] = settings.aip_storage_uri
+
+    for spec in specs:
+        if spec.setup_takes_artifacts and spec.name not in sources:
+            raise HandlerError(
+                spec.path,
+                f"ARTIFACTS (where `setup(artifacts)` finds its files), or MODEL_ARTIFACTS naming {spec.name!r}",
+                "neither",
+            )
+    return sources
+
+
+def _vertex_model(settings: Settings, specs: list[ModelSpec]) -> ModelSpec | None:
+    # The same choice as serving.http.vertex.default_model, made on specs before the
+    # registry exists: DEFAULT_MODEL, else the only model.
+    if settings.default_model is not None:
+        return next((spec for spec in specs if spec.name == settings.default_model), None)
+    return specs[0] if len(specs) == 1 else None
