@@ -60,7 +60,8 @@ def build_store(settings: Settings) -> JobStore | None:
             database=settings.jobs_firestore_database,
             collection=settings.jobs_firestore_collection,
         )
-    from serving.jobs.sql_store import SqlJobStore, sqlite_url
+    from serving.jobs.sql_engine import sqlite_url
+    from serving.jobs.sql_store import SqlJobStore
 
     settings.check_sqlite_dir(serverless=serverless, filesystem=filesystem_type)
     directory = settings.jobs_data_dir

@@ -18,7 +18,8 @@ from flask import Flask
 
 from serving.jobs.firestore_store import FirestoreJobStore
 from serving.jobs.service import get_jobs
-from serving.jobs.sql_store import SqlJobStore, sqlite_url
+from serving.jobs.sql_engine import sqlite_url
+from serving.jobs.sql_store import SqlJobStore
 from serving.jobs.store import JobStore
 from tests.conftest import FIXTURE_HANDLERS, require_service
 from tests.servers import PROJECT_ROOT, free_port

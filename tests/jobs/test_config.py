@@ -11,7 +11,7 @@ from serving.app import create_app
 from serving.config.settings import Settings, SettingsError
 from serving.jobs.mounts import filesystem_type
 from serving.jobs.service import get_jobs
-from serving.jobs.sql_store import normalise_database_url
+from serving.jobs.sql_engine import normalise_database_url
 from serving.jobs.stores import resolve_store_kind
 from tests.jobs.conftest import JOB_HANDLERS
 
