@@ -13,7 +13,7 @@ REQUIREMENTS := $(wildcard requirements*.txt)
 
 help:
 	@echo "make run    - install into $(VENV) and serve every model on http://$(HOST):$(PORT)"
-	@echo "make test   - install, then ruff, mypy --strict serving/, and the whole pytest suite"
+	@echo "make test   - install, then ruff, lint-imports, mypy --strict serving/, and the whole pytest suite"
 	@echo "make start / make stop - run gunicorn in the background (bin/start.sh, bin/stop.sh)"
 	@echo "make format - apply ruff's formatting and import order"
 	@echo "make settings-table - print the README's configuration table"
@@ -43,6 +43,7 @@ stop:
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy --strict serving/
@@ -60,4 +61,4 @@ settings-table: install
 	@$(BIN)/python -c "from serving.config.settings import settings_table; print(settings_table())"
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
