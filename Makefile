@@ -9,11 +9,12 @@ PORT   ?= 8080
 # Every requirements file the virtual environment is built from.
 REQUIREMENTS := $(wildcard requirements*.txt)
 
-.PHONY: help install run start stop test lint typecheck pytest format settings-table clean
+.PHONY: help install run start stop test test-fast lint typecheck pytest format settings-table clean
 
 help:
 	@echo "make run    - install into $(VENV) and serve every model on http://$(HOST):$(PORT)"
 	@echo "make test   - install, then ruff, lint-imports, mypy --strict serving/, and the whole pytest suite"
+	@echo "make test-fast - the unit tests only (no servers, emulators, browsers or subprocesses), on 2 CPUs"
 	@echo "make start / make stop - run gunicorn in the background (bin/start.sh, bin/stop.sh)"
 	@echo "make format - apply ruff's formatting and import order"
 	@echo "make settings-table - print the README's configuration table"
@@ -52,6 +53,11 @@ pytest: install
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest
+
+# The inner loop: every test not marked e2e (those start gunicorn, emulators, Chromium or
+# another Python), spread over two processes by pytest-xdist. `make test` runs them all.
+test-fast: install
+	$(BIN)/python -m pytest -m "not e2e" -n 2
 
 format: install
 	$(BIN)/ruff check --fix --select I .

@@ -88,6 +88,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.e2e
 @handler_params
 def test_import_has_no_side_effects(path: Path, tmp_path: Path) -> None:
     result = subprocess.run(

@@ -112,7 +112,8 @@ def make_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Job
     return FirestoreJobStore(project=FIRESTORE_PROJECT, database="(default)", collection=f"jobs_{secrets.token_hex(6)}")
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "firestore"])
+# The Firestore emulator is a process (gcloud starts it, in Java): end-to-end, like gunicorn.
+@pytest.fixture(params=["sqlite", "postgresql", pytest.param("firestore", marks=pytest.mark.e2e)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
     """Each store engine in turn, prepared and empty."""
     job_store = make_store(request.param, request, tmp_path)

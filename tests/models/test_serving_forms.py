@@ -130,6 +130,7 @@ def test_the_forest_depth_is_computed_from_the_trees(digits_model: Any, digits_e
 # --- serving without scikit-learn ----------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_setting_up_and_predicting_imports_neither_scikit_learn_nor_skops() -> None:
     code = (
         "import json, sys\n"
