@@ -9,11 +9,12 @@ PORT   ?= 8080
 # Every requirements file the virtual environment is built from.
 REQUIREMENTS := $(wildcard requirements*.txt)
 
-.PHONY: help install run start stop test lint typecheck pytest format docs docs-build settings-table clean
+.PHONY: help install run start stop test test-fast lint typecheck pytest format docs docs-build settings-table clean
 
 help:
 	@echo "make run    - install into $(VENV) and serve every model on http://$(HOST):$(PORT)"
-	@echo "make test   - install, then ruff, mypy --strict serving/, and the whole pytest suite (it builds docs/ too)"
+	@echo "make test   - install, then ruff, lint-imports, mypy --strict serving/, and the whole pytest suite (it builds docs/ too)"
+	@echo "make test-fast - the unit tests only (no servers, emulators, browsers or subprocesses), on 2 CPUs"
 	@echo "make start / make stop - run gunicorn in the background (bin/start.sh, bin/stop.sh)"
 	@echo "make format - apply ruff's formatting and import order"
 	@echo "make docs   - serve the manual (docs/) on http://127.0.0.1:8000, rebuilt on every save"
@@ -45,6 +46,7 @@ stop:
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy --strict serving/
@@ -53,6 +55,11 @@ pytest: install
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest
+
+# The inner loop: every test not marked e2e (those start gunicorn, emulators, Chromium or
+# another Python), spread over two processes by pytest-xdist. `make test` runs them all.
+test-fast: install
+	$(BIN)/python -m pytest -m "not e2e" -n 2
 
 format: install
 	$(BIN)/ruff check --fix --select I .
@@ -70,4 +77,4 @@ settings-table: install
 	$(BIN)/python bin/settings-table
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

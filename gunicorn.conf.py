@@ -160,12 +160,12 @@ def on_exit(server: Any) -> None:
 # running jobs the graceful period to finish. A job still running after that keeps its
 # lease until it expires, and then another process runs it again.
 def post_worker_init(worker: Any) -> None:
-    from serving.jobs.service import start_background_jobs
+    from serving.jobs.hooks import start_background_jobs
 
     start_background_jobs(worker.wsgi)
 
 
 def worker_exit(server: Any, worker: Any) -> None:
-    from serving.jobs.service import stop_background_jobs
+    from serving.jobs.hooks import stop_background_jobs
 
     stop_background_jobs(worker.wsgi, max(0.5, _settings.graceful_timeout_s - 1))

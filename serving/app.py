@@ -6,7 +6,8 @@ from flask import Flask
 from flask_cors import CORS
 
 from serving.cli.new_model import new_model_command
-from serving.config.settings import Settings, SettingsError
+from serving.config.security import check_key_scopes
+from serving.config.settings import Settings
 from serving.errors import register_error_handlers
 from serving.http import batch as batch_api
 from serving.http import docs, health, web
@@ -73,8 +74,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Order matters: identify the API key, count the request against its client's rate
     # limit (so failed key guesses are limited too), then refuse it if it has no key.
     ring = load_key_ring(settings)
-    for key_id, model in ring.unknown_models(runtime.spec.name for runtime in registry):
-        raise SettingsError(f"API_KEYS: key {key_id!r} is scoped to {model!r}, which is not a served model")
+    check_key_scopes(ring, (runtime.spec.name for runtime in registry))
     install_access_control(app, ring)
     install_rate_limits(
         app,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
+from serving.config.artifacts import CloudStorageSource, LocalSource, parse_artifact_uri, parse_model_artifacts
 from serving.config.settings import PROJECT_ROOT, Settings, SettingsError
-from serving.runtime.artifacts import CloudStorageSource, LocalSource, parse_artifact_uri, parse_model_artifacts
 from serving.runtime.registry import HandlerError
 from tests.conftest import FIXTURE_HANDLERS
 

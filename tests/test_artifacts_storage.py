@@ -23,8 +23,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from serving.config.artifacts import parse_model_artifacts
 from serving.config.settings import PROJECT_ROOT
-from serving.runtime.artifacts import parse_model_artifacts
 from tests.conftest import FIXTURE_HANDLERS, require_service
 from tests.servers import free_port, gunicorn_command, running_server
 from tests.storage_emulator import StorageEmulator, emulator_installed, running_storage_emulator

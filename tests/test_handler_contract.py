@@ -1,15 +1,22 @@
 """The handler contract, checked for every module in handlers/ (new ones included).
 
 For each handler: importing it has no side effects (no heavy or HTTP modules, no output,
-no threads, no files, no environment reads); its schemas are valid and its examples match
-them; /openapi.json documents it; and each example in INPUT_SCHEMA's `examples` succeeds
-over HTTP on a real gunicorn, one by one and as a batch, with results that match
-OUTPUT_SCHEMA. A model whose packages are missing is skipped with the reason.
+no threads, no files, no environment reads); it declares its description, name, version
+and functions with the signatures the core calls; its schemas are valid draft 2020-12 and
+its examples match them; in process, each example's result matches OUTPUT_SCHEMA and
+`predict_batch` agrees with `predict`; /openapi.json documents it; and each example
+succeeds over HTTP on a real gunicorn, one by one and as a batch. A model whose packages
+are missing is skipped with the reason.
+
+This is the one contract test: the scaffolding test (tests/test_scaffold.py) runs it on a
+newly generated handler too, so it needs nothing beyond tests/conftest.py and
+tests/servers.py.
 """
 
 from __future__ import annotations
 
 import ast
+import inspect
 import json
 import subprocess
 import sys
@@ -23,7 +30,7 @@ from jsonschema import Draft202012Validator
 
 from serving.app import create_app
 from serving.config.settings import Settings
-from serving.runtime.registry import ModelSpec, load_handler
+from serving.runtime.registry import NAME_PATTERN, ModelSpec, load_handler
 from tests.servers import PROJECT_ROOT, ServerProcess, base_env, free_port, gunicorn_command, running_server
 
 HANDLERS_DIR = PROJECT_ROOT / "handlers"
@@ -36,6 +43,8 @@ HEAVY_PACKAGES = frozenset(
 )  # fmt: skip
 # Handlers know nothing of HTTP: the core owns requests and responses.
 HTTP_PACKAGES = frozenset({"flask", "werkzeug", "requests", "flask_cors", "gunicorn"})
+# Handlers whose INPUT_SCHEMA may accept keys it does not name, and why.
+OPEN_INPUT_SCHEMAS = {"xxx_model": "the tutorial's model answers any object with a `name`, as the original did"}
 
 handler_params = pytest.mark.parametrize("path", HANDLER_FILES, ids=[path.stem for path in HANDLER_FILES])
 
@@ -79,6 +88,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.e2e
 @handler_params
 def test_import_has_no_side_effects(path: Path, tmp_path: Path) -> None:
     result = subprocess.run(
@@ -115,9 +125,28 @@ def test_handler_imports_no_http_modules(path: Path) -> None:
 
 
 @handler_params
-def test_schemas_are_valid_and_examples_match_them(path: Path) -> None:
+def test_module_declares_the_contract(path: Path) -> None:
     spec = load_handler(path)  # raises HandlerError naming what is wrong
+    module = _module(spec)
 
+    assert spec.description.strip(), "the first docstring line is the model's description"
+    assert NAME_PATTERN.match(spec.name)
+    assert isinstance(getattr(module, "VERSION", None), str), f"{path.name}: declare VERSION"
+    assert isinstance(getattr(module, "REQUIRES", ()), tuple)
+    assert spec.setup is not None, f"{path.name}: declare setup() to build the model once per process"
+    # setup() without parameters, or setup(artifacts) when the handler names ARTIFACTS.
+    assert len(inspect.signature(spec.setup).parameters) == (1 if spec.setup_takes_artifacts else 0)
+    assert spec.setup_takes_artifacts == (getattr(module, "ARTIFACTS", None) is not None)
+    assert len(inspect.signature(spec.predict).parameters) == 2
+    if spec.predict_batch is not None:
+        assert len(inspect.signature(spec.predict_batch).parameters) == 2
+
+
+@handler_params
+def test_schemas_are_valid_and_examples_match_them(path: Path) -> None:
+    spec = load_handler(path)
+
+    Draft202012Validator.check_schema(spec.input_schema)
     examples = spec.input_schema.get("examples")
     assert isinstance(examples, list), f"{path.name}: INPUT_SCHEMA needs `examples`, a list of inputs"
     assert examples, f"{path.name}: INPUT_SCHEMA's `examples` is empty"
@@ -128,6 +157,76 @@ def test_schemas_are_valid_and_examples_match_them(path: Path) -> None:
     for example in spec.output_schema.get("examples", []):
         assert spec.output_validator is not None
         assert spec.output_validator.first_error(example) is None, example
+
+
+@handler_params
+def test_input_schema_is_a_closed_object(path: Path) -> None:
+    schema = load_handler(path).input_schema
+
+    assert schema["type"] == "object"
+    if path.stem not in OPEN_INPUT_SCHEMAS:
+        assert schema.get("additionalProperties") is False, "an unknown key is a client's mistake: refuse it"
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[Path, Any]:
+    """Each handler's model, set up on first use (once for this module's tests)."""
+    return {}
+
+
+def _model(spec: ModelSpec, models: dict[Path, Any]) -> Any:
+    for name in spec.requires:
+        pytest.importorskip(name, reason=f"{spec.name} needs {name}: pip install -r requirements-embedding.txt")
+    if spec.path not in models:
+        assert spec.setup is not None
+        artifacts = getattr(_module(spec), "ARTIFACTS", None)
+        models[spec.path] = spec.setup(PROJECT_ROOT / artifacts) if artifacts else spec.setup()
+    return models[spec.path]
+
+
+@handler_params
+def test_examples_predict_outputs_that_match_the_output_schema(path: Path, models: dict[Path, Any]) -> None:
+    spec = load_handler(path)
+    model = _model(spec, models)
+    assert spec.output_schema is not None
+    validator = Draft202012Validator(spec.output_schema)
+
+    for example in spec.input_schema["examples"]:
+        result = spec.predict(model, example)
+        validator.validate(result)
+        assert json.loads(json.dumps(result)) == result, "plain JSON types only"
+
+
+@handler_params
+def test_predict_batch_equals_predict_per_item(path: Path, models: dict[Path, Any]) -> None:
+    spec = load_handler(path)
+    if spec.predict_batch is None:
+        return  # optional: without it, batch requests call predict() once per input
+    model = _model(spec, models)
+    examples = list(spec.input_schema["examples"]) * 2
+
+    batch = spec.predict_batch(model, examples)
+    singles = [spec.predict(model, example) for example in examples]
+
+    assert len(batch) == len(singles)
+    for got, want in zip(batch, singles, strict=True):
+        assert _close(got, want)
+    assert spec.predict_batch(model, []) == []
+
+
+def _close(got: Any, want: Any) -> bool:
+    # Batched text is padded to the longest item, which moves float32 sums in the last bits.
+    if isinstance(want, dict):
+        return got.keys() == want.keys() and all(_close(got[k], want[k]) for k in want)
+    if isinstance(want, list):
+        return len(got) == len(want) and all(_close(g, w) for g, w in zip(got, want, strict=True))
+    if isinstance(want, float):
+        return bool(got == pytest.approx(want, abs=1e-5))
+    return bool(got == want)
+
+
+def _module(spec: ModelSpec) -> Any:
+    return inspect.getmodule(spec.predict)
 
 
 @pytest.fixture(scope="module")

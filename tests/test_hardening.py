@@ -90,6 +90,7 @@ def test_create_app_refuses_a_debug_app_on_google_cloud(
         make_app(k_service="model-serving")
 
 
+@pytest.mark.e2e
 def test_debug_flag_is_refused_on_cloud_run() -> None:
     result = subprocess.run(
         [str(VENV_BIN / "python"), "main.py", "--debug", "--port", "1"],

@@ -185,7 +185,11 @@ def test_hostile_request_gets_a_clean_json_answer(
 
 
 def test_body_over_the_limit_is_refused_before_it_is_read(server: ServerProcess) -> None:
-    """Announce 1 GB, send 1 KB, and wait: the 413 must come without the rest."""
+    """Announce 1 GB, send 1 KB, and wait: the 413 must come without the rest.
+
+    The rest never comes, and gunicorn's worker timeout (60 s) is far beyond the read's
+    5 s: a 413 at all means it was answered at once, on the announced length alone.
+    """
     head = (
         f"POST /v1/XXXModel HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {1024**3}\r\n\r\n"
     ).encode()
@@ -196,7 +200,6 @@ def test_body_over_the_limit_is_refused_before_it_is_read(server: ServerProcess)
 
     body = assert_clean_error(response, {413})
     assert body["code"] == "payload_too_large"
-    assert response.elapsed < 3  # answered at once, not after a timeout or the whole body
 
 
 def test_chunked_body_over_the_limit_is_413(server: ServerProcess) -> None:
@@ -250,16 +253,14 @@ def test_a_handful_of_slowloris_clients_does_not_starve_gunicorn(server: ServerP
         client.start()
     time.sleep(1.0)  # every slow client now holds a thread
     try:
-        latencies = []
-        for _ in range(30):
-            started = time.monotonic()
-            response = requests.post(server.url + "/v1/XXXModel", json={"name": "Leo"}, timeout=5)
-            latencies.append(time.monotonic() - started)
-            assert response.status_code == 200
+        # Each request must be served while the slow clients hold their threads: a starved
+        # server would leave it waiting, and the client gives up (and fails) after 5 s.
+        statuses = [
+            requests.post(server.url + "/v1/XXXModel", json={"name": "Leo"}, timeout=5).status_code for _ in range(30)
+        ]
     finally:
         stop.set()
-    assert all(client.is_alive() or True for client in clients)
-    assert max(latencies) < 5
+    assert statuses == [200] * 30
 
 
 @pytest.mark.parametrize(

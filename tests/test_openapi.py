@@ -13,7 +13,7 @@ from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from serving.openapi.document import embed_schema
+from serving.openapi.builder import embed_schema
 from tests.conftest import FIXTURE_HANDLERS
 
 BATCH_HANDLERS = FIXTURE_HANDLERS / "batch"

@@ -22,9 +22,10 @@ from google.cloud.secretmanager_v1 import (
 )
 from google.cloud.secretmanager_v1.services.secret_manager_service.transports import SecretManagerServiceGrpcTransport
 
+from serving.config.parsers import secret_name as parse_secret_name
 from serving.config.settings import Settings, SettingsError
 from serving.security.access import load_key_ring
-from serving.security.secretmanager import SecretError, access_secret, crc32c, parse_secret_name
+from serving.security.secretmanager import SecretError, access_secret, crc32c
 from tests.servers import free_port
 
 NAME = "projects/demo/secrets/api-keys/versions/3"

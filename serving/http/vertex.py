@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, g, jsonify
 
-from serving.config.settings import Settings, SettingsError
+from serving.config.settings import Settings
 from serving.http.batch import predict_instances
 from serving.http.state import get_state
 from serving.runtime.registry import ModelRuntime, Registry
@@ -24,16 +24,8 @@ def default_model(settings: Settings, registry: Registry) -> ModelRuntime | None
 
     Raises `SettingsError` when `DEFAULT_MODEL` names no served model.
     """
-    if settings.default_model is not None:
-        runtime = registry.get(settings.default_model)
-        if runtime is None:
-            served = ", ".join(r.spec.name for r in registry) or "none"
-            raise SettingsError(
-                f"DEFAULT_MODEL={settings.default_model!r} is not valid: no such model (served: {served})"
-            )
-        return runtime
-    runtimes = list(registry)
-    return runtimes[0] if len(runtimes) == 1 else None
+    name = settings.default_model_name([runtime.spec.name for runtime in registry])
+    return None if name is None else registry.get(name)
 
 
 def register_vertex_routes(app: Flask) -> None:
@@ -47,9 +39,7 @@ def register_vertex_routes(app: Flask) -> None:
     if settings.aip_health_route is None or settings.aip_predict_route is None:
         return
     if runtime is None:
-        names = [r.spec.name for r in state.registry]
-        found = f"{len(names)} are ({', '.join(names)}): set DEFAULT_MODEL to one of them" if names else "none is"
-        raise SettingsError(f"AIP_PREDICT_ROUTE={settings.aip_predict_route!r} serves one model, but {found}")
+        settings.refuse_vertex_without_model([r.spec.name for r in state.registry])
     name = runtime.spec.name
 
     def vertex_health() -> Response:

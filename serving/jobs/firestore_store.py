@@ -3,9 +3,10 @@
 One document per job in `JOBS_FIRESTORE_COLLECTION` (id = job id) and one per idempotency
 key in `<collection>_keys` (id = SHA-256 of the key). Payloads, results and errors are kept
 as JSON text, so any JSON (arrays of arrays, which Firestore cannot store natively, too)
-round-trips unchanged. Every state change is a Firestore transaction that re-reads the
-document and checks the condition (runnable, claim token, state) before writing, which
-makes claims atomic and the terminal transition happen exactly once across instances.
+round-trips unchanged (firestore_documents.py maps jobs to documents). Every state
+change is a Firestore transaction that re-reads the document and checks the condition
+(runnable, claim token, state) before writing, which makes claims atomic and the
+terminal transition happen exactly once across instances.
 
 Queries that find candidates need composite indexes in production (the emulator needs
 none); docs/jobs.md lists them. `FIRESTORE_EMULATOR_HOST` makes the client use an emulator.
@@ -13,8 +14,6 @@ none); docs/jobs.md lists them. `FIRESTORE_EMULATOR_HOST` makes the client use a
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import secrets
@@ -25,13 +24,18 @@ from google.api_core import exceptions as google_exceptions
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from serving.jobs.records import Job, JobStatus, WebhookState, dumps, stored_fields
-from serving.jobs.store import Claim, DocumentTooLarge, IdempotencyConflict, StoreError
+from serving.jobs.firestore_documents import (
+    MAX_JSON_BYTES,
+    job_document,
+    job_from_document,
+    key_document_id,
+    terminal_fields,
+)
+from serving.jobs.records import Job, JobStatus, WebhookState, dumps
+from serving.jobs.store import Claim, IdempotencyConflict, StoreError
 
 log = logging.getLogger("serving.jobs.store")
 
-# Firestore's limit is 1 MiB per document; leave room for the other fields.
-MAX_JSON_BYTES = 1_000_000
 _CANDIDATES = 10
 _EXHAUSTED = {
     "code": "attempts_exhausted",
@@ -115,9 +119,11 @@ class FirestoreJobStore:
     # --- submit and read ---
 
     def create(self, job: Job) -> tuple[Job, bool]:
-        data = _document(job)
+        data = job_document(job)
         job_ref = self._jobs().document(job.id)
-        key_ref = self._keys().document(_key_id(job.idempotency_key)) if job.idempotency_key is not None else None
+        key_ref = (
+            self._keys().document(key_document_id(job.idempotency_key)) if job.idempotency_key is not None else None
+        )
 
         def body(transaction: Any) -> tuple[Job, bool]:
             if key_ref is not None:
@@ -125,7 +131,7 @@ class FirestoreJobStore:
                 if key.exists:
                     existing = self._jobs().document(key.get("job_id")).get(transaction=transaction)
                     if existing.exists:
-                        found = _job(existing.to_dict())
+                        found = job_from_document(existing.to_dict())
                         if found.request_hash != job.request_hash:
                             raise IdempotencyConflict(found)
                         return found, False
@@ -137,7 +143,7 @@ class FirestoreJobStore:
 
     def get(self, job_id: str) -> Job | None:
         snapshot = self._call(lambda: self._jobs().document(job_id).get())
-        return _job(snapshot.to_dict()) if snapshot.exists else None
+        return job_from_document(snapshot.to_dict()) if snapshot.exists else None
 
     # --- claims ---
 
@@ -170,12 +176,14 @@ class FirestoreJobStore:
             snapshot = ref.get(transaction=transaction)
             if not snapshot.exists:
                 return None
-            job = _job(snapshot.to_dict())
+            job = job_from_document(snapshot.to_dict())
             expired = job.status is JobStatus.RUNNING and job.lease_until is not None and job.lease_until < now
             if expired and job.attempts >= job.max_attempts:
-                transaction.update(ref, _terminal(job, JobStatus.FAILED, None, _EXHAUSTED, now))
+                transaction.update(ref, terminal_fields(job, JobStatus.FAILED, None, _EXHAUSTED, now))
                 log.warning("job %s failed: attempts exhausted by stopped processes", job.id)
-                return _job({**snapshot.to_dict(), **_terminal(job, JobStatus.FAILED, None, _EXHAUSTED, now)})
+                return job_from_document(
+                    {**snapshot.to_dict(), **terminal_fields(job, JobStatus.FAILED, None, _EXHAUSTED, now)}
+                )
             runnable = (job.status is JobStatus.QUEUED and job.not_before <= now) or expired
             if not runnable:
                 return job
@@ -189,7 +197,7 @@ class FirestoreJobStore:
                 "updated_at": now,
             }
             transaction.update(ref, changes)
-            return Claim(_job({**snapshot.to_dict(), **changes}), token)
+            return Claim(job_from_document({**snapshot.to_dict(), **changes}), token)
 
         return self._transaction(body, max_attempts)  # type: ignore[no-any-return]
 
@@ -216,9 +224,9 @@ class FirestoreJobStore:
             data = snapshot.to_dict()
             if data.get("claim_token") != claim.token or data.get("status") != JobStatus.RUNNING.value:
                 return None
-            changes = change(_job(data))
+            changes = change(job_from_document(data))
             transaction.update(ref, changes)
-            return _job({**data, **changes})
+            return job_from_document({**data, **changes})
 
         return self._transaction(body)  # type: ignore[no-any-return]
 
@@ -235,7 +243,7 @@ class FirestoreJobStore:
     ) -> Job | None:
         if status is JobStatus.SUCCEEDED and len(dumps(result).encode()) > MAX_JSON_BYTES:
             status, result, error = JobStatus.FAILED, None, _TOO_LARGE
-        return self._if_held(claim, lambda job: _terminal(job, status, result, error, now))
+        return self._if_held(claim, lambda job: terminal_fields(job, status, result, error, now))
 
     def release(self, claim: Claim, not_before: float, now: float) -> bool:
         def change(job: Job) -> dict[str, Any]:
@@ -258,12 +266,12 @@ class FirestoreJobStore:
             snapshot = ref.get(transaction=transaction)
             if not snapshot.exists:
                 return None
-            job = _job(snapshot.to_dict())
+            job = job_from_document(snapshot.to_dict())
             if job.status.terminal:
                 return job, False
-            changes = _terminal(job, JobStatus.CANCELED, None, _CANCELED, now)
+            changes = terminal_fields(job, JobStatus.CANCELED, None, _CANCELED, now)
             transaction.update(ref, changes)
-            return _job({**snapshot.to_dict(), **changes}), True
+            return job_from_document({**snapshot.to_dict(), **changes}), True
 
         return self._transaction(body)  # type: ignore[no-any-return]
 
@@ -281,7 +289,7 @@ class FirestoreJobStore:
             .order_by("created_at")
             .limit(limit)
         )
-        return [_job(snapshot.to_dict()) for snapshot in self._call(lambda: list(query.get()))]
+        return [job_from_document(snapshot.to_dict()) for snapshot in self._call(lambda: list(query.get()))]
 
     # --- webhooks ---
 
@@ -312,7 +320,7 @@ class FirestoreJobStore:
                 return None
             changes = {"webhook_next_at": now + lease_s, "webhook_attempts": int(data.get("webhook_attempts", 0)) + 1}
             transaction.update(ref, changes)
-            return _job({**data, **changes})
+            return job_from_document({**data, **changes})
 
         return self._transaction(body)  # type: ignore[no-any-return]
 
@@ -345,65 +353,8 @@ class FirestoreJobStore:
                 batch.delete(snapshot.reference)
                 key = snapshot.get("idempotency_key")
                 if key is not None:
-                    batch.delete(self._keys().document(_key_id(key)))
+                    batch.delete(self._keys().document(key_document_id(key)))
             self._call(batch.commit)
             purged += len(doomed)
             if len(snapshots) < 200:
                 return purged
-
-
-def _key_id(key: str | None) -> str:
-    return hashlib.sha256((key or "").encode()).hexdigest()
-
-
-def _terminal(job: Job, status: JobStatus, result: Any, error: dict[str, Any] | None, now: float) -> dict[str, Any]:
-    pending = job.webhook_url is not None
-    return {
-        "status": status.value,
-        "result": dumps(result) if status is JobStatus.SUCCEEDED else None,
-        "error": dumps(error) if error is not None else None,
-        "finished_at": now,
-        "updated_at": now,
-        "claim_token": None,
-        "lease_until": None,
-        "webhook_state": WebhookState.PENDING.value if pending else None,
-        "webhook_next_at": now if pending else None,
-    }
-
-
-def _document(job: Job) -> dict[str, Any]:
-    document = stored_fields(job)
-    if len(document["payload"].encode()) > MAX_JSON_BYTES:
-        raise DocumentTooLarge("The request is larger than the Firestore job store can keep (1 MiB per job)")
-    return document
-
-
-def _job(data: dict[str, Any]) -> Job:
-    return Job(
-        id=data["id"],
-        model=data["model"],
-        status=JobStatus(data["status"]),
-        payload=json.loads(data["payload"]),
-        result=json.loads(data["result"]) if data.get("result") is not None else None,
-        error=json.loads(data["error"]) if data.get("error") is not None else None,
-        created_at=float(data["created_at"]),
-        updated_at=float(data["updated_at"]),
-        started_at=data.get("started_at"),
-        finished_at=data.get("finished_at"),
-        not_before=float(data.get("not_before") or 0.0),
-        attempts=int(data.get("attempts", 0)),
-        max_attempts=int(data["max_attempts"]),
-        lease_until=data.get("lease_until"),
-        claim_token=data.get("claim_token"),
-        worker=data.get("worker"),
-        idempotency_key=data.get("idempotency_key"),
-        request_hash=data.get("request_hash"),
-        request_id=data.get("request_id"),
-        webhook_url=data.get("webhook_url"),
-        webhook_state=WebhookState(data["webhook_state"]) if data.get("webhook_state") else None,
-        webhook_attempts=int(data.get("webhook_attempts", 0)),
-        webhook_next_at=data.get("webhook_next_at"),
-        webhook_error=data.get("webhook_error"),
-        dispatched_at=data.get("dispatched_at"),
-        owner=data.get("owner"),
-    )

@@ -1,7 +1,8 @@
 """`JobService`: submit, read and cancel jobs, and the per-process background work.
 
 `init_jobs(app)` builds it from the settings when the app is built, choosing the store and
-the dispatcher and refusing (with `SettingsError`) a combination that would lose jobs.
+the dispatcher (serving/jobs/stores.py; serving/config/jobs.py refuses a combination that
+would lose jobs).
 Nothing here touches the database at build time: the schema is created on first use in
 each process, and the `threads` pool starts in each server process after the fork
 (`start_background_jobs`, called from gunicorn's `post_worker_init` hook, or on the first
@@ -16,17 +17,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
-from serving.config.settings import Settings, SettingsError
+from serving.config.settings import Settings
 from serving.http.state import get_state
 from serving.jobs.pool import WorkerPool
 from serving.jobs.records import Job, JobStatus, new_job_id, request_fingerprint
 from serving.jobs.runner import JobRunner, LeaseKeeper, worker_name
 from serving.jobs.store import Claim, JobStore, StoreError
+from serving.jobs.stores import build_store, on_serverless
+from serving.jobs.stores import jobs_disabled_reason as jobs_disabled_reason
 from serving.jobs.webhooks import WebhookPolicy, backoff_s, deliver
 from serving.observability.metrics import Metrics
 from serving.runtime.inference import Inference
@@ -38,7 +40,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("serving.jobs")
 
 EXTENSION_KEY = "serving.jobs"
-SQLITE_FILE = "jobs.sqlite"
 # A queued job not handed to Cloud Tasks this long after its submit is dispatched again.
 _REDISPATCH_AFTER_S = 15.0
 
@@ -379,152 +380,3 @@ def get_jobs(app: Flask) -> JobService | None:
     """The app's `JobService`, or None when jobs are off."""
     service: JobService | None = app.extensions.get(EXTENSION_KEY)
     return service
-
-
-def jobs_disabled_reason(settings: Settings) -> str:
-    """Why asynchronous requests are refused when `JOBS_STORE` resolved to `none`."""
-    if settings.jobs_store == "none":
-        return "Asynchronous jobs are turned off on this server (JOBS_STORE=none)"
-    return (
-        "Asynchronous jobs need a durable job store on this platform: set DATABASE_URL (PostgreSQL) "
-        "or JOBS_STORE=firestore"
-    )
-
-
-def on_serverless(settings: Settings) -> bool:
-    """True on App Engine standard, Cloud Run or Cloud Functions: instances with throwaway disks."""
-    # dev_appserver.py sets GAE_ENV=localdev: a developer's machine, whose disk stays.
-    return settings.gae_env == "standard" or bool(settings.k_service)
-
-
-def resolve_store_kind(settings: Settings) -> str:
-    """The store `JOBS_STORE` stands for here: sqlite, postgresql, firestore or none."""
-    if settings.jobs_store != "auto":
-        return settings.jobs_store
-    if settings.database_url:
-        return "postgresql"
-    if on_serverless(settings) and not settings.jobs_allow_ephemeral_store:
-        return "none"
-    return "sqlite"
-
-
-def build_store(settings: Settings) -> JobStore | None:
-    """The job store the settings ask for, after checking that it keeps jobs."""
-    kind = resolve_store_kind(settings)
-    serverless = on_serverless(settings)
-    _check_dispatcher(settings, kind, serverless)
-    if kind == "none":
-        if settings.jobs_store == "auto":
-            log.warning("%s", jobs_disabled_reason(settings))
-        return None
-    if kind == "postgresql":
-        if not settings.database_url:
-            raise SettingsError("JOBS_STORE=postgresql needs DATABASE_URL (a postgresql:// URL)")
-        from serving.jobs.sql_store import SqlJobStore
-
-        try:
-            return SqlJobStore(settings.database_url)
-        except StoreError as exc:
-            raise SettingsError(f"DATABASE_URL is not usable: {exc}") from None
-        except Exception as exc:  # noqa: BLE001 - SQLAlchemy's URL parser raises several kinds
-            raise SettingsError(f"DATABASE_URL is not a valid database URL: {exc.__class__.__name__}") from None
-    if kind == "firestore":
-        from serving.jobs.firestore_store import FirestoreJobStore
-
-        return FirestoreJobStore(
-            project=settings.jobs_firestore_project or None,
-            database=settings.jobs_firestore_database,
-            collection=settings.jobs_firestore_collection,
-        )
-    return _sqlite_store(settings, serverless)
-
-
-def _check_dispatcher(settings: Settings, kind: str, serverless: bool) -> None:
-    if settings.jobs_dispatcher != "cloud-tasks":
-        return
-    if kind == "none":
-        raise SettingsError(f"JOBS_DISPATCHER=cloud-tasks needs a job store: {jobs_disabled_reason(settings)}")
-    if kind == "sqlite" and serverless:
-        raise SettingsError(
-            "JOBS_DISPATCHER=cloud-tasks with a SQLite job store would lose jobs: Cloud Tasks delivers each job "
-            "to any instance, and a SQLite file lives on one instance's disk only. Set DATABASE_URL or "
-            "JOBS_STORE=firestore"
-        )
-    if not settings.jobs_tasks_queue:
-        raise SettingsError("JOBS_DISPATCHER=cloud-tasks needs JOBS_TASKS_QUEUE (projects/P/locations/L/queues/Q)")
-    if settings.jobs_tasks_target == "app_engine" and settings.gae_env != "standard":
-        raise SettingsError(
-            "JOBS_TASKS_TARGET=app_engine works only on App Engine (GAE_ENV=standard), the only place where "
-            "X-AppEngine-QueueName proves the caller; elsewhere use JOBS_TASKS_TARGET=http"
-        )
-    if settings.jobs_tasks_target == "http":
-        if not settings.jobs_tasks_url:
-            raise SettingsError("JOBS_TASKS_TARGET=http needs JOBS_TASKS_URL (this service's https:// URL)")
-        if not settings.jobs_tasks_service_account:
-            raise SettingsError("JOBS_TASKS_TARGET=http needs JOBS_TASKS_SERVICE_ACCOUNT (the tasks' OIDC identity)")
-
-
-def _sqlite_store(settings: Settings, serverless: bool) -> JobStore:
-    from serving.jobs.sql_store import SqlJobStore, sqlite_url
-
-    directory = settings.jobs_data_dir
-    if not settings.jobs_allow_ephemeral_store:
-        if serverless:
-            raise SettingsError(
-                "JOBS_STORE=sqlite on App Engine or Cloud Run would lose jobs: the instance's disk vanishes with "
-                "it. Set DATABASE_URL or JOBS_STORE=firestore (or JOBS_ALLOW_EPHEMERAL_STORE=true for a demo)"
-            )
-        filesystem = filesystem_type(directory)
-        if filesystem in ("tmpfs", "ramfs"):
-            raise SettingsError(
-                f"JOBS_DATA_DIR={directory} is on {filesystem}, which is emptied at reboot: jobs would be lost. "
-                "Choose a directory on disk (or JOBS_ALLOW_EPHEMERAL_STORE=true)"
-            )
-    existing = directory
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise SettingsError(f"JOBS_DATA_DIR={directory} is not a writable directory")
-    return SqlJobStore(sqlite_url(directory / SQLITE_FILE), data_dir=directory)
-
-
-def filesystem_type(path: Path, mounts: str | None = None) -> str | None:
-    """The type of the filesystem holding `path` (from /proc/mounts), or None if unknown."""
-    if mounts is None:
-        try:
-            mounts = Path("/proc/mounts").read_text()
-        except OSError:
-            return None
-    target = str(path.resolve() if path.exists() else path.absolute())
-    best: tuple[int, str] | None = None
-    for line in mounts.splitlines():
-        fields = line.split()
-        if len(fields) < 3:
-            continue
-        mount_point = fields[1].replace("\\040", " ")
-        inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
-        if inside and (best is None or len(mount_point) > best[0]):
-            best = (len(mount_point), fields[2])
-    return best[1] if best else None
-
-
-def start_background_jobs(wsgi: Any) -> None:
-    """gunicorn `post_worker_init` hook: start the job pool of this worker process."""
-    service = _service_of(wsgi)
-    if service is not None:
-        service.start()
-
-
-def stop_background_jobs(wsgi: Any, timeout_s: float) -> None:
-    """gunicorn `worker_exit` hook: let running jobs finish within `timeout_s`."""
-    service = _service_of(wsgi)
-    if service is not None:
-        service.stop(timeout_s)
-
-
-def _service_of(wsgi: Any) -> JobService | None:
-    extensions = getattr(wsgi, "extensions", None)
-    if not isinstance(extensions, dict):
-        return None
-    service = extensions.get(EXTENSION_KEY)
-    return service if isinstance(service, JobService) else None

@@ -9,99 +9,32 @@ is made atomic:
   write lock up front, so two processes can never both read a row as claimable (WAL mode
   keeps readers unblocked meanwhile).
 
-The schema is created on start and upgraded by numbered migrations recorded in
-`jobs_schema`, under a lock (an advisory lock on PostgreSQL, the write lock on SQLite) so
-that instances starting together do not race.
+This module holds the statements; sql_schema.py the table and its migrations, and
+sql_engine.py the connections (URLs, SQLite's pragmas and writer lock).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import logging
 import os
 import secrets
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine, RowMapping
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from serving.jobs.records import Job, JobStatus, WebhookState, dumps, stored_fields
+from serving.jobs.records import Job, JobStatus, WebhookState
+from serving.jobs.sql_engine import WriterLock, create_engine, normalise_database_url
+from serving.jobs.sql_schema import JOBS, job_from_row, job_row, migrate, terminal_values
 from serving.jobs.store import Claim, IdempotencyConflict, StoreError
 
 log = logging.getLogger("serving.jobs.store")
-
-_metadata = sa.MetaData()
-
-JOBS = sa.Table(
-    "jobs",
-    _metadata,
-    sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("model", sa.String(64), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("payload", sa.Text, nullable=False),
-    sa.Column("result", sa.Text),
-    sa.Column("error", sa.Text),
-    sa.Column("created_at", sa.Double, nullable=False),
-    sa.Column("updated_at", sa.Double, nullable=False),
-    sa.Column("started_at", sa.Double),
-    sa.Column("finished_at", sa.Double),
-    sa.Column("not_before", sa.Double, nullable=False, server_default="0"),
-    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("max_attempts", sa.Integer, nullable=False),
-    sa.Column("lease_until", sa.Double),
-    sa.Column("claim_token", sa.String(32)),
-    sa.Column("worker", sa.String(128)),
-    sa.Column("idempotency_key", sa.String(255)),
-    sa.Column("request_hash", sa.String(64)),
-    sa.Column("request_id", sa.String(128)),
-    sa.Column("webhook_url", sa.Text),
-    sa.Column("webhook_state", sa.String(16)),
-    sa.Column("webhook_attempts", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("webhook_next_at", sa.Double),
-    sa.Column("webhook_error", sa.Text),
-    sa.Column("dispatched_at", sa.Double),
-    sa.Column("owner", sa.String(64)),
-    sa.Index("jobs_idempotency_key", "idempotency_key", unique=True),
-    sa.Index("jobs_runnable", "status", "not_before"),
-    sa.Index("jobs_leases", "status", "lease_until"),
-    sa.Index("jobs_finished", "finished_at"),
-    sa.Index("jobs_webhooks", "webhook_state", "webhook_next_at"),
-)
-
-SCHEMA = sa.Table(
-    "jobs_schema",
-    _metadata,
-    sa.Column("version", sa.Integer, primary_key=True),
-    sa.Column("applied_at", sa.Double, nullable=False),
-)
-
-# Any constant works: it names the lock that serialises schema upgrades across instances.
-_PG_SCHEMA_LOCK = 7_240_724_001
-
-
-def _migration_1(conn: Connection) -> None:
-    JOBS.create(conn, checkfirst=True)
-
-
-def _migration_2(conn: Connection) -> None:
-    # A database made by step 1 of this release already has the column (step 1 creates
-    # the table as it is now); one made by an older release gets it here.
-    if "owner" not in {column["name"] for column in sa.inspect(conn).get_columns("jobs")}:
-        conn.execute(sa.text("ALTER TABLE jobs ADD COLUMN owner VARCHAR(64)"))
-
-
-# Append-only: a new column is a new numbered step (e.g. `ALTER TABLE jobs ADD COLUMN ...`
-# with a default), never an edit of an old one, so every database reaches the same shape.
-_MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _migration_1), (2, _migration_2)]
 
 _EXHAUSTED = {
     "code": "attempts_exhausted",
@@ -109,19 +42,6 @@ _EXHAUSTED = {
     "(crash, out of memory, kill or restart)",
 }
 _CANCELED = {"code": "canceled", "message": "Canceled by the client"}
-
-
-def sqlite_url(path: Path) -> str:
-    """The SQLAlchemy URL of a SQLite database file."""
-    return f"sqlite+pysqlite:///{path}"
-
-
-def normalise_database_url(url: str) -> str:
-    """`postgres://` and `postgresql://` URLs with the psycopg 3 driver named explicitly."""
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
 
 
 class SqlJobStore:
@@ -139,17 +59,10 @@ class SqlJobStore:
         self._write_lock: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
         if self.dialect == "sqlite":
             database = sa.engine.make_url(self.url).database or ""
-            self._write_lock = _WriterLock(Path(database + ".lock"))
+            self._write_lock = WriterLock(Path(database + ".lock"))
 
     def _create_engine(self) -> Engine:
-        if self.dialect == "sqlite":
-            engine = sa.create_engine(self.url, connect_args={"timeout": 30})
-            event.listen(engine, "connect", _sqlite_on_connect)
-            event.listen(engine, "begin", _sqlite_on_begin)
-            return engine
-        return sa.create_engine(
-            self.url, pool_pre_ping=True, pool_size=self._pool_size, max_overflow=self._pool_size, pool_recycle=1800
-        )
+        return create_engine(self.url, self.dialect, self._pool_size)
 
     # --- lifecycle ---
 
@@ -160,20 +73,7 @@ class SqlJobStore:
             except OSError as exc:
                 raise StoreError(f"cannot create the job store's directory {self._data_dir}: {exc}") from exc
         with self._begin() as conn:
-            if self.dialect == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_SCHEMA_LOCK})
-            SCHEMA.create(conn, checkfirst=True)
-            current = conn.execute(sa.select(sa.func.max(SCHEMA.c.version))).scalar() or 0
-            for version, step in _MIGRATIONS:
-                if version > current:
-                    step(conn)
-                    conn.execute(sa.insert(SCHEMA).values(version=version, applied_at=time.time()))
-                    log.info("job store schema upgraded to version %d", version)
-            latest = _MIGRATIONS[-1][0]
-            if current > latest:
-                # A newer release migrated this database; its steps only add columns, so
-                # this older code keeps working (e.g. during a rollback).
-                log.warning("job store schema is at version %d, newer than this release's %d", current, latest)
+            migrate(conn, self.dialect)
 
     def after_fork(self) -> None:
         if os.getpid() != self._pid:
@@ -223,7 +123,7 @@ class SqlJobStore:
     def create(self, job: Job) -> tuple[Job, bool]:
         try:
             with self._begin() as conn:
-                conn.execute(sa.insert(JOBS).values(**_row(job)))
+                conn.execute(sa.insert(JOBS).values(**job_row(job)))
             return job, True
         except IntegrityError as exc:
             if job.idempotency_key is None:
@@ -232,7 +132,7 @@ class SqlJobStore:
             row = conn.execute(sa.select(JOBS).where(JOBS.c.idempotency_key == job.idempotency_key)).mappings().first()
         if row is None:  # the other job was purged in between: try once more
             return self.create(job)
-        existing = _job(row)
+        existing = job_from_row(row)
         if existing.request_hash != job.request_hash:
             raise IdempotencyConflict(existing)
         return existing, False
@@ -240,7 +140,7 @@ class SqlJobStore:
     def get(self, job_id: str) -> Job | None:
         with self._read() as conn:
             row = conn.execute(sa.select(JOBS).where(JOBS.c.id == job_id)).mappings().first()
-        return _job(row) if row is not None else None
+        return job_from_row(row) if row is not None else None
 
     # --- claims ---
 
@@ -271,7 +171,7 @@ class SqlJobStore:
         if job_id is not None:
             condition = sa.and_(condition, JOBS.c.id == job_id)
         ended = conn.execute(
-            sa.update(JOBS).where(condition).values(**_terminal_values(JobStatus.FAILED, None, _EXHAUSTED, now))
+            sa.update(JOBS).where(condition).values(**terminal_values(JobStatus.FAILED, None, _EXHAUSTED, now))
         ).rowcount
         if ended:
             log.warning("%d job(s) failed: attempts exhausted by stopped processes", ended)
@@ -305,7 +205,7 @@ class SqlJobStore:
             token, values = self._claim_values(worker, lease_s, now)
             statement = sa.update(JOBS).where(JOBS.c.id == candidate, self._runnable(now)).values(**values)
             row = conn.execute(statement.returning(*JOBS.c)).mappings().first()
-        return Claim(_job(row), token) if row is not None else None
+        return Claim(job_from_row(row), token) if row is not None else None
 
     def claim(self, job_id: str, worker: str, lease_s: float, now: float) -> Claim | Job | None:
         with self._begin(durable=False) as conn:
@@ -315,9 +215,9 @@ class SqlJobStore:
             statement = sa.update(JOBS).where(JOBS.c.id == job_id, self._runnable(now)).values(**values)
             row = conn.execute(statement.returning(*JOBS.c)).mappings().first()
             if row is not None:
-                return Claim(_job(row), token)
+                return Claim(job_from_row(row), token)
             current = conn.execute(sa.select(JOBS).where(JOBS.c.id == job_id)).mappings().first()
-        return _job(current) if current is not None else None
+        return job_from_row(current) if current is not None else None
 
     def heartbeat(self, claims: list[Claim], lease_s: float, now: float) -> set[str]:
         lost: set[str] = set()
@@ -344,13 +244,13 @@ class SqlJobStore:
                 conn.execute(
                     sa.update(JOBS)
                     .where(_holds(claim))
-                    .values(**_terminal_values(status, result, error, now))
+                    .values(**terminal_values(status, result, error, now))
                     .returning(*JOBS.c)
                 )
                 .mappings()
                 .first()
             )
-        return _job(row) if row is not None else None
+        return job_from_row(row) if row is not None else None
 
     def release(self, claim: Claim, not_before: float, now: float) -> bool:
         with self._begin(durable=False) as conn:
@@ -377,16 +277,16 @@ class SqlJobStore:
                 conn.execute(
                     sa.update(JOBS)
                     .where(JOBS.c.id == job_id, JOBS.c.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]))
-                    .values(**_terminal_values(JobStatus.CANCELED, None, _CANCELED, now))
+                    .values(**terminal_values(JobStatus.CANCELED, None, _CANCELED, now))
                     .returning(*JOBS.c)
                 )
                 .mappings()
                 .first()
             )
             if row is not None:
-                return _job(row), True
+                return job_from_row(row), True
             current = conn.execute(sa.select(JOBS).where(JOBS.c.id == job_id)).mappings().first()
-        return (_job(current), False) if current is not None else None
+        return (job_from_row(current), False) if current is not None else None
 
     # --- Cloud Tasks bookkeeping ---
 
@@ -410,7 +310,7 @@ class SqlJobStore:
                 .mappings()
                 .all()
             )
-        return [_job(row) for row in rows]
+        return [job_from_row(row) for row in rows]
 
     # --- webhooks ---
 
@@ -448,7 +348,7 @@ class SqlJobStore:
             .mappings()
             .first()
         )
-        return _job(row) if row is not None else None
+        return job_from_row(row) if row is not None else None
 
     def finish_webhook(self, job_id: str, delivered: bool, error: str | None, retry_at: float | None) -> None:
         if delivered:
@@ -482,122 +382,12 @@ def _locked_now(now: float) -> float:
     return max(now, time.time())
 
 
-class _WriterLock:
-    """Queues SQLite writers of every thread and process, in the kernel instead of SQLite.
-
-    SQLite's busy handler retries a locked database after sleeps of up to 100 ms, so
-    under contention some writers (a client's submit among them) wait seconds; flock()
-    waiters are woken as soon as the lock is free. A thread lock in front, because one
-    process's threads share the file descriptor and flock() does not tell them apart;
-    the file is reopened after a fork, because a child shares its parent's.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._threads = threading.Lock()
-        self._fd: int | None = None
-        self._pid = 0
-
-    def __enter__(self) -> None:
-        self._threads.acquire()
-        try:
-            if self._fd is None or self._pid != os.getpid():
-                self._path.parent.mkdir(parents=True, exist_ok=True)
-                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
-                self._pid = os.getpid()
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-        except BaseException:
-            self._threads.release()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            if self._fd is not None:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-        finally:
-            self._threads.release()
-
-
 def _holds(claim: Claim) -> sa.ColumnElement[bool]:
     return sa.and_(
         JOBS.c.id == claim.job_id,
         JOBS.c.claim_token == claim.token,
         JOBS.c.status == JobStatus.RUNNING.value,
     )
-
-
-def _terminal_values(status: JobStatus, result: Any, error: dict[str, Any] | None, now: float) -> dict[str, Any]:
-    return {
-        "status": status.value,
-        "result": dumps(result) if status is JobStatus.SUCCEEDED else None,
-        "error": dumps(error) if error is not None else None,
-        "finished_at": now,
-        "updated_at": now,
-        "claim_token": None,
-        "lease_until": None,
-        "webhook_state": sa.case((JOBS.c.webhook_url.is_(None), None), else_=WebhookState.PENDING.value),
-        "webhook_next_at": sa.case((JOBS.c.webhook_url.is_(None), None), else_=now),
-    }
-
-
-def _row(job: Job) -> dict[str, Any]:
-    return stored_fields(job)
-
-
-def _job(row: RowMapping) -> Job:
-    return Job(
-        id=row["id"],
-        model=row["model"],
-        status=JobStatus(row["status"]),
-        payload=json.loads(row["payload"]),
-        result=json.loads(row["result"]) if row["result"] is not None else None,
-        error=json.loads(row["error"]) if row["error"] is not None else None,
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        not_before=row["not_before"],
-        attempts=row["attempts"],
-        max_attempts=row["max_attempts"],
-        lease_until=row["lease_until"],
-        claim_token=row["claim_token"],
-        worker=row["worker"],
-        idempotency_key=row["idempotency_key"],
-        request_hash=row["request_hash"],
-        request_id=row["request_id"],
-        webhook_url=row["webhook_url"],
-        webhook_state=WebhookState(row["webhook_state"]) if row["webhook_state"] else None,
-        webhook_attempts=row["webhook_attempts"],
-        webhook_next_at=row["webhook_next_at"],
-        webhook_error=row["webhook_error"],
-        dispatched_at=row["dispatched_at"],
-        owner=row["owner"],
-    )
-
-
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    # SQLAlchemy's pysqlite driver starts transactions lazily and DEFERRED; take control so
-    # that `_sqlite_on_begin` can open each transaction with the write lock held.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
-
-
-def _sqlite_on_begin(conn: Connection) -> None:
-    # IMMEDIATE takes the write lock now, so no other process can change what this
-    # transaction reads before it writes; reads need no lock at all in WAL mode.
-    options = conn.get_execution_options()
-    if options.get("serving_readonly", False):
-        conn.exec_driver_sql("BEGIN")
-        return
-    # FULL: the commit is on disk before the client hears of it (an accepted job, a
-    # result) and survives power loss, not only a crash. NORMAL (WAL: no fsync per
-    # commit, still safe against any process crash) for claims and leases.
-    conn.exec_driver_sql("PRAGMA synchronous=" + ("FULL" if options.get("serving_durable", True) else "NORMAL"))
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _first_line(exc: BaseException) -> str:

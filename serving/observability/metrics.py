@@ -34,7 +34,7 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
-from serving.config.settings import SettingsError
+from serving.config.server import check_metrics_multiprocess, ensure_metrics_dir
 
 log = logging.getLogger("serving.observability.metrics")
 
@@ -73,12 +73,7 @@ def prepare_multiprocess_dir(configured: Path | None) -> tuple[Path, bool]:
         private = True
     else:
         path = configured
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise SettingsError(f"{MULTIPROC_ENV}={str(configured)!r} is not valid: {exc.strerror}") from None
-        if not path.is_dir():
-            raise SettingsError(f"{MULTIPROC_ENV}={str(configured)!r} is not valid: not a directory")
+        ensure_metrics_dir(path)
         for stale in _metric_files(path):
             stale.unlink(missing_ok=True)
         private = False
@@ -244,13 +239,11 @@ def _require_multiprocess_mode(directory: Path) -> None:
         os.environ.setdefault(MULTIPROC_ENV, str(directory))
     from prometheus_client import values
 
-    if not getattr(values.ValueClass, "_multiprocess", False) or os.environ.get(MULTIPROC_ENV) != str(directory):
-        raise SettingsError(
-            f"{MULTIPROC_ENV}={str(directory)!r} must be set in the environment before the server starts "
-            "(prometheus-client was already imported without it)"
-        )
-    if not directory.is_dir():
-        raise SettingsError(f"{MULTIPROC_ENV}={str(directory)!r} is not valid: not a directory")
+    check_metrics_multiprocess(
+        directory,
+        multiprocess=bool(getattr(values.ValueClass, "_multiprocess", False)),
+        environ_dir=os.environ.get(MULTIPROC_ENV),
+    )
 
 
 def create_metrics(enabled: bool, directory: Path | None) -> Metrics:

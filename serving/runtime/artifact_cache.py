@@ -30,7 +30,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from serving.runtime.artifacts import ArtifactSource, CloudStorageSource, LocalSource
+from serving.config.artifacts import ArtifactSource, CloudStorageSource, LocalSource
+from serving.config.artifacts_settings import DEFAULT_ARTIFACTS_CACHE_DIR
 from serving.runtime.cloud_storage import ArtifactError, create_client, digest_of, download, list_objects
 
 log = logging.getLogger("serving.runtime.artifact_cache")
@@ -39,7 +40,6 @@ SHORT_DIGEST_LENGTH = 12
 # /tmp by name, not $TMPDIR: it is App Engine's only writable directory, and memory-backed
 # and private to the instance on App Engine and Cloud Run (the directory is checked to be
 # this user's alone before use; see `_check_private`).
-DEFAULT_CACHE_DIR = Path("/tmp/model-serving-artifacts")  # noqa: S108
 # A request to Cloud Storage that stays silent this long is retried (within the timeout).
 _MAX_REQUEST_TIMEOUT_S = 60.0
 
@@ -62,7 +62,7 @@ class ArtifactCache:
 
     def __init__(
         self,
-        directory: Path = DEFAULT_CACHE_DIR,
+        directory: Path = DEFAULT_ARTIFACTS_CACHE_DIR,
         *,
         timeout_s: float = 300.0,
         workers: int = 8,

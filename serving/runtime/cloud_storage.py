@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import google_crc32c
 
-from serving.runtime.artifacts import CloudStorageSource, relative_object_path
+from serving.config.artifacts import CloudStorageSource, relative_object_path
 
 if TYPE_CHECKING:
     from google.cloud.storage import Client

@@ -5,17 +5,18 @@ model, and in Vertex AI mode `AIP_STORAGE_URI` (the Model resource's artifact UR
 overrides the artifacts of the model that Vertex AI's predict route serves, since that is
 where Vertex AI put the model's files. Mistakes stop start-up: a name that no handler
 has, or artifacts for a `setup()` that cannot take them, raise `SettingsError` naming the
-variable; a `setup(artifacts)` with no artifacts from anywhere raises `HandlerError`
-naming its file.
+variable (checked in `serving.config.artifacts_settings`); a `setup(artifacts)` with no
+artifacts from anywhere raises `HandlerError` naming its file.
 """
 
 from __future__ import annotations
 
 import logging
 
-from serving.config.settings import Settings, SettingsError
+from serving.config.artifacts import ArtifactSource
+from serving.config.artifacts_settings import check_model_artifacts
+from serving.config.settings import Settings
 from serving.runtime.artifact_cache import ArtifactCache
-from serving.runtime.artifacts import ArtifactSource
 from serving.runtime.registry import HandlerError, ModelSpec
 
 log = logging.getLogger("serving.runtime.model_artifacts")
@@ -33,20 +34,10 @@ def artifact_cache(settings: Settings) -> ArtifactCache:
 
 def artifact_sources(settings: Settings, specs: list[ModelSpec]) -> dict[str, ArtifactSource]:
     """Each model's artifacts by name (models without any are left out)."""
-    by_name = {spec.name: spec for spec in specs}
     sources = {spec.name: spec.artifacts for spec in specs if spec.artifacts is not None}
 
-    served = ", ".join(sorted(by_name)) or "none"
-    for name, source in settings.model_artifacts:
-        spec = by_name.get(name)
-        if spec is None:
-            raise SettingsError(f"MODEL_ARTIFACTS names {name!r}, which is not a served model (served: {served})")
-        if not spec.setup_takes_artifacts:
-            raise SettingsError(
-                f"MODEL_ARTIFACTS gives artifacts to {name!r}, but its setup() takes no artifacts "
-                f"parameter ({spec.path})"
-            )
-        sources[name] = source
+    check_model_artifacts(settings.model_artifacts, {spec.name: spec.setup_takes_artifacts for spec in specs})
+    sources.update(settings.model_artifacts)
 
     if settings.aip_storage_uri is not None and settings.vertex_ai:
         vertex_model = _vertex_model(settings, specs)

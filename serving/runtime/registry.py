@@ -7,7 +7,7 @@ A handler module (see `handlers/xxx_model.py`) declares at module level:
   (optional) of the result;
 - `setup()` (optional): loads the model, once per process; its return value is passed
   to `predict`. A handler whose files live elsewhere sets `ARTIFACTS` (a `gs://` URI or
-  a local path, see `serving.runtime.artifacts`) and takes them as `setup(artifacts)`:
+  a local path, see `serving.config.artifacts`) and takes them as `setup(artifacts)`:
   a `pathlib.Path` to a local directory holding them;
 - `predict(model, payload)`: the result for one request, JSON-serialisable;
 - optional: a docstring (first line is the description), `VERSION`, `REQUIRES` (module
@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from serving.config.artifacts import ArtifactSource, parse_artifact_uri
 from serving.runtime.artifact_cache import ArtifactCache, FetchedArtifacts
-from serving.runtime.artifacts import ArtifactSource, parse_artifact_uri
 from serving.runtime.cloud_storage import ArtifactError
 from serving.runtime.validation import SchemaValidator, schema_problem
 

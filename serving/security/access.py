@@ -27,8 +27,8 @@ from typing import TypeVar
 
 from flask import Flask, current_app, g, request
 
-from serving.config.api_keys import ApiKey, KeyRing, parse_key_specs
-from serving.config.settings import Settings, SettingsError
+from serving.config.api_keys import ApiKey, KeyRing
+from serving.config.settings import Settings
 from serving.errors import ModelForbidden, Unauthorized
 from serving.security.secretmanager import access_secret
 
@@ -51,20 +51,8 @@ def load_key_ring(settings: Settings, fetch_secret: Callable[[str], str] = acces
 
     Raises `SettingsError` naming the variable when the secret cannot be read or parsed.
     """
-    keys: list[ApiKey] = list(settings.api_keys)
-    if settings.api_keys_secret:
-        payload = fetch_secret(settings.api_keys_secret)
-        try:
-            from_secret = parse_key_specs(payload)
-        except ValueError as exc:
-            raise SettingsError(f"API_KEYS_SECRET={settings.api_keys_secret!r}: not a valid key list: {exc}") from None
-        if not from_secret:
-            raise SettingsError(f"API_KEYS_SECRET={settings.api_keys_secret!r}: the secret holds no keys")
-        keys.extend(from_secret)
-    try:
-        return KeyRing(keys)
-    except ValueError as exc:
-        raise SettingsError(f"API_KEYS and API_KEYS_SECRET together are not valid: {exc}") from None
+    payload = fetch_secret(settings.api_keys_secret) if settings.api_keys_secret else None
+    return settings.key_ring(payload)
 
 
 def key_ring(app: Flask | None = None) -> KeyRing:

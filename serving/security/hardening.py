@@ -14,7 +14,8 @@ from __future__ import annotations
 from flask import Flask, Response, request
 from werkzeug.serving import WSGIRequestHandler
 
-from serving.config.settings import Settings, SettingsError
+from serving.config.server import refuse_debug_on_google_cloud
+from serving.config.settings import Settings
 
 HTML_CSP = "; ".join(
     [
@@ -59,9 +60,7 @@ def refuse_debug_in_production(app: Flask, settings: Settings) -> None:
     Flask's debug mode shows tracebacks and, with the development server, an interactive
     debugger that executes code: it must never face the internet.
     """
-    runtime = settings.google_cloud_runtime
-    if runtime is not None and (app.debug or settings.flask_debug):
-        raise SettingsError(f"FLASK_DEBUG is refused on Google Cloud ({runtime} is set): debug mode must not be public")
+    refuse_debug_on_google_cloud(settings.google_cloud_runtime, app.debug or settings.flask_debug)
 
 
 class QuietRequestHandler(WSGIRequestHandler):

@@ -8,26 +8,14 @@ version and restarting (a new App Engine version or Cloud Run revision).
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from google.cloud.secretmanager_v1 import SecretManagerServiceClient
 
-# `projects/<project>/secrets/<secret>` (latest version) or `.../versions/<version>`.
-SECRET_NAME = re.compile(r"^projects/[^/\s]+/secrets/[A-Za-z0-9_-]{1,255}(/versions/([1-9][0-9]*|latest))?$")
-
 
 class SecretError(RuntimeError):
     """The secret could not be read or is corrupt; the message names the secret."""
-
-
-def parse_secret_name(raw: str) -> str:
-    """A full secret version name; `projects/P/secrets/S` means its latest version."""
-    name = raw.strip()
-    if not SECRET_NAME.match(name):
-        raise ValueError("expected projects/<project>/secrets/<secret>[/versions/<n>|latest]")
-    return name if "/versions/" in name else name + "/versions/latest"
 
 
 def _crc32c_table() -> list[int]:

@@ -18,7 +18,8 @@ from flask import Flask
 
 from serving.jobs.firestore_store import FirestoreJobStore
 from serving.jobs.service import get_jobs
-from serving.jobs.sql_store import SqlJobStore, sqlite_url
+from serving.jobs.sql_engine import sqlite_url
+from serving.jobs.sql_store import SqlJobStore
 from serving.jobs.store import JobStore
 from tests.conftest import FIXTURE_HANDLERS, require_service
 from tests.servers import PROJECT_ROOT, free_port
@@ -111,7 +112,8 @@ def make_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Job
     return FirestoreJobStore(project=FIRESTORE_PROJECT, database="(default)", collection=f"jobs_{secrets.token_hex(6)}")
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "firestore"])
+# The Firestore emulator is a process (gcloud starts it, in Java): end-to-end, like gunicorn.
+@pytest.fixture(params=["sqlite", "postgresql", pytest.param("firestore", marks=pytest.mark.e2e)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
     """Each store engine in turn, prepared and empty."""
     job_store = make_store(request.param, request, tmp_path)

@@ -9,8 +9,10 @@ import pytest
 
 from serving.app import create_app
 from serving.config.settings import Settings, SettingsError
-from serving.jobs.service import filesystem_type, get_jobs, resolve_store_kind
-from serving.jobs.sql_store import normalise_database_url
+from serving.jobs.mounts import filesystem_type
+from serving.jobs.service import get_jobs
+from serving.jobs.sql_engine import normalise_database_url
+from serving.jobs.stores import resolve_store_kind
 from tests.jobs.conftest import JOB_HANDLERS
 
 QUEUE = "projects/p/locations/l/queues/jobs"
@@ -161,7 +163,7 @@ def test_filesystem_type_finds_the_longest_mount(path: str, kind: str) -> None:
 
 
 def test_a_data_dir_on_tmpfs_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr("serving.jobs.service.filesystem_type", lambda path: "tmpfs")
+    monkeypatch.setattr("serving.jobs.stores.filesystem_type", lambda path: "tmpfs")
 
     with pytest.raises(SettingsError, match="is on tmpfs"):
         create_app(Settings(handlers_dir=JOB_HANDLERS, jobs_data_dir=tmp_path))

@@ -12,7 +12,8 @@ from flask.testing import FlaskClient
 
 from serving.config.api_keys import parse_key_specs
 from serving.jobs.records import Job, JobStatus, new_job_id
-from serving.jobs.sql_store import SqlJobStore, sqlite_url
+from serving.jobs.sql_engine import sqlite_url
+from serving.jobs.sql_store import SqlJobStore
 from serving.jobs.store import JobStore
 
 ALICE = "alice-secret-0123456789abcd"

@@ -11,7 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from serving.jobs.records import Job, JobStatus, WebhookState, new_job_id, request_fingerprint
-from serving.jobs.sql_store import SCHEMA, SqlJobStore
+from serving.jobs.sql_schema import SCHEMA
+from serving.jobs.sql_store import SqlJobStore
 from serving.jobs.store import Claim, IdempotencyConflict, JobStore
 from tests.jobs.conftest import make_store
 

@@ -227,6 +227,7 @@ def self_signed_https(tmp_path: Path) -> Iterator[str]:
         server.server_close()
 
 
+@pytest.mark.e2e
 def test_https_certificates_are_verified(self_signed_https: str) -> None:
     outcome = deliver(self_signed_https, {"job_id": "j"}, 1, LOOPBACK_OK)
 

@@ -248,6 +248,7 @@ def retrained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     return which, directory
 
 
+@pytest.mark.e2e  # retrains in a process of its own (`retrained`)
 def test_retraining_gives_the_committed_held_out_predictions(retrained: tuple[str, Path]) -> None:
     """The claim in models/README.md that holds whatever the library versions."""
     which, directory = retrained
@@ -266,6 +267,7 @@ def test_retraining_gives_the_committed_held_out_predictions(retrained: tuple[st
     )
 
 
+@pytest.mark.e2e  # retrains in a process of its own (`retrained`)
 def test_retraining_with_the_manifest_versions_gives_the_same_bytes(retrained: tuple[str, Path]) -> None:
     """The bit-for-bit claim in models/README.md: it needs the library versions recorded."""
     which, directory = retrained

@@ -49,6 +49,7 @@ print(json.dumps([os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in ch
 """
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("parent", ["warm", "loaded-only"])
 @pytest.mark.parametrize("module_name", HANDLER_MODULES)
 def test_children_forked_from_a_parent_with_the_model_still_predict(module_name: str, parent: str) -> None:

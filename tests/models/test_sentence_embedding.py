@@ -61,6 +61,7 @@ def test_concurrent_calls_from_threads_succeed(embedder: Any) -> None:
         assert g == pytest.approx(e, abs=1e-5)
 
 
+@pytest.mark.e2e
 def test_loads_offline_without_environment_variables_or_network() -> None:
     # A fresh process with HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE unset and every socket
     # connect refused: setup() and predict() must neither need nor try the network.

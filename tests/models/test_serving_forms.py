@@ -195,6 +195,7 @@ print(json.dumps({"served": sorted(served), "imported": sorted(m for m in sys.ar
 """
 
 
+@pytest.mark.e2e
 def test_a_fresh_server_imports_no_training_package() -> None:
     result = run_python(FRESH_SERVER, timeout=180, args=NOT_FOR_SERVING)
     report = json.loads(result.stdout.strip().splitlines()[-1])

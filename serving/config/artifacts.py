@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from serving.config.fields import PROJECT_ROOT
 
 # Cloud Storage bucket names: 3-63 characters per dot-separated part (222 in all),
 # lowercase letters, digits, '-', '_' and '.', starting and ending with a letter or digit.

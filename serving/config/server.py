@@ -1,0 +1,162 @@
+"""Settings of the server process: binding, gunicorn, request size, CORS, logs, metrics, debug."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from serving.config import parsers
+from serving.config.fields import SettingsError, setting
+
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# App Engine standard rejects requests over 32 MB (whether read as 10^6 or 2^20 bytes)
+# before they reach the app; staying a little under it means our own 413 (JSON, with a
+# message) is what clients see.
+_DEFAULT_MAX_REQUEST_BYTES = 30 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = setting("HOST", "0.0.0.0", "Address gunicorn and `python main.py` bind to.")
+    port: int = setting(
+        "PORT",
+        8080,
+        "Port to listen on. App Engine and Cloud Run set it; 8080 otherwise.",
+        parsers.int_between(1, 65535),
+    )
+    workers: int = setting(
+        "GUNICORN_WORKERS",
+        2,
+        "gunicorn worker processes (each loads every model once).",
+        parsers.int_between(1, 64),
+    )
+    threads: int = setting(
+        "GUNICORN_THREADS",
+        8,
+        "Threads per gunicorn worker (gthread worker class): concurrent requests per worker, "
+        "and so the largest batch one worker can gather.",
+        parsers.int_between(1, 256),
+    )
+    timeout_s: int = setting(
+        "GUNICORN_TIMEOUT",
+        60,
+        "Seconds a worker may be silent before gunicorn's master restarts it.",
+        parsers.int_between(1, 3600),
+    )
+    graceful_timeout_s: int = setting(
+        "GUNICORN_GRACEFUL_TIMEOUT",
+        8,
+        "Seconds in-flight requests get to finish after SIGTERM (Cloud Run allows 10).",
+        parsers.int_between(1, 3600),
+    )
+    max_request_bytes: int = setting(
+        "MAX_REQUEST_BYTES",
+        _DEFAULT_MAX_REQUEST_BYTES,
+        "Largest request body accepted; larger ones get 413 (App Engine's own limit is 32 MB).",
+        parsers.int_between(1024, 1024 * 1024 * 1024),
+    )
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    cors_origins: tuple[str, ...] = setting(
+        "CORS_ORIGINS",
+        ("*",),
+        "Comma-separated origins allowed to call the API from a browser; `*` for any (never with credentials).",
+        parsers.parse_csv,
+    )
+
+    def check_http(self) -> None:
+        """Reject a CORS origin list that mixes `*` with named origins."""
+        if "*" in self.cors_origins and len(self.cors_origins) > 1:
+            raise SettingsError(
+                f"CORS_ORIGINS={','.join(self.cors_origins)!r} is not valid: `*` cannot be combined with named origins"
+            )
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    log_level: str = setting("LOG_LEVEL", "INFO", "Lowest level logged.", parsers.log_level)
+    log_format: str = setting(
+        "LOG_FORMAT",
+        "auto",
+        "`json`: one JSON object per line; `text` for humans; `gcp`: google-cloud-logging's structured "
+        "handler (trace, source location, labels); `auto`: `gcp` on Google Cloud, `json` elsewhere.",
+        parsers.one_of("auto", "gcp", "json", "text"),
+    )
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    metrics: bool = setting(
+        "METRICS", True, "Record Prometheus metrics and serve them at `GET /metrics`.", parsers.parse_bool
+    )
+    metrics_dir: Path | None = setting(
+        METRICS_DIR_ENV,
+        None,
+        "Directory where each gunicorn worker writes its metrics; unset: gunicorn.conf.py makes a private "
+        "one per start and removes it at exit. A set one is emptied of metric files at start.",
+        parsers.path,
+    )
+
+
+@dataclass(frozen=True)
+class DebugSettings:
+    flask_debug: bool = setting(
+        "FLASK_DEBUG", False, "Flask debug mode for `python main.py`; refused on Google Cloud.", parsers.parse_bool
+    )
+
+
+def refuse_debug_on_google_cloud(runtime: str | None, debug: bool) -> None:
+    """Refuse a debug-mode app on Google Cloud (`runtime` names the variable that shows it runs there).
+
+    Flask's debug mode shows tracebacks and, with the development server, an interactive
+    debugger that executes code: it must never face the internet.
+    """
+    if runtime is not None and debug:
+        raise SettingsError(f"FLASK_DEBUG is refused on Google Cloud ({runtime} is set): debug mode must not be public")
+
+
+def ensure_metrics_dir(configured: Path) -> None:
+    """Create a configured `PROMETHEUS_MULTIPROC_DIR` if it is missing; refuse one that cannot be a directory."""
+    try:
+        configured.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SettingsError(f"{METRICS_DIR_ENV}={str(configured)!r} is not valid: {exc.strerror}") from None
+    if not configured.is_dir():
+        raise SettingsError(f"{METRICS_DIR_ENV}={str(configured)!r} is not valid: not a directory")
+
+
+def check_metrics_multiprocess(directory: Path, *, multiprocess: bool, environ_dir: str | None) -> None:
+    """Refuse metrics in `directory` unless prometheus-client runs in multiprocess mode on it."""
+    if not multiprocess or environ_dir != str(directory):
+        raise SettingsError(
+            f"{METRICS_DIR_ENV}={str(directory)!r} must be set in the environment before the server starts "
+            "(prometheus-client was already imported without it)"
+        )
+    if not directory.is_dir():
+        raise SettingsError(f"{METRICS_DIR_ENV}={str(directory)!r} is not valid: not a directory")
+
+
+@dataclass(frozen=True)
+class PredictionLogSettings:
+    prediction_log: bool = setting(
+        "PREDICTION_LOG",
+        False,
+        "Write one structured log entry per sampled prediction (model, version, request id, latency, "
+        "input digest), e.g. for a BigQuery log sink.",
+        parsers.parse_bool,
+    )
+    prediction_log_sample_rate: float = setting(
+        "PREDICTION_LOG_SAMPLE_RATE",
+        1.0,
+        "Fraction of predictions that `PREDICTION_LOG` logs (0 to 1).",
+        parsers.float_between(0, 1),
+    )
+    prediction_log_input: bool = setting(
+        "PREDICTION_LOG_INPUT",
+        False,
+        "Also put each logged prediction's raw input (the request body, up to 64 KiB) in its entry.",
+        parsers.parse_bool,
+    )
