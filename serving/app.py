@@ -20,7 +20,7 @@ from serving.observability.logs import REQUEST_ID_HEADER, configure_logging, ins
 from serving.observability.metrics import create_metrics, install_metrics
 from serving.openapi import document as openapi
 from serving.platform.detect import adapt_to_platform, log_format, project_id
-from serving.runtime.batching import create_inference, install_batching_hooks
+from serving.runtime.inference import create_inference
 from serving.runtime.registry import Registry, discover_handlers
 from serving.security.access import enforce_access_control, install_access_control, load_key_ring
 from serving.security.hardening import install_security_headers, refuse_debug_in_production
@@ -71,7 +71,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     enforce_access_control(app)
     install_security_headers(app)
-    install_batching_hooks(app)
+    app.before_request(api.announce_prediction)
+    app.teardown_request(api.withdraw_prediction)
     batch_api.install_error_alias(app)
     register_error_handlers(app)
     any_origin = settings.cors_origins == ("*",)
