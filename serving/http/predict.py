@@ -14,8 +14,9 @@ from werkzeug.routing import BaseConverter
 
 from serving.errors import ModelNotFound
 from serving.http.body import read_json
+from serving.http.dispatch import runs_as_job
 from serving.http.state import get_state
-from serving.jobs.routes import idempotency_key, submit, wants_async
+from serving.jobs.routes import jobs_enabled, submit
 from serving.runtime.inference import Arrival
 from serving.runtime.registry import NAME_PATTERN, RESERVED_NAMES, ModelRuntime
 from serving.security.access import authorize_model, may_use_model
@@ -66,9 +67,7 @@ def read_payload(runtime: ModelRuntime) -> Any:
 def predict(name: str) -> Response:
     runtime = find_model(name)
     payload = read_payload(runtime)
-    if runtime.spec.async_mode != "never":
-        idempotency_key()  # documented for such models: malformed is a 400 even when answered now
-    if wants_async(runtime):
+    if runs_as_job(runtime, jobs_enabled=jobs_enabled()):
         return submit(runtime, payload)
     result = get_state().inference.predict(runtime, payload, arrival=g.get(_ARRIVAL))
     return jsonify(result=result)

@@ -1,8 +1,7 @@
 """The job API: asynchronous submits, `GET`/`DELETE /v1/jobs/<id>`, and Cloud Tasks' run endpoint.
 
-A `POST /v1/<Model>` becomes a job when the client asks (`Prefer: respond-async`, RFC 7240,
-or `?async=true`) or the handler declares `ASYNC = "always"`; the body is validated
-first, so a bad request never becomes a job. The answer is
+A `POST /v1/<Model>` becomes a job when serving/http/dispatch.py says so; the body is
+validated first, so a bad request never becomes a job. `submit` answers
 `202 {"job_id", "status": "queued", "message": "Task Scheduled"}` with
 `Location: /v1/jobs/<job_id>`.
 """
@@ -10,7 +9,6 @@ first, so a bad request never becomes a job. The answer is
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -25,6 +23,7 @@ from serving.errors import (
     NotFound,
     PayloadTooLarge,
 )
+from serving.http.dispatch import idempotency_key, prefers_async
 from serving.http.state import get_state
 from serving.jobs.records import Job, is_job_id
 from serving.jobs.service import JobService, get_jobs, jobs_disabled_reason
@@ -36,53 +35,12 @@ from serving.security.access import key_ring, public
 blueprint = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 internal = Blueprint("jobs_internal", __name__, url_prefix="/internal/jobs")
 
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 WEBHOOK_HEADER = "Webhook-Url"
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-_TRUE = {"true", "1", "yes"}
-_FALSE = {"false", "0", "no"}
 
 
-def _prefers_async() -> bool:
-    # RFC 7240: a comma-separated list of preferences, each `token[=value] *(; param)`.
-    for header in request.headers.getlist("Prefer"):
-        for preference in header.split(","):
-            name = preference.split(";", 1)[0].split("=", 1)[0].strip().lower()
-            if name == "respond-async":
-                return True
-    return False
-
-
-def _async_query() -> bool | None:
-    raw = request.args.get("async")
-    if raw is None:
-        return None
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise BadRequest("Query parameter async must be true or false", path="async")
-
-
-def wants_async(runtime: ModelRuntime) -> bool:
-    """Whether this request runs as a job; 400 when it asks what the model forbids."""
-    explicit = _async_query()
-    mode = runtime.spec.async_mode
-    if mode == "always":
-        if explicit is False:
-            raise BadRequest(f"Model {runtime.spec.name} runs only asynchronously; drop async=false")
-        return True
-    if mode == "never":
-        if explicit is True:
-            raise BadRequest(f"Model {runtime.spec.name} does not run asynchronously; drop async=true")
-        # A Prefer header is only a preference (RFC 7240): answered synchronously.
-        return False
-    if explicit is None and _prefers_async():
-        # Only a preference: without a job store the request is answered synchronously,
-        # as RFC 7240 asks of a server that cannot honour it.
-        return get_jobs(current_app) is not None
-    return explicit is True
+def jobs_enabled() -> bool:
+    """True when this app has a job store (asynchronous requests can be honoured)."""
+    return get_jobs(current_app) is not None
 
 
 def _service() -> JobService:
@@ -95,14 +53,6 @@ def _service() -> JobService:
 
 def _job_location(job: Job) -> str:
     return f"/v1/jobs/{job.id}"
-
-
-def idempotency_key() -> str | None:
-    """The request's Idempotency-Key; 400 when it is malformed, whether or not it runs as a job."""
-    key = request.headers.get(IDEMPOTENCY_HEADER)
-    if key is not None and not _IDEMPOTENCY_KEY.match(key):
-        raise BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters", path=IDEMPOTENCY_HEADER)
-    return key
 
 
 def _read_options(service: JobService) -> tuple[str | None, str | None]:
@@ -146,7 +96,7 @@ def submit(runtime: ModelRuntime, payload: Any) -> Response:
     response.status_code = 202
     response.headers["Location"] = _job_location(job)
     response.headers["Cache-Control"] = "no-store"
-    if _prefers_async():
+    if prefers_async():
         response.headers["Preference-Applied"] = "respond-async"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
