@@ -19,6 +19,7 @@ from serving.runtime.batching import Batchers
 from serving.runtime.inference import Inference
 from serving.runtime.registry import ModelRuntime, load_handler
 from serving.runtime.timebudget import TimeBudget
+from tests.servers import run_python
 
 # Doubles `x`; a negative `x` is unusable, and in a batch it spoils the vectorised call.
 # Each call records its size and the thread it ran on; GATE holds every call.
@@ -200,3 +201,17 @@ def test_the_lone_call_runs_on_the_callers_thread(recorder: tuple[ModelRuntime, 
 
     assert _inference().predict(runtime, {"x": 5}) == 10
     assert module.CALLS[-1] == (1, threading.get_ident())
+
+
+def test_the_runtime_imports_no_web_framework() -> None:
+    code = (
+        "import sys\n"
+        "import serving.runtime.inference, serving.runtime.batching, serving.runtime.timebudget\n"
+        "import serving.runtime.registry, serving.runtime.validation, serving.runtime.forking\n"
+        "web = ('flask', 'werkzeug', 'serving.http')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(web)))\n"
+    )
+
+    result = run_python(code, timeout=60)
+
+    assert result.stdout.strip() == "[]"

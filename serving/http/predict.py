@@ -17,6 +17,7 @@ from serving.http.body import read_json
 from serving.http.dispatch import runs_as_job
 from serving.http.state import get_state
 from serving.jobs.routes import jobs_enabled, submit
+from serving.observability.logs import tag_model
 from serving.runtime.inference import Arrival
 from serving.runtime.registry import NAME_PATTERN, RESERVED_NAMES, ModelRuntime
 from serving.security.access import authorize_model, may_use_model
@@ -51,7 +52,7 @@ def find_model(name: str) -> ModelRuntime:
     if runtime is None:
         shown = name if len(name) <= 64 else name[:61] + "..."
         raise ModelNotFound(f"No model named {shown!r}; GET /v1/models lists the models served here")
-    g.model = runtime.spec.name
+    tag_model(runtime.spec.name)
     authorize_model(runtime.spec.name)
     return runtime
 

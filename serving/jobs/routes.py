@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from serving.errors import (
     BadRequest,
@@ -29,8 +29,9 @@ from serving.jobs.records import Job, is_job_id
 from serving.jobs.service import JobService, get_jobs, jobs_disabled_reason
 from serving.jobs.store import DocumentTooLarge, IdempotencyConflict, StoreError
 from serving.jobs.webhooks import WebhookRefused, check_url
+from serving.observability.logs import current_request_id
 from serving.runtime.registry import ModelRuntime, ModelStatus
-from serving.security.access import key_ring, public
+from serving.security.access import current_key_id, key_ring, public
 
 blueprint = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 internal = Blueprint("jobs_internal", __name__, url_prefix="/internal/jobs")
@@ -80,8 +81,8 @@ def submit(runtime: ModelRuntime, payload: Any) -> Response:
             payload,
             idempotency_key=_owned_key(key),
             webhook_url=webhook,
-            request_id=g.get("request_id"),
-            owner=g.get("api_key_id"),
+            request_id=current_request_id(),
+            owner=current_key_id(),
         )
     except IdempotencyConflict as exc:
         raise IdempotencyKeyReused(job_id=exc.job.id) from None
@@ -105,7 +106,7 @@ def submit(runtime: ModelRuntime, payload: Any) -> Response:
 
 def _owned_key(key: str | None) -> str | None:
     """The Idempotency-Key as stored: per API key, so two keys' clients never share a job."""
-    owner = g.get("api_key_id")
+    owner = current_key_id()
     if key is None or owner is None:
         return key
     return "key:" + hashlib.sha256(f"{owner}\0{key}".encode()).hexdigest()
@@ -115,7 +116,7 @@ def _visible(job: Job | None) -> Job | None:
     """`job`, unless API keys are on and another key created it (then it does not exist)."""
     if job is None or not key_ring(current_app).enabled:
         return job
-    return job if job.owner is not None and job.owner == g.get("api_key_id") else None
+    return job if job.owner is not None and job.owner == current_key_id() else None
 
 
 def _find(job_id: str) -> tuple[JobService, str]:
@@ -186,7 +187,6 @@ def _queue_service(job_id: str) -> JobService:
 def run_job(job_id: str) -> Response:
     """Cloud Tasks delivers a job here; it runs inside this request."""
     service = _queue_service(job_id)
-    g.job_id = job_id
     try:
         outcome = service.run_delivered(job_id)
     except StoreError as exc:
