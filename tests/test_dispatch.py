@@ -8,7 +8,7 @@ import pytest
 from flask import Flask
 
 from serving.errors import BadRequest
-from serving.http.dispatch import runs_as_job
+from serving.http.dispatch import JobRequest, job_request
 from serving.runtime.registry import ModelRuntime, Registry, discover_handlers
 from tests.conftest import FIXTURE_HANDLERS
 
@@ -25,9 +25,15 @@ def _runtime(mode: str) -> ModelRuntime:
     return runtime
 
 
-def _decide(mode: str, *, query: str = "", headers: dict[str, str] | None = None, jobs: bool = True) -> bool:
+def _request(
+    mode: str, *, query: str = "", headers: dict[str, str] | None = None, jobs: bool = True
+) -> JobRequest | None:
     with Flask(__name__).test_request_context(f"/v1/Model{query}", method="POST", headers=headers or {}):
-        return runs_as_job(_runtime(mode), jobs_enabled=jobs)
+        return job_request(_runtime(mode), jobs_enabled=jobs)
+
+
+def _decide(mode: str, **request_: Any) -> bool:
+    return _request(mode, **request_) is not None
 
 
 @pytest.mark.parametrize(
@@ -81,3 +87,22 @@ def test_contradictions_and_malformed_options_are_400s(mode: str, request_: dict
 
 def test_a_model_that_never_runs_async_ignores_the_idempotency_key() -> None:
     assert _decide("never", headers={"Idempotency-Key": "not valid here"}) is False
+
+
+@pytest.mark.parametrize(
+    ("mode", "request_", "expected"),
+    [
+        (
+            "allowed",
+            {"query": "?async=true", "headers": {"Idempotency-Key": "order-42"}},
+            JobRequest("order-42", False),
+        ),
+        ("allowed", {"headers": PREFER}, JobRequest(None, True)),
+        ("always", {"headers": {**PREFER, "Idempotency-Key": "k"}}, JobRequest("k", True)),
+    ],
+    ids=["query-with-key", "prefer", "always-prefer-with-key"],
+)
+def test_a_job_request_carries_the_options_the_jobs_package_needs(
+    mode: str, request_: dict[str, Any], expected: JobRequest
+) -> None:
+    assert _request(mode, **request_) == expected

@@ -4,12 +4,14 @@ A request becomes a job when the client asks (`Prefer: respond-async`, RFC 7240,
 `?async=true`) or the handler declares `ASYNC = "always"`; a handler's `ASYNC = "never"`
 refuses `?async=true`. `Prefer` is only a preference: a server without a job store, or a
 model that never runs asynchronously, answers it synchronously, as RFC 7240 asks.
-The jobs package (serving/jobs/routes.py) stores the job and answers 202.
+The jobs package (serving/jobs/routes.py) is handed the job's options, stores the job
+and answers 202.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from flask import request
 
@@ -22,31 +24,40 @@ _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 
 
-def runs_as_job(runtime: ModelRuntime, *, jobs_enabled: bool) -> bool:
-    """True when the current request for `runtime` is to be scheduled as a job.
+@dataclass(frozen=True)
+class JobRequest:
+    """The current request is to be scheduled as a job, with these options."""
+
+    idempotency_key: str | None
+    # The client sent `Prefer: respond-async`: the 202 says `Preference-Applied`.
+    preferred: bool
+
+
+def job_request(runtime: ModelRuntime, *, jobs_enabled: bool) -> JobRequest | None:
+    """None to answer the current request for `runtime` now; a `JobRequest` to schedule it.
 
     Raises `BadRequest` (400) when the request asks what the model forbids, or when a
     model that may run asynchronously gets a malformed `Idempotency-Key` (whether or not
     this request runs as a job, as documented).
     """
     mode = runtime.spec.async_mode
-    if mode != "never":
-        idempotency_key()
+    key = idempotency_key() if mode != "never" else None
     explicit = _async_query()
     if mode == "always":
         if explicit is False:
             raise BadRequest(f"Model {runtime.spec.name} runs only asynchronously; drop async=false")
-        return True
+        return JobRequest(key, prefers_async())
     if mode == "never":
         if explicit is True:
             raise BadRequest(f"Model {runtime.spec.name} does not run asynchronously; drop async=true")
         # A Prefer header is only a preference (RFC 7240): answered synchronously.
-        return False
-    if explicit is None and prefers_async():
+        return None
+    preferred = prefers_async()
+    if explicit is True or (explicit is None and preferred and jobs_enabled):
         # Only a preference: without a job store the request is answered synchronously,
         # as RFC 7240 asks of a server that cannot honour it.
-        return jobs_enabled
-    return explicit is True
+        return JobRequest(key, preferred)
+    return None
 
 
 def prefers_async() -> bool:

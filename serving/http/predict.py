@@ -14,7 +14,7 @@ from werkzeug.routing import BaseConverter
 
 from serving.errors import ModelNotFound
 from serving.http.body import read_json
-from serving.http.dispatch import runs_as_job
+from serving.http.dispatch import job_request
 from serving.http.state import get_state
 from serving.jobs.routes import jobs_enabled, submit
 from serving.observability.logs import tag_model
@@ -68,8 +68,9 @@ def read_payload(runtime: ModelRuntime) -> Any:
 def predict(name: str) -> Response:
     runtime = find_model(name)
     payload = read_payload(runtime)
-    if runs_as_job(runtime, jobs_enabled=jobs_enabled()):
-        return submit(runtime, payload)
+    job = job_request(runtime, jobs_enabled=jobs_enabled())
+    if job is not None:
+        return submit(runtime, payload, idempotency_key=job.idempotency_key, preferred=job.preferred)
     result = get_state().inference.predict(runtime, payload, arrival=g.get(_ARRIVAL))
     return jsonify(result=result)
 

@@ -23,7 +23,6 @@ from serving.errors import (
     NotFound,
     PayloadTooLarge,
 )
-from serving.http.dispatch import idempotency_key, prefers_async
 from serving.http.state import get_state
 from serving.jobs.records import Job, is_job_id
 from serving.jobs.service import JobService, get_jobs, jobs_disabled_reason
@@ -56,8 +55,7 @@ def _job_location(job: Job) -> str:
     return f"/v1/jobs/{job.id}"
 
 
-def _read_options(service: JobService) -> tuple[str | None, str | None]:
-    key = idempotency_key()
+def _webhook(service: JobService) -> str | None:
     webhook = request.args.get("webhook") or request.headers.get(WEBHOOK_HEADER)
     if webhook is not None:
         try:
@@ -65,21 +63,25 @@ def _read_options(service: JobService) -> tuple[str | None, str | None]:
         except WebhookRefused as exc:
             raise BadRequest(f"Webhook refused: {exc}", path="webhook") from None
         webhook = webhook.strip()
-    return key, webhook
+    return webhook
 
 
-def submit(runtime: ModelRuntime, payload: Any) -> Response:
-    """Store `payload` as a job for `runtime` and answer 202 Task Scheduled."""
+def submit(runtime: ModelRuntime, payload: Any, *, idempotency_key: str | None, preferred: bool) -> Response:
+    """Store `payload` as a job for `runtime` and answer 202 Task Scheduled.
+
+    `idempotency_key` is the request's (already checked); `preferred` says the client
+    asked with `Prefer: respond-async`, which the answer confirms.
+    """
     service = _service()
     if runtime.status in (ModelStatus.FAILED, ModelStatus.UNAVAILABLE):
         # Fails now rather than as a job: it would only fail there.
         get_state().inference.model_for(runtime)
-    key, webhook = _read_options(service)
+    webhook = _webhook(service)
     try:
         job, created = service.submit(
             runtime,
             payload,
-            idempotency_key=_owned_key(key),
+            idempotency_key=_owned_key(idempotency_key),
             webhook_url=webhook,
             request_id=current_request_id(),
             owner=current_key_id(),
@@ -97,7 +99,7 @@ def submit(runtime: ModelRuntime, payload: Any) -> Response:
     response.status_code = 202
     response.headers["Location"] = _job_location(job)
     response.headers["Cache-Control"] = "no-store"
-    if prefers_async():
+    if preferred:
         response.headers["Preference-Applied"] = "respond-async"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
