@@ -332,23 +332,25 @@ class Batchers:
         self._batchers = {}
         self._lock = threading.Lock()
 
-    def get(
+    def get(self, name: str) -> Batcher | None:
+        """Model `name`'s batcher, if it has one yet (one dict read: the hot path)."""
+        return self._batchers.get(name)
+
+    def add(
         self,
         name: str,
         policy: BatchPolicy,
         run_one: Callable[[Any], Any],
         run_many: Callable[[list[Any]], list[Any]],
     ) -> Batcher:
-        """Model `name`'s batcher; made with `policy`, `run_one` and `run_many` if it has none yet."""
-        batcher = self._batchers.get(name)  # one dict read on the hot path
-        if batcher is None:
-            with self._lock:
-                batcher = self._batchers.get(name)
-                if batcher is None:
-                    max_batch_size, max_latency_ms, queue_limit = self._overrides
-                    limits = BatchLimits.resolve(
-                        policy, max_batch_size=max_batch_size, max_latency_ms=max_latency_ms, queue_limit=queue_limit
-                    )
-                    batcher = Batcher(name, limits, run_one, run_many, observer=self.observer)
-                    self._batchers[name] = batcher
+        """Model `name`'s batcher, made with `policy`, `run_one` and `run_many` unless another thread just did."""
+        with self._lock:
+            batcher = self._batchers.get(name)
+            if batcher is None:
+                max_batch_size, max_latency_ms, queue_limit = self._overrides
+                limits = BatchLimits.resolve(
+                    policy, max_batch_size=max_batch_size, max_latency_ms=max_latency_ms, queue_limit=queue_limit
+                )
+                batcher = Batcher(name, limits, run_one, run_many, observer=self.observer)
+                self._batchers[name] = batcher
         return batcher

@@ -93,10 +93,10 @@ class Inference:
 
     def batcher_for(self, runtime: ModelRuntime) -> Batcher | None:
         """This process's batcher for `runtime`, or None when it cannot batch."""
-        batch = runtime.spec.predict_batch
-        if self.batchers is None or batch is None:
+        batchers = self.batchers
+        if batchers is None or runtime.spec.predict_batch is None:
             return None
-        return self.batchers.get(
+        return batchers.get(runtime.spec.name) or batchers.add(
             runtime.spec.name,
             runtime.spec.batch,
             run_one=lambda payload: self._predict_now(runtime, payload),
