@@ -1,35 +1,39 @@
-"""The application factory: `create_app(settings=None)` builds the whole HTTP API."""
+"""The application factory: `create_app(settings=None)` builds the whole HTTP API.
+
+It reads as the server's table of contents: the settings and logs, the Flask app, the
+models and how they run, the request pipeline and error rendering, the routes, the jobs,
+and the platform in front.
+"""
 
 from __future__ import annotations
 
 from flask import Flask
-from flask_cors import CORS
 
 from serving.cli.new_model import new_model_command
 from serving.config.security import check_key_scopes
 from serving.config.settings import Settings
-from serving.errors import register_error_handlers
 from serving.http import batch as batch_api
 from serving.http import docs, health, web
 from serving.http import predict as api
+from serving.http.error_handlers import register_error_handlers
 from serving.http.json_provider import FastJSONProvider
-from serving.http.model_version import MODEL_VERSION_HEADER, install_model_version
+from serving.http.model_version import report_model_versions
+from serving.http.pipeline import install_pipeline, request_steps
 from serving.http.state import EXTENSION_KEY, ServingState
 from serving.http.vertex import register_vertex_routes
 from serving.jobs import routes as job_routes
 from serving.jobs.service import init_jobs
-from serving.observability.logs import REQUEST_ID_HEADER, configure_logging, install_request_hooks
-from serving.observability.metrics import create_metrics, install_metrics
-from serving.observability.prediction_log import install_prediction_log
+from serving.observability.logs import configure_logging
+from serving.observability.metrics import add_metrics_route, create_metrics
+from serving.observability.prediction_log import create_prediction_log
 from serving.openapi import document as openapi
 from serving.platform.detect import adapt_to_platform, log_format, project_id
-from serving.runtime.batching import create_inference, install_batching_hooks
+from serving.runtime.inference import create_inference
 from serving.runtime.model_artifacts import artifact_cache, artifact_sources
 from serving.runtime.onnx import configure_onnx_runtime, options_from_settings
 from serving.runtime.registry import Registry, discover_handlers
-from serving.security.access import enforce_access_control, install_access_control, load_key_ring
-from serving.security.hardening import install_security_headers, refuse_debug_in_production
-from serving.security.ratelimits import install_rate_limits
+from serving.security.access import init_access_control, load_key_ring
+from serving.security.hardening import refuse_debug_in_production
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -40,65 +44,38 @@ def create_app(settings: Settings | None = None) -> Flask:
     """
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level, log_format(settings), project_id(settings))
+    app = _flask_app(settings)
 
-    app = Flask(__name__, static_folder=None)
-    refuse_debug_in_production(app, settings)
-    # No trailing-slash redirects: a redirect would answer an API client with HTML.
-    app.url_map.strict_slashes = False
-    # Nor for `//` in a path, which Werkzeug would merge with an HTML 308 redirect.
-    app.url_map.merge_slashes = False
-    app.url_map.converters["model"] = api.ModelNameConverter
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
-    app.json = FastJSONProvider(app)
-    # Before any handler's setup(): the sessions ONNX models create take their threads from it.
+    # The models, where their files come from, and what runs them (serving/runtime/): one
+    # state per app. ONNX Runtime's threads are set before any handler's setup() makes a session.
     configure_onnx_runtime(options_from_settings(settings))
-
     specs = discover_handlers(settings.handlers_dir)
     registry = Registry(specs, artifact_sources(settings, specs), artifact_cache(settings))
     metrics = create_metrics(settings.metrics, settings.metrics_dir)
-    app.extensions[EXTENSION_KEY] = ServingState(
+    report_model_versions(registry, metrics)
+    state = ServingState(
         settings=settings,
         registry=registry,
         inference=create_inference(settings, metrics),
         metrics=metrics,
+        prediction_log=create_prediction_log(
+            settings.prediction_log, settings.prediction_log_sample_rate, settings.prediction_log_input
+        ),
     )
+    app.extensions[EXTENSION_KEY] = state
 
-    install_request_hooks(app)
-    install_metrics(app, metrics)
-    # The prediction log reads the version the header hook sets: after-request functions
-    # run last-installed first, so it is installed before it.
-    install_prediction_log(
-        app, settings.prediction_log, settings.prediction_log_sample_rate, settings.prediction_log_input
-    )
-    install_model_version(app)
-    # Order matters: identify the API key, count the request against its client's rate
-    # limit (so failed key guesses are limited too), then refuse it if it has no key.
+    # Who may call (serving/security/access.py).
     ring = load_key_ring(settings)
     check_key_scopes(ring, (runtime.spec.name for runtime in registry))
-    install_access_control(app, ring)
-    install_rate_limits(
-        app,
-        limits=settings.rate_limits,
-        storage_url=settings.rate_limit_storage_url,
-        key_prefix=settings.rate_limit_key_prefix,
-    )
-    enforce_access_control(app)
-    install_security_headers(app)
-    install_batching_hooks(app)
-    batch_api.install_error_alias(app)
-    register_error_handlers(app)
-    any_origin = settings.cors_origins == ("*",)
-    CORS(
-        app,
-        origins="*" if any_origin else list(settings.cors_origins),
-        # A public API answers `*` rather than echoing each origin: no credentials are
-        # ever allowed, and shared caches can keep one copy of each response.
-        send_wildcard=any_origin,
-        supports_credentials=False,
-        methods=["GET", "POST", "DELETE", "OPTIONS"],
-        expose_headers=[REQUEST_ID_HEADER, MODEL_VERSION_HEADER, "Location", "Retry-After"],
-        max_age=3600,
-    )
+    init_access_control(app, ring)
+
+    # Every request's way through the server, in order (serving/http/pipeline.py), and
+    # every error rendered as JSON.
+    install_pipeline(app, request_steps(state, ring))
+    register_error_handlers(app, error_alias=batch_api.speaks_tf_serving)
+
+    # The routes.
+    add_metrics_route(app, metrics)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(api.blueprint)
     app.register_blueprint(batch_api.blueprint)
@@ -109,10 +86,28 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(web.blueprint)
     app.register_blueprint(job_routes.blueprint)
     app.register_blueprint(job_routes.internal)
-    init_jobs(app, settings, registry, app.extensions[EXTENSION_KEY].inference)
 
+    # Asynchronous jobs, run by the same inference (serving/jobs/).
+    jobs = init_jobs(app, settings, registry, state.inference)
+    state.schedule_job, state.jobs_enabled = job_routes.submit, jobs is not None
+
+    # The platform in front: proxies to trust, and what was detected.
     adapt_to_platform(app, settings)
 
     if settings.model_loading == "eager":
         registry.load_all()
+    return app
+
+
+def _flask_app(settings: Settings) -> Flask:
+    """A bare Flask app with this API's HTTP conventions."""
+    app = Flask(__name__, static_folder=None)
+    refuse_debug_in_production(app, settings)
+    # No trailing-slash redirects: a redirect would answer an API client with HTML.
+    app.url_map.strict_slashes = False
+    # Nor for `//` in a path, which Werkzeug would merge with an HTML 308 redirect.
+    app.url_map.merge_slashes = False
+    app.url_map.converters["model"] = api.ModelNameConverter
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.json = FastJSONProvider(app)
     return app

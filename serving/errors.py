@@ -1,20 +1,14 @@
-"""The API's errors: one exception class per kind, rendered to JSON in one place.
+"""The API's errors: one exception class per kind, each with its status and message.
 
-Code anywhere in the request path raises an `ApiError` subclass; `register_error_handlers`
-turns it (and Werkzeug's own HTTP errors, and any unexpected exception) into
-`{"message": ..., "code": ..., "request_id": ...}` with the right status. No response of
-any status is HTML, and a 500 never shows a traceback: that goes to the log.
+Code anywhere in the request path (the model runtime included) raises an `ApiError`
+subclass; serving/http/error_handlers.py renders it, and Werkzeug's own HTTP errors and
+any unexpected exception, as JSON in one place. This module imports no Flask, so the
+runtime can raise these without depending on the web framework.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
-
-from flask import Flask, Response, g, jsonify
-from werkzeug.exceptions import HTTPException
-
-log = logging.getLogger("serving.errors")
 
 
 class ApiError(Exception):
@@ -122,81 +116,6 @@ class Overloaded(ApiError):
 
 class GatewayTimeout(ApiError):
     status, code, message = 504, "timeout", "The model did not answer in time"
-
-
-# Werkzeug raises its own exceptions for routing and body limits; map the statuses we
-# answer to our classes so they render the same way.
-_FROM_WERKZEUG: dict[int, type[ApiError]] = {
-    400: BadRequest,
-    401: Unauthorized,
-    403: Forbidden,
-    404: NotFound,
-    405: MethodNotAllowed,
-    409: Conflict,
-    413: PayloadTooLarge,
-    415: UnsupportedMediaType,
-    429: TooManyRequests,
-}
-
-
-# Routes that speak TensorFlow Serving's wire format set this flag on `g`: its clients
-# read an error's text from `error`, ours from `message`, so those routes send both.
-ERROR_ALIAS_FLAG = "error_alias"
-
-
-def _render(error: ApiError) -> Response:
-    body = error.body()
-    request_id = g.get("request_id")
-    if request_id:
-        body.setdefault("request_id", request_id)
-    if g.get(ERROR_ALIAS_FLAG):
-        body.setdefault("error", error.message)
-    response = jsonify(body)
-    response.status_code = error.status
-    for name, value in error.headers.items():
-        response.headers[name] = value
-    return response
-
-
-def _from_http_exception(exc: HTTPException) -> ApiError:
-    status = exc.code or 500
-    cls = _FROM_WERKZEUG.get(status)
-    if cls is None:
-        error = ApiError(exc.description or "HTTP error")
-        error.status = status
-        error.code = "http_error"
-    elif cls is NotFound:
-        error = cls("Not found: no such route")
-    elif cls is MethodNotAllowed:
-        error = cls("Method not allowed for this route")
-    elif cls is PayloadTooLarge:
-        error = cls("Request body too large")
-    else:
-        error = cls()
-    # Keep headers Werkzeug computed (e.g. `Allow` on a 405).
-    for name, value in exc.get_headers():
-        if name.lower() != "content-type":
-            error.headers[name] = value
-    return error
-
-
-def register_error_handlers(app: Flask) -> None:
-    """Render every error of `app` as JSON; log 5xx with their traceback."""
-
-    @app.errorhandler(ApiError)
-    def _api_error(error: ApiError) -> Response:
-        if error.status >= 500:
-            log.warning("request failed: %s", error.message, extra={"status": error.status})
-        return _render(error)
-
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> Response:
-        return _render(_from_http_exception(exc))
-
-    @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> Response:
-        log.exception("unhandled exception")
-        return _render(InternalError("Internal server error; quote the request id when reporting it"))
 
 
 # --- asynchronous jobs ---

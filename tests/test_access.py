@@ -7,12 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from flask import Flask, g, jsonify
+from flask import Flask, jsonify
 from flask.testing import FlaskClient
 
 from serving.config.api_keys import parse_key_specs
 from serving.config.settings import SettingsError
-from serving.security.access import public
+from serving.security.access import current_key_id, public
 from tests.conftest import FIXTURE_HANDLERS
 
 OPS = "ops-secret-0123456789abcdef"
@@ -128,19 +128,19 @@ def test_scoped_key_may_call_only_its_models(keyed: FlaskClient) -> None:
     assert len(listed_by_ops) > 1
 
 
-def test_key_id_is_on_flask_g_for_other_modules(keyed_app: Flask) -> None:
+def test_current_key_id_tells_other_modules_which_key_called(keyed_app: Flask) -> None:
     seen: list[Any] = []
 
     @keyed_app.get("/v1/whoami")
     def whoami() -> Any:
-        seen.append(g.api_key_id)
-        return jsonify(key=g.api_key_id)
+        seen.append(current_key_id())
+        return jsonify(key=current_key_id())
 
     @keyed_app.get("/open")
     @public
     def open_route() -> Any:
-        seen.append(g.api_key_id)
-        return jsonify(key=g.api_key_id)
+        seen.append(current_key_id())
+        return jsonify(key=current_key_id())
 
     client = keyed_app.test_client()
     client.get("/v1/whoami", headers={"Authorization": f"Bearer {WIDGET}"})

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from serving.http.state import get_state
 from serving.observability.prediction_log import PredictionLog
 from tests.conftest import FIXTURE_HANDLERS
 
@@ -18,13 +19,14 @@ ARTIFACT_HANDLERS = FIXTURE_HANDLERS / "artifacts"
 
 
 def _entries(app: Flask, caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
-    prediction_log: PredictionLog = app.extensions["prediction_log"]
+    prediction_log = get_state(app).prediction_log
+    assert prediction_log is not None
     prediction_log.flush()
     return [record.__dict__ for record in caplog.records if record.name == "serving.prediction"]
 
 
 def test_off_by_default(make_app: Callable[..., Flask]) -> None:
-    assert "prediction_log" not in make_app(handlers_dir=ARTIFACT_HANDLERS).extensions
+    assert get_state(make_app(handlers_dir=ARTIFACT_HANDLERS)).prediction_log is None
 
 
 def test_each_prediction_gets_one_entry_with_version_and_input_digest(
@@ -93,7 +95,8 @@ def test_a_failing_log_handler_does_not_fail_the_request(
     logger.addHandler(broken)
     try:
         response = app.test_client().post("/v1/Plain", json={})
-        prediction_log: PredictionLog = app.extensions["prediction_log"]
+        prediction_log: PredictionLog | None = get_state(app).prediction_log
+        assert prediction_log is not None
         prediction_log.flush()
     finally:
         logger.removeHandler(broken)

@@ -131,6 +131,40 @@ def test_too_many_abandoned_calls_degrade_only_that_model_until_they_end() -> No
     assert budget.call("Stuck", None, lambda: "recovered") == "recovered"
 
 
+def test_without_degrade_overruns_neither_count_nor_refuse() -> None:
+    # The job runner's use: its slots bound the calls left running late.
+    budget = TimeBudget(default_timeout_s=0.1, max_abandoned=1)
+    release = threading.Event()
+    ended = threading.Semaphore(0)
+
+    def stuck() -> None:
+        release.wait(10)
+        ended.release()
+
+    for _ in range(2):
+        with pytest.raises(GatewayTimeout):
+            budget.call("Job", None, stuck, degrade=False)
+
+    assert budget.abandoned("Job") == 0
+    assert not budget.degraded("Job")
+    release.set()
+    assert ended.acquire(timeout=5)
+    assert ended.acquire(timeout=5)
+
+
+def test_a_call_nested_in_a_budgeted_call_runs_directly_within_the_outer_deadline() -> None:
+    budget = TimeBudget(default_timeout_s=0.05, max_abandoned=2)
+
+    def outer() -> tuple[int, int]:
+        inner_thread = budget.call("Inner", None, lambda: (time.sleep(0.2), threading.get_ident())[1])
+        return threading.get_ident(), inner_thread
+
+    outer_thread, inner_thread = budget.call("Outer", 5.0, outer)
+
+    assert inner_thread == outer_thread != threading.get_ident()
+    assert budget.abandoned("Inner") == 0
+
+
 def test_zero_budget_runs_on_the_callers_thread() -> None:
     budget = TimeBudget(default_timeout_s=0, max_abandoned=2)
 

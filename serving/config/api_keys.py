@@ -6,7 +6,8 @@ can hold one per line, with `#` comments and blank lines):
     <id>:<secret>[:<Model>|<Model>...]
 
 - `id`: a public name for the key (letters, digits, `_ . -`, at most 64). It is what the
-  logs, `flask.g.api_key_id` and job ownership use; the secret is never logged.
+  logs, `current_key_id()` (serving/security/access.py) and job ownership use; the secret
+  is never logged.
 - `secret`: what clients send, at least 16 characters of `A-Z a-z 0-9 - . _ ~ + / =`
   (RFC 6750's token characters; `python -c "import secrets; print(secrets.token_urlsafe(32))"`
   makes a good one), or `sha256=<64 hex digits>`: the SHA-256 of the secret, so the

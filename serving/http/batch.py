@@ -16,11 +16,12 @@ Every error on these routes carries `error` (what TF Serving clients read) besid
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Flask, Response, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 
-from serving.errors import ERROR_ALIAS_FLAG, ApiError, ModelNotFound
+from serving.errors import ApiError, ModelNotFound
 from serving.http.body import read_json
 from serving.http.instances import MAX_REPORTED_ERRORS, parse_batch_request, validate_instances
 from serving.http.predict import find_model
@@ -87,15 +88,27 @@ def _instance_error(failures: list[tuple[int, ApiError]]) -> ApiError:
     return error
 
 
-def install_error_alias(app: Flask) -> None:
-    """Make errors on the batch routes (and Vertex AI's predict route) carry `error` too.
+# Set on `g` by `tf_serving_marker` for the request; read only by `speaks_tf_serving`.
+_TF_SERVING = "_batch_tf_serving"
 
-    A request hook rather than a blueprint one: 404s and 405s of these URLs are decided
-    before any blueprint code runs, and they must carry `error` as well.
+
+def tf_serving_marker(vertex_predict_route: str | None) -> Callable[[], None]:
+    """Before-request step: mark requests to the batch routes and Vertex AI's predict route.
+
+    Their errors then carry `error` beside `message` (see `speaks_tf_serving`). A request
+    hook rather than a blueprint one: 404s and 405s of these URLs are decided before any
+    blueprint code runs, and they must carry `error` as well. Errors raised by the steps
+    before this one (401, 429) are not marked.
     """
-    vertex_route = get_state(app).settings.aip_predict_route
 
-    @app.before_request
-    def _mark_tf_serving_request() -> None:
-        if _PREDICT_PATH.fullmatch(request.path) or request.path == vertex_route:
-            setattr(g, ERROR_ALIAS_FLAG, True)
+    def _mark() -> None:
+        path = request.path
+        if _PREDICT_PATH.fullmatch(path) or path == vertex_predict_route:
+            setattr(g, _TF_SERVING, True)
+
+    return _mark
+
+
+def speaks_tf_serving() -> bool:
+    """True when the current request was marked as TF Serving's: its errors carry `error` too."""
+    return bool(g.get(_TF_SERVING))

@@ -11,36 +11,37 @@ the request's log line carries it as `model_version`, and `/metrics` has a
 
 from __future__ import annotations
 
-from flask import Flask, Response, g
+from collections.abc import Callable
 
-from serving.http.state import get_state
-from serving.runtime.registry import ModelRuntime, ModelStatus
+from flask import Response
+
+from serving.observability.logs import current_model, tag_model_version
+from serving.observability.metrics import Metrics
+from serving.runtime.registry import ModelRuntime, ModelStatus, Registry
 
 MODEL_VERSION_HEADER = "X-Model-Version"
 
 
-def install_model_version(app: Flask) -> None:
-    """Add the header to model responses and report each loaded model's version to the metrics.
-
-    Call it after `install_request_hooks`: after-request functions run last-added first,
-    so the request's log line then sees `g.model_version`.
-    """
-    state = get_state(app)
-    registry = state.registry
-    metrics = state.metrics
+def report_model_versions(registry: Registry, metrics: Metrics) -> None:
+    """Report each model's version to the metrics when it has loaded."""
 
     def _report(runtime: ModelRuntime) -> None:
         metrics.set_model_version(runtime.spec.name, runtime.version)
 
     registry.add_ready_listener(_report)
 
-    @app.after_request
+
+def version_header(registry: Registry) -> Callable[[Response], Response]:
+    """After-request step: the header on responses about a loaded model, and the version in its log line."""
+
     def _version(response: Response) -> Response:
-        name = g.get("model")
+        name = current_model()
         if name:
             runtime = registry.get(name)
             if runtime is not None and runtime.status is ModelStatus.READY:
                 version = runtime.version
                 response.headers[MODEL_VERSION_HEADER] = version
-                g.model_version = version
+                tag_model_version(version)
         return response
+
+    return _version

@@ -14,12 +14,17 @@ from werkzeug.routing import BaseConverter
 
 from serving.errors import ModelNotFound
 from serving.http.body import read_json
+from serving.http.dispatch import job_request
 from serving.http.state import get_state
-from serving.jobs.routes import idempotency_key, submit, wants_async
+from serving.observability.logs import tag_model
+from serving.runtime.inference import Arrival
 from serving.runtime.registry import NAME_PATTERN, RESERVED_NAMES, ModelRuntime
 from serving.security.access import authorize_model, may_use_model
 
 blueprint = Blueprint("api", __name__, url_prefix="/v1")
+
+# Where `announce_prediction` keeps the request's `Arrival` for the view and the teardown.
+_ARRIVAL = "_serving_arrival"
 
 
 class ModelNameConverter(BaseConverter):
@@ -46,7 +51,7 @@ def find_model(name: str) -> ModelRuntime:
     if runtime is None:
         shown = name if len(name) <= 64 else name[:61] + "..."
         raise ModelNotFound(f"No model named {shown!r}; GET /v1/models lists the models served here")
-    g.model = runtime.spec.name
+    tag_model(runtime.spec.name)
     authorize_model(runtime.spec.name)
     return runtime
 
@@ -62,12 +67,36 @@ def read_payload(runtime: ModelRuntime) -> Any:
 def predict(name: str) -> Response:
     runtime = find_model(name)
     payload = read_payload(runtime)
-    if runtime.spec.async_mode != "never":
-        idempotency_key()  # documented for such models: malformed is a 400 even when answered now
-    if wants_async(runtime):
-        return submit(runtime, payload)
-    result = get_state().inference.predict(runtime, payload)
+    state = get_state()
+    job = job_request(runtime, jobs_enabled=state.jobs_enabled)
+    if job is not None:
+        return state.schedule_job(runtime, payload, idempotency_key=job.idempotency_key, preferred=job.preferred)
+    result = state.inference.predict(runtime, payload, arrival=g.get(_ARRIVAL))
     return jsonify(result=result)
+
+
+def announce_prediction() -> None:
+    """Before the view: tell the model's batcher a `POST /v1/<Name>` is on its way.
+
+    Its body is still to be read, parsed and validated, so a batch about to run may wait
+    for it (serving/runtime/batching.py). Does nothing for other routes, and when the
+    model does not batch.
+    """
+    if request.endpoint != "api.predict" or not request.view_args:
+        return
+    state = get_state()
+    runtime = state.registry.get(request.view_args.get("name", ""))
+    if runtime is not None:
+        arrival = state.inference.announce(runtime)
+        if arrival is not None:
+            setattr(g, _ARRIVAL, arrival)
+
+
+def withdraw_prediction(_exc: BaseException | None) -> None:
+    """At teardown: an announced request that never reached the model is withdrawn."""
+    arrival: Arrival | None = g.pop(_ARRIVAL, None)
+    if arrival is not None:
+        arrival.withdraw()
 
 
 @blueprint.get("/models")

@@ -10,11 +10,12 @@ like `POST /v1/models/<Name>:predict`.
 
 from __future__ import annotations
 
-from flask import Flask, Response, g, jsonify
+from flask import Flask, Response, jsonify
 
 from serving.config.settings import Settings
 from serving.http.batch import predict_instances
 from serving.http.state import get_state
+from serving.observability.logs import tag_model
 from serving.runtime.registry import ModelRuntime, Registry
 from serving.security.access import public
 
@@ -43,13 +44,13 @@ def register_vertex_routes(app: Flask) -> None:
     name = runtime.spec.name
 
     def vertex_health() -> Response:
-        g.model = name
+        tag_model(name)
         # Loads the model on first call when MODEL_LOADING=lazy; a 503 says why it cannot serve.
         get_state().inference.model_for(runtime)
         return jsonify(status="ready", model=name)
 
     def vertex_predict() -> Response:
-        g.model = name
+        tag_model(name)
         return predict_instances(runtime)
 
     # Vertex AI checks callers with IAM before it forwards a request, and cannot forward an

@@ -1,8 +1,7 @@
 """The job API: asynchronous submits, `GET`/`DELETE /v1/jobs/<id>`, and Cloud Tasks' run endpoint.
 
-A `POST /v1/<Model>` becomes a job when the client asks (`Prefer: respond-async`, RFC 7240,
-or `?async=true`) or the handler declares `ASYNC = "always"`; the body is validated
-first, so a bad request never becomes a job. The answer is
+A `POST /v1/<Model>` becomes a job when serving/http/dispatch.py says so; the body is
+validated first, so a bad request never becomes a job. `submit` answers
 `202 {"job_id", "status": "queued", "message": "Task Scheduled"}` with
 `Location: /v1/jobs/<job_id>`.
 """
@@ -10,10 +9,9 @@ first, so a bad request never becomes a job. The answer is
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from serving.errors import (
     BadRequest,
@@ -30,59 +28,19 @@ from serving.jobs.records import Job, is_job_id
 from serving.jobs.service import JobService, get_jobs, jobs_disabled_reason
 from serving.jobs.store import DocumentTooLarge, IdempotencyConflict, StoreError
 from serving.jobs.webhooks import WebhookRefused, check_url
+from serving.observability.logs import current_request_id
 from serving.runtime.registry import ModelRuntime, ModelStatus
-from serving.security.access import key_ring, public
+from serving.security.access import current_key_id, key_ring, public
 
 blueprint = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 internal = Blueprint("jobs_internal", __name__, url_prefix="/internal/jobs")
 
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 WEBHOOK_HEADER = "Webhook-Url"
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-_TRUE = {"true", "1", "yes"}
-_FALSE = {"false", "0", "no"}
 
 
-def _prefers_async() -> bool:
-    # RFC 7240: a comma-separated list of preferences, each `token[=value] *(; param)`.
-    for header in request.headers.getlist("Prefer"):
-        for preference in header.split(","):
-            name = preference.split(";", 1)[0].split("=", 1)[0].strip().lower()
-            if name == "respond-async":
-                return True
-    return False
-
-
-def _async_query() -> bool | None:
-    raw = request.args.get("async")
-    if raw is None:
-        return None
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise BadRequest("Query parameter async must be true or false", path="async")
-
-
-def wants_async(runtime: ModelRuntime) -> bool:
-    """Whether this request runs as a job; 400 when it asks what the model forbids."""
-    explicit = _async_query()
-    mode = runtime.spec.async_mode
-    if mode == "always":
-        if explicit is False:
-            raise BadRequest(f"Model {runtime.spec.name} runs only asynchronously; drop async=false")
-        return True
-    if mode == "never":
-        if explicit is True:
-            raise BadRequest(f"Model {runtime.spec.name} does not run asynchronously; drop async=true")
-        # A Prefer header is only a preference (RFC 7240): answered synchronously.
-        return False
-    if explicit is None and _prefers_async():
-        # Only a preference: without a job store the request is answered synchronously,
-        # as RFC 7240 asks of a server that cannot honour it.
-        return get_jobs(current_app) is not None
-    return explicit is True
+def jobs_enabled() -> bool:
+    """True when this app has a job store (asynchronous requests can be honoured)."""
+    return get_jobs(current_app) is not None
 
 
 def _service() -> JobService:
@@ -97,16 +55,7 @@ def _job_location(job: Job) -> str:
     return f"/v1/jobs/{job.id}"
 
 
-def idempotency_key() -> str | None:
-    """The request's Idempotency-Key; 400 when it is malformed, whether or not it runs as a job."""
-    key = request.headers.get(IDEMPOTENCY_HEADER)
-    if key is not None and not _IDEMPOTENCY_KEY.match(key):
-        raise BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters", path=IDEMPOTENCY_HEADER)
-    return key
-
-
-def _read_options(service: JobService) -> tuple[str | None, str | None]:
-    key = idempotency_key()
+def _webhook(service: JobService) -> str | None:
     webhook = request.args.get("webhook") or request.headers.get(WEBHOOK_HEADER)
     if webhook is not None:
         try:
@@ -114,24 +63,28 @@ def _read_options(service: JobService) -> tuple[str | None, str | None]:
         except WebhookRefused as exc:
             raise BadRequest(f"Webhook refused: {exc}", path="webhook") from None
         webhook = webhook.strip()
-    return key, webhook
+    return webhook
 
 
-def submit(runtime: ModelRuntime, payload: Any) -> Response:
-    """Store `payload` as a job for `runtime` and answer 202 Task Scheduled."""
+def submit(runtime: ModelRuntime, payload: Any, *, idempotency_key: str | None, preferred: bool) -> Response:
+    """Store `payload` as a job for `runtime` and answer 202 Task Scheduled.
+
+    `idempotency_key` is the request's (already checked); `preferred` says the client
+    asked with `Prefer: respond-async`, which the answer confirms.
+    """
     service = _service()
     if runtime.status in (ModelStatus.FAILED, ModelStatus.UNAVAILABLE):
         # Fails now rather than as a job: it would only fail there.
         get_state().inference.model_for(runtime)
-    key, webhook = _read_options(service)
+    webhook = _webhook(service)
     try:
         job, created = service.submit(
             runtime,
             payload,
-            idempotency_key=_owned_key(key),
+            idempotency_key=_owned_key(idempotency_key),
             webhook_url=webhook,
-            request_id=g.get("request_id"),
-            owner=g.get("api_key_id"),
+            request_id=current_request_id(),
+            owner=current_key_id(),
         )
     except IdempotencyConflict as exc:
         raise IdempotencyKeyReused(job_id=exc.job.id) from None
@@ -146,7 +99,7 @@ def submit(runtime: ModelRuntime, payload: Any) -> Response:
     response.status_code = 202
     response.headers["Location"] = _job_location(job)
     response.headers["Cache-Control"] = "no-store"
-    if _prefers_async():
+    if preferred:
         response.headers["Preference-Applied"] = "respond-async"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
@@ -155,7 +108,7 @@ def submit(runtime: ModelRuntime, payload: Any) -> Response:
 
 def _owned_key(key: str | None) -> str | None:
     """The Idempotency-Key as stored: per API key, so two keys' clients never share a job."""
-    owner = g.get("api_key_id")
+    owner = current_key_id()
     if key is None or owner is None:
         return key
     return "key:" + hashlib.sha256(f"{owner}\0{key}".encode()).hexdigest()
@@ -165,7 +118,7 @@ def _visible(job: Job | None) -> Job | None:
     """`job`, unless API keys are on and another key created it (then it does not exist)."""
     if job is None or not key_ring(current_app).enabled:
         return job
-    return job if job.owner is not None and job.owner == g.get("api_key_id") else None
+    return job if job.owner is not None and job.owner == current_key_id() else None
 
 
 def _find(job_id: str) -> tuple[JobService, str]:
@@ -236,7 +189,6 @@ def _queue_service(job_id: str) -> JobService:
 def run_job(job_id: str) -> Response:
     """Cloud Tasks delivers a job here; it runs inside this request."""
     service = _queue_service(job_id)
-    g.job_id = job_id
     try:
         outcome = service.run_delivered(job_id)
     except StoreError as exc:

@@ -1,10 +1,11 @@
 """Running one claimed job: the model call through `Inference`, a lease heartbeat, a timeout.
 
 Both dispatchers use `JobRunner.run`: the thread pool from its worker threads, Cloud Tasks
-inside the run request. The model call runs in a thread of its own so that a job that
-overruns its timeout can be ended as `failed` while the call finishes in the background;
-its result is then discarded, and the slot it holds is freed only when it really returns,
-so a hung model cannot make the process start ever more threads.
+inside the run request. The job's timeout is the same time budget requests have
+(serving/runtime/timebudget.py, the `Inference`'s own): the call runs on a call thread, so
+a job that overruns is ended as `failed` while the call finishes in the background; its
+result is then discarded, and the slot it holds is freed only when it really returns, so a
+hung model cannot make the process start ever more threads.
 """
 
 from __future__ import annotations
@@ -18,12 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from serving.errors import ApiError, InternalError
+from serving.errors import ApiError, GatewayTimeout, InternalError
 from serving.jobs.records import Job, JobStatus
 from serving.jobs.store import Claim, JobStore, StoreError
 from serving.runtime.inference import Inference
 from serving.runtime.registry import ModelStatus, Registry
-from serving.runtime.timebudget import caller_enforces_timeout
 
 log = logging.getLogger("serving.jobs.runner")
 
@@ -93,8 +93,9 @@ class LeaseKeeper:
 
 
 @dataclass
-class _Call:
-    done: threading.Event
+class _Outcome:
+    """What the job's model call ended with: its result, or what it raised."""
+
     result: Any = None
     error: BaseException | None = None
 
@@ -148,34 +149,33 @@ class JobRunner:
             self._store.release(claim, self._clock() + LOADING_RETRY_S, self._clock())
             return None
         timeout_s = runtime.spec.timeout_s or self._default_timeout_s
-        call = _Call(done=threading.Event())
 
-        def target() -> None:
+        def call() -> _Outcome:
             try:
                 # Validated at submit; again here because a deploy may have changed the schema.
                 runtime.spec.input_validator.validate(job.payload)
-                # This thread is the job's own and `timeout_s` below bounds it.
-                with caller_enforces_timeout():
-                    call.result = self._inference.predict(runtime, job.payload)
+                return _Outcome(result=self._inference.predict(runtime, job.payload))
             except BaseException as exc:  # noqa: BLE001 - every outcome is recorded on the job
-                call.error = exc
+                return _Outcome(error=exc)
             finally:
-                call.done.set()
                 self.slots.release()
 
         self._leases.hold(claim)
+        outcome: _Outcome | None
         try:
-            threading.Thread(target=target, name=f"job-{job.id[:8]}", daemon=True).start()
-            finished_in_time = call.done.wait(timeout_s)
+            # The slots, not the model's degradation, bound the calls left running late.
+            outcome = self._inference.budget.call(job.model, timeout_s, call, degrade=False)
+        except GatewayTimeout:
+            outcome = None  # the call runs on; its slot comes back when it ends
         finally:
             self._leases.drop(claim)
-        if not finished_in_time:
+        if outcome is None:
             error = {"code": "timeout", "message": f"The job did not finish within {timeout_s:g} s"}
             log.error("job %s timed out after %g s", job.id, timeout_s, extra=fields)
             return self._finish(claim, JobStatus.FAILED, None, error, fields)
-        if call.error is None:
-            return self._finish(claim, JobStatus.SUCCEEDED, call.result, None, fields)
-        return self._finish(claim, JobStatus.FAILED, None, self._error_document(call.error, fields), fields)
+        if outcome.error is None:
+            return self._finish(claim, JobStatus.SUCCEEDED, outcome.result, None, fields)
+        return self._finish(claim, JobStatus.FAILED, None, self._error_document(outcome.error, fields), fields)
 
     def _error_document(self, exc: BaseException, fields: dict[str, Any]) -> dict[str, Any]:
         if isinstance(exc, InternalError):

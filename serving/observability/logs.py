@@ -1,10 +1,12 @@
 """Structured logs: one JSON object per line, and a request id on every response.
 
 `configure_logging()` sets up the root logger once per process (logging is per process by
-nature, so this is the one piece of global state the core touches). `install_request_hooks()`
-gives each request an id (the caller's `X-Request-Id` when it is sane, else a new one),
-echoes it in the response, and logs one line per request with method, path, status,
-latency and model.
+nature, so this is the one piece of global state the core touches). Two steps of the
+request pipeline (serving/http/pipeline.py) live here: `start_request()` gives each request
+an id (the caller's `X-Request-Id` when it is sane, else a new one), and `request_logger()`
+echoes it in the response and logs one line per request with method, path, status,
+latency and model. Other modules read the request's id with `current_request_id()` and
+tag it with its model with `tag_model()`.
 
 Every line is what Cloud Logging reads from stdout/stderr: `severity`, and, for records
 written while a request is served, the request id, the model, and the trace of the
@@ -28,16 +30,24 @@ import re
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from flask import Flask, Request, Response, g, has_request_context, request
+from flask import Request, Response, g, has_request_context, request
 from google.cloud.logging_v2.handlers import StructuredLogHandler
 from werkzeug.datastructures import Headers
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# What this module keeps on `g` for the request being served; other modules read it
+# through `current_request_id()`, `request_started()` and `current_model()`.
+_STARTED = "_log_started"
+_REQUEST_ID = "_log_request_id"
+_TRACE = "_log_trace"
+_MODEL = "_log_model"
+_MODEL_VERSION = "_log_model_version"
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is
 # emitted as a field of its own.
@@ -113,8 +123,9 @@ class RequestLogContext(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not has_request_context():
             return True
-        fields: dict[str, Any] = {"request_id": g.get("request_id"), "model": g.get("model")}
-        trace: TraceContext | None = g.get("trace")
+        context = g._get_current_object()
+        fields: dict[str, Any] = {"request_id": context.get(_REQUEST_ID), "model": context.get(_MODEL)}
+        trace: TraceContext | None = context.get(_TRACE)
         if trace is not None:
             fields["trace"] = trace.resource_name(self.project)
             fields["span_id"] = trace.span_id
@@ -272,19 +283,60 @@ def new_request_id() -> str:
     return os.urandom(16).hex()
 
 
-def install_request_hooks(app: Flask) -> None:
-    """Attach a request id to every request and log each one when it ends."""
+def start_request() -> None:
+    """Before-request step: note the start time, the request id and the trace."""
+    context = g._get_current_object()
+    setattr(context, _STARTED, time.perf_counter())
+    headers = request.headers
+    incoming = headers.get(REQUEST_ID_HEADER, "")
+    setattr(context, _REQUEST_ID, incoming if _SANE_REQUEST_ID.match(incoming) else new_request_id())
+    setattr(context, _TRACE, parse_trace_headers(headers))
+
+
+def current_request_id() -> str | None:
+    """The id of the request being served (None outside a request, or before it started)."""
+    if not has_request_context():
+        return None
+    request_id: str | None = g.get(_REQUEST_ID)
+    return request_id
+
+
+def request_started() -> float | None:
+    """`time.perf_counter()` when the request being served started."""
+    started: float | None = g.get(_STARTED)
+    return started
+
+
+def tag_model(name: str) -> None:
+    """Tag the request being served, its log lines and metrics, with the model it is for."""
+    setattr(g, _MODEL, name)
+
+
+def current_model() -> str | None:
+    """The model the request being served was tagged with (`tag_model`), if any."""
+    model: str | None = g.get(_MODEL)
+    return model
+
+
+def tag_model_version(version: str) -> None:
+    """Tag the request being served with the version of its model that answered it."""
+    setattr(g, _MODEL_VERSION, version)
+
+
+def current_model_version() -> str | None:
+    """The version the request being served was tagged with (`tag_model_version`), if any."""
+    version: str | None = g.get(_MODEL_VERSION)
+    return version
+
+
+def request_logger(key_id: Callable[[], str | None]) -> Callable[[Response], Response]:
+    """After-request step: echo the request id and log one line for the request.
+
+    `key_id()` is the id of the API key that authenticated the request (serving/security/
+    access.py), logged as `key_id`; never the secret.
+    """
     access_log = logging.getLogger("serving.request")
 
-    @app.before_request
-    def _start() -> None:
-        g.started = time.perf_counter()
-        headers = request.headers
-        incoming = headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = incoming if _SANE_REQUEST_ID.match(incoming) else new_request_id()
-        g.trace = parse_trace_headers(headers)
-
-    @app.after_request
     def _finish(response: Response) -> Response:
         # This runs for every request: the request and `g` are looked up once each
         # (every attribute read through Flask's proxies costs a context lookup).
@@ -292,17 +344,12 @@ def install_request_hooks(app: Flask) -> None:
         context = g._get_current_object()
         method = req.method
         status = response.status_code
-        if method == "OPTIONS" and not response.content_length:
-            # Flask's automatic OPTIONS answer is an empty text/html 200; a CORS
-            # preflight answer is conventionally a bodiless 204.
-            response.status_code = status = 204
-            del response.headers["Content-Type"]
-        request_id = context.get("request_id") or new_request_id()
+        request_id = context.get(_REQUEST_ID) or new_request_id()
         response.headers[REQUEST_ID_HEADER] = request_id
         level = logging.ERROR if status >= 500 else logging.INFO
         if not access_log.isEnabledFor(level):
             return response
-        started = context.get("started")
+        started = context.get(_STARTED)
         latency_ms = (time.perf_counter() - started) * 1000 if started is not None else None
         path = req.path
         fields: dict[str, Any] = {
@@ -313,17 +360,16 @@ def install_request_hooks(app: Flask) -> None:
             "latency_ms": round(latency_ms, 3) if latency_ms is not None else None,
             "http_request": _http_request(req, response, latency_ms),
         }
-        model = context.get("model")
+        model = context.get(_MODEL)
         if model:
             fields["model"] = model
             # Set by serving.http.model_version for a loaded model: which version answered.
-            version = context.get("model_version")
+            version = context.get(_MODEL_VERSION)
             if version:
                 fields["model_version"] = version
-        # The API key's public id (serving/security/access.py), never the secret.
-        key_id = context.get("api_key_id")
-        if key_id:
-            fields["key_id"] = key_id
+        key = key_id()
+        if key:
+            fields["key_id"] = key
         # `makeRecord` + `handle` is what `Logger.log` does, minus walking the stack for
         # the caller's file and line: they are always this function's, known in advance.
         record = access_log.makeRecord(
@@ -333,6 +379,7 @@ def install_request_hooks(app: Flask) -> None:
         return response
 
     line = _finish.__code__.co_firstlineno
+    return _finish
 
 
 def _http_request(req: Request, response: Response, latency_ms: float | None) -> dict[str, Any]:

@@ -28,13 +28,14 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, request
 
 from serving.config.server import check_metrics_multiprocess, ensure_metrics_dir
+from serving.observability.logs import current_model, request_started
 
 log = logging.getLogger("serving.observability.metrics")
 
@@ -257,18 +258,18 @@ def create_metrics(enabled: bool, directory: Path | None) -> Metrics:
 _CONVERTER = re.compile(r"<\w+:(\w+)>")
 
 
-def install_metrics(app: Flask, metrics: Metrics) -> None:
-    """Record every request of `app` and serve `GET /metrics` (when metrics are enabled)."""
+def request_observer(metrics: Metrics) -> Callable[[Response], Response] | None:
+    """After-request step: count each request and its latency; None when metrics are off.
+
+    The latency runs from the request's start as serving/observability/logs.py noted it.
+    """
     if not metrics.enabled:
-        return
+        return None
 
     routes: dict[str, str] = {}  # a rule's route label, worked out once per rule
 
-    @app.after_request
     def _observe(response: Response) -> Response:
-        # `started` is set by serving.observability.logs when the request begins.
-        context = g._get_current_object()
-        started = context.get("started")
+        started = request_started()
         if started is not None:
             rule = request.url_rule
             if rule is None:
@@ -279,10 +280,16 @@ def install_metrics(app: Flask, metrics: Metrics) -> None:
                     rule.rule,
                     _CONVERTER.sub(r"<\1>", rule.rule),
                 )
-            metrics.observe_request(
-                route, context.get("model") or "", response.status_code, time.perf_counter() - started
-            )
+            metrics.observe_request(route, current_model() or "", response.status_code, time.perf_counter() - started)
         return response
+
+    return _observe
+
+
+def add_metrics_route(app: Flask, metrics: Metrics) -> None:
+    """Serve `GET /metrics` (when metrics are enabled)."""
+    if not metrics.enabled:
+        return
 
     def _metrics() -> Response:
         body, content_type = metrics.exposition(request.headers.get("Accept"))

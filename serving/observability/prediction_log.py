@@ -25,9 +25,12 @@ import queue
 import random
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Response, request
+
+from serving.observability.logs import current_model, current_model_version, current_request_id, request_started
 
 log = logging.getLogger("serving.prediction")
 
@@ -94,27 +97,25 @@ class PredictionLog:
                 entries.task_done()
 
 
-def install_prediction_log(app: Flask, enabled: bool, sample_rate: float, include_input: bool) -> PredictionLog | None:
-    """Log sampled predictions of `app` when `enabled`; the `PredictionLog`, or None when off.
-
-    Call it after `install_request_hooks` (which records the start time and request id).
-    """
+def create_prediction_log(enabled: bool, sample_rate: float, include_input: bool) -> PredictionLog | None:
+    """The prediction log `PREDICTION_LOG*` ask for, or None when it is off."""
     if not enabled or sample_rate <= 0:
         return None
-    prediction_log = PredictionLog(sample_rate, include_input)
-    app.extensions["prediction_log"] = prediction_log
+    return PredictionLog(sample_rate, include_input)
 
-    @app.after_request
+
+def prediction_logger(prediction_log: PredictionLog) -> Callable[[Response], Response]:
+    """After-request step: submit a sampled prediction's entry (it must run after the version is known)."""
+
     def _log_prediction(response: Response) -> Response:
         try:
             if request.endpoint not in PREDICTION_ENDPOINTS or not prediction_log.sampled():
                 return response
-            context = g._get_current_object()
-            started = context.get("started")
+            started = request_started()
             fields = {
-                "model": context.get("model"),
-                "model_version": context.get("model_version"),
-                "request_id": context.get("request_id"),
+                "model": current_model(),
+                "model_version": current_model_version(),
+                "request_id": current_request_id(),
                 "status": response.status_code,
                 "latency_ms": round((time.perf_counter() - started) * 1000, 3) if started is not None else None,
             }
@@ -123,4 +124,4 @@ def install_prediction_log(app: Flask, enabled: bool, sample_rate: float, includ
             prediction_log.dropped += 1
         return response
 
-    return prediction_log
+    return _log_prediction

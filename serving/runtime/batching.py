@@ -13,9 +13,12 @@ Batches therefore grow with load by themselves: under no load every call is sing
 heavy load a batch holds everything that arrived during the previous model call. The
 runner waits for a batch to fill (at most `max_latency_ms` after its oldest request
 arrived) only when requests for the model are known to be on their way — announced by
-`announce()` when their HTTP request started and not yet submitted — and never longer
-than a model call has been taking, since waiting longer than a call costs more than
-making another one.
+`announce()` when their HTTP request started and not yet submitted (the HTTP layer does
+this through `Inference.announce`) — and never longer than a model call has been taking,
+since waiting longer than a call costs more than making another one.
+
+A `Batcher` knows nothing of models or HTTP: `Inference` owns the `Batchers` and hands
+each batcher the two calls it makes (one payload, a list of payloads).
 
 Threads do not survive `fork()`: with gunicorn's `preload_app` the app is built in the
 master and forked, so runner threads are started lazily, in the process that needs them,
@@ -33,23 +36,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from flask import Flask, g, has_request_context, request
-
-from serving.config.settings import Settings
 from serving.errors import ApiError, InternalError, Overloaded
-from serving.http.state import get_state
 from serving.runtime.forking import reset_in_forked_child
-from serving.runtime.inference import Inference
-from serving.runtime.registry import BatchPolicy, ModelRuntime, ModelStatus
-from serving.runtime.timebudget import TimeBudget
+from serving.runtime.registry import BatchPolicy
 
 log = logging.getLogger("serving.runtime.batching")
 
 # Weight of the newest model call in the running average of call durations.
 _EWMA_WEIGHT = 0.2
-# The route whose requests are announced, and where the announcement is kept.
-_PREDICT_ENDPOINT = "api.predict"
-_ANNOUNCED = "_serving_batch_announced"
 
 
 class BatchObserver(Protocol):
@@ -163,7 +157,6 @@ class Batcher:
         self._arriving = 0  # announced requests that have not submitted yet
         self._call_seconds = 0.0  # running average of one model call's duration
         self._runner: threading.Thread | None = None
-        self._runner_ident: int | None = None
 
     # --- what request threads call ---
 
@@ -208,10 +201,6 @@ class Batcher:
             raise outcome
         return outcome
 
-    def in_runner(self) -> bool:
-        """True on this batcher's runner thread (whose model calls must not queue again)."""
-        return threading.get_ident() == self._runner_ident
-
     def queue_depth(self) -> int:
         """Requests waiting now."""
         return len(self._queue)
@@ -252,7 +241,6 @@ class Batcher:
         self._runner = thread
 
     def _serve(self) -> None:
-        self._runner_ident = threading.get_ident()
         while True:
             batch, depth = self._next_batch()
             self._observer.set_queue_depth(self.name, depth)
@@ -318,116 +306,51 @@ def _copy_error(error: ApiError) -> ApiError:
     return duplicate
 
 
-class BatchingInference(Inference):
-    """`Inference` whose single predictions go through a per-model `Batcher`.
+class Batchers:
+    """This process's batchers, one per model, made on first use.
 
-    Models without `predict_batch` (and all models when batching is off) are called
-    directly, as by `Inference`. Batchers are per process and created on first use.
+    Threads do not survive `fork()`: a child forgets the batchers it inherited (their
+    runner threads stayed in the parent) and makes its own.
     """
 
     def __init__(
         self,
         *,
-        validate_output: bool,
         max_batch_size: int | None = None,
         max_latency_ms: float | None = None,
         queue_limit: int = 256,
         observer: BatchObserver | None = None,
-        budget: TimeBudget | None = None,
     ) -> None:
-        super().__init__(validate_output=validate_output, budget=budget)
+        """Each override that is not None replaces the handler's own `BATCH` value."""
         self._overrides = (max_batch_size, max_latency_ms, queue_limit)
         self.observer: BatchObserver = observer or _NoObserver()
         self._batchers: dict[str, Batcher] = {}
         self._lock = threading.Lock()
-        # A forked child inherits the batchers but not their runner threads: start over.
-        reset_in_forked_child(self._forget_batchers)
+        reset_in_forked_child(self._forget)
 
-    def _forget_batchers(self) -> None:
+    def _forget(self) -> None:
         self._batchers = {}
         self._lock = threading.Lock()
 
-    def batcher_for(self, runtime: ModelRuntime) -> Batcher | None:
-        """This process's batcher for `runtime`, or None when it cannot batch."""
-        if runtime.spec.predict_batch is None:
-            return None
-        batcher = self._batchers.get(runtime.spec.name)
-        if batcher is None:
-            with self._lock:
-                batcher = self._batchers.get(runtime.spec.name)
-                if batcher is None:
-                    batcher = self._new_batcher(runtime)
-                    self._batchers[runtime.spec.name] = batcher
+    def get(self, name: str) -> Batcher | None:
+        """Model `name`'s batcher, if it has one yet (one dict read: the hot path)."""
+        return self._batchers.get(name)
+
+    def add(
+        self,
+        name: str,
+        policy: BatchPolicy,
+        run_one: Callable[[Any], Any],
+        run_many: Callable[[list[Any]], list[Any]],
+    ) -> Batcher:
+        """Model `name`'s batcher, made with `policy`, `run_one` and `run_many` unless another thread just did."""
+        with self._lock:
+            batcher = self._batchers.get(name)
+            if batcher is None:
+                max_batch_size, max_latency_ms, queue_limit = self._overrides
+                limits = BatchLimits.resolve(
+                    policy, max_batch_size=max_batch_size, max_latency_ms=max_latency_ms, queue_limit=queue_limit
+                )
+                batcher = Batcher(name, limits, run_one, run_many, observer=self.observer)
+                self._batchers[name] = batcher
         return batcher
-
-    def _new_batcher(self, runtime: ModelRuntime) -> Batcher:
-        max_batch_size, max_latency_ms, queue_limit = self._overrides
-        limits = BatchLimits.resolve(
-            runtime.spec.batch, max_batch_size=max_batch_size, max_latency_ms=max_latency_ms, queue_limit=queue_limit
-        )
-        return Batcher(
-            runtime.spec.name,
-            limits,
-            run_one=lambda payload: Inference.predict(self, runtime, payload),
-            run_many=lambda payloads: self.predict_many(runtime, payloads),
-            observer=self.observer,
-        )
-
-    def predict(self, runtime: ModelRuntime, payload: Any) -> Any:
-        """One payload's result, batched with concurrent requests to the same model."""
-        batcher = self.batcher_for(runtime)
-        if batcher is None or batcher.in_runner():
-            # `predict_many`'s item-by-item fallback runs on the runner: call directly.
-            return super().predict(runtime, payload)
-        announced = has_request_context() and g.pop(_ANNOUNCED, None) is batcher
-        return batcher.submit(payload, announced=announced)
-
-
-def create_inference(settings: Settings, observer: BatchObserver | None = None) -> Inference:
-    """The app's `Inference`: batching unless `settings.batching` is off.
-
-    Either way each model call runs within its time budget (serving/runtime/timebudget.py): a
-    batch that overruns answers 504 to every request in it.
-    """
-    budget = TimeBudget(default_timeout_s=settings.predict_timeout_s, max_abandoned=settings.max_abandoned_calls)
-    if not settings.batching:
-        return Inference(validate_output=settings.validate_output, budget=budget)
-    return BatchingInference(
-        validate_output=settings.validate_output,
-        max_batch_size=settings.batch_max_size,
-        max_latency_ms=settings.batch_max_latency_ms,
-        queue_limit=settings.batch_queue_limit,
-        observer=observer,
-        budget=budget,
-    )
-
-
-def install_batching_hooks(app: Flask) -> None:
-    """Announce each `POST /v1/<Name>` to its model's batcher as soon as it starts.
-
-    The announcement tells the batcher that a request is on its way (its body is still
-    being read, parsed and validated), so a batch about to run may wait for it. Does
-    nothing when the app's inference does not batch.
-    """
-    state = get_state(app)
-    inference, registry = state.inference, state.registry
-    if not isinstance(inference, BatchingInference):
-        return
-
-    @app.before_request
-    def _announce() -> None:
-        if request.endpoint != _PREDICT_ENDPOINT or not request.view_args:
-            return
-        runtime = registry.get(request.view_args.get("name", ""))
-        if runtime is None or runtime.status is not ModelStatus.READY:
-            return
-        batcher = inference.batcher_for(runtime)
-        if batcher is not None:
-            batcher.announce()
-            setattr(g, _ANNOUNCED, batcher)
-
-    @app.teardown_request
-    def _withdraw(_exc: BaseException | None) -> None:
-        batcher = g.pop(_ANNOUNCED, None)
-        if batcher is not None:
-            batcher.withdraw()

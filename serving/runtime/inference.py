@@ -2,8 +2,14 @@
 
 Everything that runs model code goes through `Inference`, so the HTTP routes, the batch
 route and the job runner share one behaviour: the model is loaded on first use, input the
-model finds unusable is a 400, a crash is a logged 500, and the result is checked against
-the handler's OUTPUT_SCHEMA.
+model finds unusable is a 400, a crash is a logged 500, each model call runs within its
+time budget (serving/runtime/timebudget.py), and the result is checked against the
+handler's OUTPUT_SCHEMA.
+
+With batching on, `Inference` owns a `Batchers` (serving/runtime/batching.py): a single
+prediction for a model with `predict_batch` is handed to that model's `Batcher`, which
+runs it alone or with concurrent ones. The batcher calls back into `_predict_now` and
+`predict_many`, never into `predict`, so nothing it runs can queue a second time.
 """
 
 from __future__ import annotations
@@ -12,43 +18,93 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from serving.config.settings import Settings
 from serving.contract import InvalidInput
 from serving.errors import ApiError, GatewayTimeout, InternalError, ModelUnavailable, Overloaded
 from serving.errors import InvalidInput as InvalidInputError
+from serving.runtime.batching import Batcher, Batchers, BatchObserver
 from serving.runtime.registry import ModelNotReady, ModelRuntime, ModelStatus
 from serving.runtime.timebudget import TimeBudget
 
 log = logging.getLogger("serving.runtime.inference")
 
 
-class Inference:
-    """Runs model code for the routes; one per app."""
+class Arrival:
+    """A request announced to its model's batcher before its body was read.
 
-    def __init__(self, *, validate_output: bool, budget: TimeBudget | None = None) -> None:
+    It ends exactly once: taken by `Inference.predict`, or withdrawn (`withdraw()`) when
+    the request ends without a prediction, e.g. because its input was invalid.
+    """
+
+    __slots__ = ("_batcher",)
+
+    def __init__(self, batcher: Batcher) -> None:
+        self._batcher: Batcher | None = batcher
+
+    def take(self, batcher: Batcher) -> bool:
+        """True (once) when this arrival was announced to `batcher`: it now submits."""
+        if self._batcher is not batcher:
+            return False
+        self._batcher = None
+        return True
+
+    def withdraw(self) -> None:
+        """The request will not submit: the batcher stops expecting it. Idempotent."""
+        batcher, self._batcher = self._batcher, None
+        if batcher is not None:
+            batcher.withdraw()
+
+
+class Inference:
+    """Runs model code for the routes and the jobs; one per app."""
+
+    def __init__(self, *, validate_output: bool, budget: TimeBudget, batchers: Batchers | None = None) -> None:
+        """`budget` bounds every model call; `batchers`, when given, batch concurrent predictions."""
         self.validate_output = validate_output
         self.budget = budget
+        self.batchers = batchers
 
-    def call_model(self, runtime: ModelRuntime, fn: Callable[[], Any]) -> Any:
-        """`fn()` (one model call) within the model's time budget, when there is one."""
-        if self.budget is None:
-            return fn()
-        return self.budget.call(runtime.spec.name, runtime.spec.timeout_s, fn)
+    # --- single predictions ---
 
-    def model_for(self, runtime: ModelRuntime) -> Any:
-        """The loaded model, or `ModelUnavailable` (503) saying why it cannot serve."""
-        try:
-            return runtime.ensure_loaded()
-        except ModelNotReady as exc:
-            error = ModelUnavailable(
-                f"Model {exc.name} is {exc.status.value}" + (f": {exc.reason}" if exc.reason else ""),
-                status=exc.status.value,
-            )
-            if exc.status is ModelStatus.LOADING:
-                error.headers["Retry-After"] = "5"
-            raise error from None
+    def announce(self, runtime: ModelRuntime) -> Arrival | None:
+        """Tell `runtime`'s batcher that a prediction is on its way; None when it does not batch.
 
-    def predict(self, runtime: ModelRuntime, payload: Any) -> Any:
-        """One validated payload's result; raises an `ApiError` on any failure."""
+        The HTTP layer calls this as a request starts, so that a batch about to run may
+        wait for it while its body is still being read; it must then pass the `Arrival`
+        to `predict`, or withdraw it.
+        """
+        if runtime.status is not ModelStatus.READY:
+            return None  # loading or failed: no batch will be waiting for it
+        batcher = self.batcher_for(runtime)
+        if batcher is None:
+            return None
+        batcher.announce()
+        return Arrival(batcher)
+
+    def predict(self, runtime: ModelRuntime, payload: Any, *, arrival: Arrival | None = None) -> Any:
+        """One validated payload's result, batched with concurrent ones when the model batches.
+
+        Raises an `ApiError` on any failure.
+        """
+        batcher = self.batcher_for(runtime)
+        if batcher is None:
+            return self._predict_now(runtime, payload)
+        return batcher.submit(payload, announced=arrival is not None and arrival.take(batcher))
+
+    def batcher_for(self, runtime: ModelRuntime) -> Batcher | None:
+        """This process's batcher for `runtime`, or None when it cannot batch."""
+        batchers = self.batchers
+        if batchers is None or runtime.spec.predict_batch is None:
+            return None
+        return batchers.get(runtime.spec.name) or batchers.add(
+            runtime.spec.name,
+            runtime.spec.batch,
+            run_one=lambda payload: self._predict_now(runtime, payload),
+            run_many=lambda payloads: self.predict_many(runtime, payloads),
+        )
+
+    def _predict_now(self, runtime: ModelRuntime, payload: Any) -> Any:
+        """`predict` for one payload, on this thread, within the budget."""
         model = self.model_for(runtime)
         try:
             result = self.call_model(runtime, lambda: runtime.spec.predict(model, payload))
@@ -62,11 +118,14 @@ class Inference:
         self.check_output(runtime, result)
         return result
 
+    # --- several payloads ---
+
     def predict_many(self, runtime: ModelRuntime, payloads: list[Any]) -> list[Any | ApiError]:
         """Each payload's result in order, or the `ApiError` for that one item.
 
         Uses the handler's `predict_batch` when it has one (one model call for all); if
-        that raises, falls back to `predict` per item so one bad item fails only itself.
+        that raises, falls back to `predict` per item, on this thread (never through a
+        batcher), so one bad item fails only itself.
         """
         if not payloads:
             return []
@@ -94,10 +153,29 @@ class Inference:
         outcomes: list[Any | ApiError] = []
         for payload in payloads:
             try:
-                outcomes.append(self.predict(runtime, payload))
+                outcomes.append(self._predict_now(runtime, payload))
             except ApiError as error:
                 outcomes.append(error)
         return outcomes
+
+    # --- shared steps ---
+
+    def call_model(self, runtime: ModelRuntime, fn: Callable[[], Any]) -> Any:
+        """`fn()` (one model call) within the model's time budget."""
+        return self.budget.call(runtime.spec.name, runtime.spec.timeout_s, fn)
+
+    def model_for(self, runtime: ModelRuntime) -> Any:
+        """The loaded model, or `ModelUnavailable` (503) saying why it cannot serve."""
+        try:
+            return runtime.ensure_loaded()
+        except ModelNotReady as exc:
+            error = ModelUnavailable(
+                f"Model {exc.name} is {exc.status.value}" + (f": {exc.reason}" if exc.reason else ""),
+                status=exc.status.value,
+            )
+            if exc.status is ModelStatus.LOADING:
+                error.headers["Retry-After"] = "5"
+            raise error from None
 
     def check_output(self, runtime: ModelRuntime, result: Any) -> None:
         """Raise a logged 500 when `result` breaks the handler's OUTPUT_SCHEMA."""
@@ -114,3 +192,22 @@ class Inference:
                 extra={"model": runtime.spec.name},
             )
             raise InternalError("The model returned an invalid result; quote the request id when reporting it")
+
+
+def create_inference(settings: Settings, observer: BatchObserver | None = None) -> Inference:
+    """The app's `Inference`: with a time budget, and batchers unless `settings.batching` is off.
+
+    A batch that overruns its budget answers 504 to every request in it.
+    """
+    budget = TimeBudget(default_timeout_s=settings.predict_timeout_s, max_abandoned=settings.max_abandoned_calls)
+    batchers = (
+        Batchers(
+            max_batch_size=settings.batch_max_size,
+            max_latency_ms=settings.batch_max_latency_ms,
+            queue_limit=settings.batch_queue_limit,
+            observer=observer,
+        )
+        if settings.batching
+        else None
+    )
+    return Inference(validate_output=settings.validate_output, budget=budget, batchers=batchers)

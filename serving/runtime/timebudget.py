@@ -13,6 +13,12 @@ and answers 503 with `Retry-After` without starting new calls, until they finish
 stuck model never starves the others, and the number of threads stays bounded (request
 threads plus, per model, the abandoned calls).
 
+The job runner uses the same mechanism with the job's timeout (`TIMEOUT_S`, else
+`JOBS_TIMEOUT_S`) and `degrade=False`: a job that overruns fails as `timeout` and its call
+runs on, but jobs are bounded by the runner's slots (held until the call really ends),
+not by degrading the model. A model call made inside a budgeted call (the job's own
+prediction) runs directly: the outer deadline already bounds it.
+
 The threads are daemon threads, so a call that never returns cannot block the process
 from exiting (gunicorn's graceful shutdown, SIGTERM). They are created lazily, after
 gunicorn forks its workers, and again in a forked child if the parent had any.
@@ -20,13 +26,12 @@ gunicorn forks its workers, and again in a forked child if the parent had any.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import functools
 import logging
 import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from serving.errors import GatewayTimeout, ModelUnavailable
@@ -35,19 +40,12 @@ from serving.runtime.forking import reset_in_forked_child
 log = logging.getLogger("serving.runtime.timebudget")
 
 T = TypeVar("T")
-# Set where the caller already runs the model call on a thread of its own with its own
-# deadline (the job runner, with JOBS_TIMEOUT_S): a second budget would only add a thread.
-_CALLER_ENFORCES: contextvars.ContextVar[bool] = contextvars.ContextVar("serving_caller_enforces", default=False)
+# True on a call thread while it runs a budgeted call: calls nested in it run directly.
+_WITHIN_BUDGET: contextvars.ContextVar[bool] = contextvars.ContextVar("serving_within_budget", default=False)
 
 
-@contextlib.contextmanager
-def caller_enforces_timeout() -> Iterator[None]:
-    """Within this block, `TimeBudget.call` runs calls directly: the caller times them."""
-    token = _CALLER_ENFORCES.set(True)
-    try:
-        yield
-    finally:
-        _CALLER_ENFORCES.reset(token)
+def _nothing() -> None:
+    pass
 
 
 class _CallThread:
@@ -183,16 +181,17 @@ class TimeBudget:
         """True while `model` refuses new calls because too many are still running late."""
         return self.abandoned(model) >= self.max_abandoned
 
-    def call(self, model: str, timeout_s: float | None, fn: Callable[[], T]) -> T:
+    def call(self, model: str, timeout_s: float | None, fn: Callable[[], T], *, degrade: bool = True) -> T:
         """`fn()`'s result if it returns within the budget; its exception if it raises.
 
-        Raises `GatewayTimeout` (504) when it overruns and `ModelUnavailable` (503) when
-        `model` is degraded.
+        Raises `GatewayTimeout` (504) when it overruns and, with `degrade`, counts the
+        abandoned call toward `model`'s degradation and raises `ModelUnavailable` (503)
+        while `model` is degraded. Without `degrade` the caller bounds its overruns itself.
         """
         budget = self.timeout_for(timeout_s)
-        if budget <= 0 or _CALLER_ENFORCES.get():
+        if budget <= 0 or _WITHIN_BUDGET.get():
             return fn()
-        if self.degraded(model):
+        if degrade and self.degraded(model):
             error = ModelUnavailable(
                 f"Model {model} is degraded: earlier requests overran its {budget:g} s time budget "
                 "and are still running; retry later",
@@ -200,11 +199,15 @@ class TimeBudget:
             )
             error.headers["Retry-After"] = str(max(1, math.ceil(budget)))
             raise error
-        thread = self._threads.take()
         # The caller's context (request id, trace) follows the call onto the thread.
-        thread.run(functools.partial(contextvars.copy_context().run, fn))
-        if not thread.wait(budget) and self._threads.abandon(thread, lambda: self._finished(model)):
-            self._abandon(model)
+        context = contextvars.copy_context()
+        context.run(_WITHIN_BUDGET.set, True)
+        thread = self._threads.take()
+        thread.run(functools.partial(context.run, fn))
+        late = (lambda: self._finished(model)) if degrade else _nothing
+        if not thread.wait(budget) and self._threads.abandon(thread, late):
+            if degrade:
+                self._abandon(model)
             raise GatewayTimeout(f"Model {model} did not answer within its {budget:g} s time budget", timeout_s=budget)
         result, failure = thread.result, thread.error
         self._threads.give_back(thread)

@@ -9,12 +9,15 @@ default: a route added later is protected unless it says otherwise.
 
 For other modules:
 
-- `flask.g.api_key_id` is the id of the key that authenticated this request (`str`), or
+- `current_key_id()` is the id of the key that authenticated this request (`str`), or
   `None` when keys are off or the route is public. Jobs record it as their owner and show
   a job only to the same key.
 - `authorize_model(name)` raises `ModelForbidden` (403) when the request's key is scoped to
   other models; `may_use_model(name)` says whether it may.
 - `@public` marks a view that never needs a key.
+
+Two steps of the request pipeline (serving/http/pipeline.py) live here: `key_identifier()`
+and `enforce_key()`, with the rate limit between them.
 
 The secret itself is never stored on `g`, logged, or echoed; the logs carry `key_id`.
 """
@@ -36,6 +39,10 @@ log = logging.getLogger("serving.security.access")
 
 EXTENSION_KEY = "serving.security.access"
 _PUBLIC_ATTR = "_serving_public"
+# What this module keeps on `g` for the request: the key it presented (or None), and why
+# it is refused when it has none. Other modules call `current_key()` / `current_key_id()`.
+_KEY = "_access_key"
+_PROBLEM = "_access_problem"
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -90,8 +97,18 @@ def is_public_request() -> bool:
 
 def current_key() -> ApiKey | None:
     """The key that authenticated the current request, or None."""
-    key: ApiKey | None = g.get("_api_key")
+    key: ApiKey | None = g.get(_KEY)
     return key
+
+
+def current_key_id() -> str | None:
+    """The id of the key that authenticated the current request, or None.
+
+    None as well when keys are off or the route is public. Jobs record it as their owner;
+    the logs and the rate limiter use it to tell clients apart.
+    """
+    key: ApiKey | None = g.get(_KEY)
+    return key.id if key is not None else None
 
 
 def may_use_model(name: str) -> bool:
@@ -106,12 +123,8 @@ def authorize_model(name: str) -> None:
         raise ModelForbidden(f"This API key may not use model {name!r}")
 
 
-def install_access_control(app: Flask, ring: KeyRing) -> None:
-    """Identify the caller before each request; `enforce_access_control` rejects later.
-
-    Split in two so the rate limiter, installed between them, counts rejected attempts
-    per client address too (guessing keys costs the guesser their rate limit).
-    """
+def init_access_control(app: Flask, ring: KeyRing) -> None:
+    """Keep `ring` as the app's keys (`key_ring()`), and say at start-up which are accepted."""
     app.extensions[EXTENSION_KEY] = ring
     if ring.enabled:
         log.info(
@@ -119,33 +132,38 @@ def install_access_control(app: Flask, ring: KeyRing) -> None:
             ", ".join(f"{key.id} (sha256 {key.fingerprint})" for key in ring.keys),
         )
 
-    @app.before_request
+
+def key_identifier(ring: KeyRing) -> Callable[[], None]:
+    """Before-request step: find which of `ring`'s keys the request presented, if any.
+
+    It only identifies; `enforce_key` refuses later, so that the rate limiter between
+    the two counts rejected attempts per client address too (guessing keys costs the
+    guesser their rate limit).
+    """
+
     def _identify() -> None:
-        g.api_key_id = None
-        g._api_key = None
+        context = g._get_current_object()
+        setattr(context, _KEY, None)
         if not ring.enabled:
             return
         presented = _presented_secret()
         key = ring.authenticate(presented) if presented is not None else None
-        if key is not None:
-            g._api_key = key
-            g.api_key_id = key.id
-        g._auth_problem = None if key is not None else ("missing" if presented is None else "invalid")
+        setattr(context, _KEY, key)
+        setattr(context, _PROBLEM, None if key is not None else ("missing" if presented is None else "invalid"))
+
+    return _identify
 
 
-def enforce_access_control(app: Flask) -> None:
-    """Reject requests to protected routes that did not present a valid key (401)."""
-
-    @app.before_request
-    def _enforce() -> None:
-        problem = g.get("_auth_problem")
-        if problem is None or is_public_request():
-            return
-        # Say which of the two it was, never anything about the secret that was sent.
-        error = Unauthorized(
-            "Missing API key: send Authorization: Bearer <key> or X-API-Key: <key>"
-            if problem == "missing"
-            else "Invalid API key"
-        )
-        error.headers["WWW-Authenticate"] = 'Bearer realm="model-serving"'
-        raise error
+def enforce_key() -> None:
+    """Before-request step: 401 for a protected route without a valid key."""
+    problem = g.get(_PROBLEM)
+    if problem is None or is_public_request():
+        return
+    # Say which of the two it was, never anything about the secret that was sent.
+    error = Unauthorized(
+        "Missing API key: send Authorization: Bearer <key> or X-API-Key: <key>"
+        if problem == "missing"
+        else "Invalid API key"
+    )
+    error.headers["WWW-Authenticate"] = 'Bearer realm="model-serving"'
+    raise error

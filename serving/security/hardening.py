@@ -35,23 +35,20 @@ OTHER_CSP = "default-src 'none'; frame-ancestors 'none'"
 HSTS = "max-age=31536000; includeSubDomains"
 
 
-def install_security_headers(app: Flask) -> None:
-    """Add the security headers above to every response of `app`."""
-
-    @app.after_request
-    def _security_headers(response: Response) -> Response:
-        headers = response.headers
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("Referrer-Policy", "no-referrer")
-        # Flask's automatic OPTIONS answer is an empty "text/html" body: not a page.
-        if response.mimetype == "text/html" and request.method != "OPTIONS":
-            headers.setdefault("Content-Security-Policy", HTML_CSP)
-            headers.setdefault("X-Frame-Options", "DENY")
-        else:
-            headers.setdefault("Content-Security-Policy", OTHER_CSP)
-        if request.is_secure:
-            headers.setdefault("Strict-Transport-Security", HSTS)
-        return response
+def security_headers(response: Response) -> Response:
+    """After-request step: add the security headers above to `response`."""
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    # Flask's automatic OPTIONS answer is an empty "text/html" body: not a page.
+    if response.mimetype == "text/html" and request.method != "OPTIONS":
+        headers.setdefault("Content-Security-Policy", HTML_CSP)
+        headers.setdefault("X-Frame-Options", "DENY")
+    else:
+        headers.setdefault("Content-Security-Policy", OTHER_CSP)
+    if request.is_secure:
+        headers.setdefault("Strict-Transport-Security", HSTS)
+    return response
 
 
 def refuse_debug_in_production(app: Flask, settings: Settings) -> None:

@@ -18,27 +18,31 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
-from flask import Flask, Response, g, request
+from flask import Response, request
 from flask_limiter import Limiter
 
 from serving.security import access
 
-EXTENSION_KEY = "serving.security.ratelimits"
 # Fail fast when Redis is unreachable: a request must not wait long for its counter.
 _REDIS_OPTIONS: dict[str, str | int] = {"socket_connect_timeout": 1, "socket_timeout": 1}
 
 
 def client_identity() -> str:
     """The bucket a request is counted in: its API key id, else its client address."""
-    key_id = g.get("api_key_id")
+    key_id = access.current_key_id()
     if key_id:
         return f"key:{key_id}"
     return f"ip:{request.remote_addr or 'unknown'}"
 
 
-def install_rate_limits(app: Flask, *, limits: str, storage_url: str | None, key_prefix: str) -> Limiter | None:
-    """Count requests per client before each protected request; None when `limits` is ''."""
+def create_limiter(*, limits: str, storage_url: str | None, key_prefix: str) -> Limiter | None:
+    """A limiter counting each protected request per client; None when `limits` is ''.
+
+    Its `init_app` registers Flask-Limiter's own hooks (the check before the view, its
+    bookkeeping after): the request pipeline calls it at the rate limit's place.
+    """
     if not limits:
         return None
     storage = storage_url or "memory://"
@@ -56,10 +60,12 @@ def install_rate_limits(app: Flask, *, limits: str, storage_url: str | None, key
     )
     # Public routes and preflights are never counted (nor refused).
     limiter.request_filter(access.is_public_request)
-    limiter.init_app(app)
-    app.extensions[EXTENSION_KEY] = limiter
+    return limiter
 
-    @app.after_request
+
+def retry_after(limiter: Limiter) -> Callable[[Response], Response]:
+    """After-request step: a 429 says in `Retry-After` when the client's window resets."""
+
     def _retry_after(response: Response) -> Response:
         if response.status_code == 429:
             current = limiter.current_limit
@@ -69,4 +75,4 @@ def install_rate_limits(app: Flask, *, limits: str, storage_url: str | None, key
                 response.headers["Retry-After"] = str(seconds)
         return response
 
-    return limiter
+    return _retry_after
