@@ -9,7 +9,7 @@ from serving.cli.new_model import new_model_command
 from serving.config.settings import Settings, SettingsError
 from serving.errors import register_error_handlers
 from serving.http import batch as batch_api
-from serving.http import docs, health, openai, web
+from serving.http import docs, health, inference_v2, openai, web
 from serving.http import predict as api
 from serving.http.json_provider import FastJSONProvider
 from serving.http.state import EXTENSION_KEY, ServingState
@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health.blueprint)
     app.register_blueprint(api.blueprint)
     app.register_blueprint(openai.blueprint)
+    app.register_blueprint(inference_v2.blueprint)
     app.register_blueprint(batch_api.blueprint)
     app.register_blueprint(openapi.blueprint)
     app.register_blueprint(docs.blueprint)
