@@ -18,13 +18,13 @@ clients only compare with 200.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from serving.errors import (
-    ERROR_ALIAS_FLAG,
     InternalError,
     ModelNotFound,
     ModelUnavailable,
@@ -50,10 +50,22 @@ PLATFORM = "model-serving"
 EXTENSIONS = ["binary_tensor_data"]
 
 
-@blueprint.before_app_request
-def _mark_v2_request() -> None:
-    if request.path == "/v2" or request.path.startswith("/v2/"):
-        setattr(g, ERROR_ALIAS_FLAG, True)
+@blueprint.after_app_request
+def _protocol_error_key(response: Response) -> Response:
+    """Give every JSON error on /v2 the protocol's `error` (auth, routing and rate-limit errors too).
+
+    A response hook rather than `ERROR_ALIAS_FLAG`: the flag would have to be set before
+    the access-control hooks run, and they are installed before any blueprint.
+    """
+    if response.status_code < 400 or not response.is_json:
+        return response
+    if request.path != "/v2" and not request.path.startswith("/v2/"):
+        return response
+    body = response.get_json(silent=True)
+    if isinstance(body, dict) and "error" not in body and isinstance(body.get("message"), str):
+        body["error"] = body["message"]
+        response.set_data(json.dumps(body))
+    return response
 
 
 @blueprint.get("/health/live")

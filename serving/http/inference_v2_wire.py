@@ -82,7 +82,7 @@ def _json_values(datatype: str, values: list[Any], path: str) -> list[Any]:
         else:
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if not ok:
-            raise _fail(f"{datatype} data holds {json.dumps(value)[:40]}, which is not a {datatype} value", path)
+            raise _fail(f"{datatype} data holds {json.dumps(value)[:40]}, which is not {datatype} data", path)
     return values
 
 

@@ -200,7 +200,7 @@ def _output_element(spec: TensorSpec, value: Any) -> Any:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     if spec.kind in (TEXT, BINARY):
         if not isinstance(value, str):
-            raise OutputMismatch(f"output {spec.name!r} holds {type(value).__name__}, not a string")
+            raise OutputMismatch(f"output {spec.name!r} holds a {type(value).__name__} where a string belongs")
         if spec.kind == BINARY:
             try:
                 return base64.b64decode(value, validate=True)
@@ -209,7 +209,7 @@ def _output_element(spec: TensorSpec, value: Any) -> Any:
         return value
     expected: tuple[type, ...] = {BOOLEAN: (bool,), INTEGER: (int,), NUMBER: (int, float)}[spec.kind]
     if not isinstance(value, expected) or (spec.kind != BOOLEAN and isinstance(value, bool)):
-        raise OutputMismatch(f"output {spec.name!r} holds {type(value).__name__}, not a {spec.kind}")
+        raise OutputMismatch(f"output {spec.name!r} holds a {type(value).__name__} where {spec.kind} values belong")
     return value
 
 
