@@ -57,7 +57,7 @@ def _fail(message: str, path: str) -> ValidationFailed:
 
 def _flatten(data: Any, path: str) -> list[Any]:
     if not isinstance(data, list):
-        return [data]
+        raise _fail("'data' must be an array (nested arrays are read row-major)", path)
     flat: list[Any] = []
     stack: list[tuple[Any, int]] = [(data, 0)]
     while stack:

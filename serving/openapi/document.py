@@ -20,7 +20,9 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
+from serving.http.inference_v2_openapi import inference_v2_routes
 from serving.http.instances import DEFAULT_SIGNATURE
+from serving.http.openai_openapi import openai_routes
 from serving.http.state import ServingState, get_state
 from serving.http.vertex import default_model
 from serving.openapi.security import document_security
@@ -656,6 +658,8 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
     metrics_routes,
     job_routes,
     web_routes,
+    openai_routes,  # after listing_routes: it extends ModelList and Model
+    inference_v2_routes,
 )
 
 
