@@ -81,6 +81,13 @@ def test_dimensions_equal_to_the_models_is_accepted(client: FlaskClient) -> None
     assert _embed(client, input="x", dimensions=4).status_code == 200
 
 
+def test_optional_arguments_sent_as_null_count_as_not_sent(client: FlaskClient) -> None:
+    response = _embed(client, input="x", dimensions=None, encoding_format=None, user=None)
+
+    assert response.status_code == 200
+    assert isinstance(response.get_json()["data"][0]["embedding"], list)
+
+
 @pytest.mark.parametrize(
     ("body", "status", "param", "code", "message"),
     [

@@ -78,6 +78,8 @@ def _read_request() -> tuple[dict[str, Any], list[str]]:
     body = read_json(request)
     if not isinstance(body, dict):
         raise _invalid('The request body must be a JSON object: {"model": ..., "input": ...}', None)
+    # Optional arguments sent as null (some clients do) mean "not given".
+    body = {key: value for key, value in body.items() if value is not None or key in ("model", "input")}
     unknown = [key for key in body if key not in REQUEST_KEYS]
     if unknown:
         raise _invalid(f"Unrecognized request argument supplied: {unknown[0][:64]}", unknown[0][:64])

@@ -113,13 +113,19 @@ def openai_routes(doc: OpenApiDocument, state: ServingState) -> None:
                 "oneOf": [text, {"type": "array", "items": text, "minItems": 1, "maxItems": limit}],
             },
             "encoding_format": {
-                "enum": ["float", "base64"],
+                "enum": ["float", "base64", None],
                 "default": "float",
                 "description": "`base64`: the little-endian float32 bytes of each vector.",
             },
-            "dimensions": {"type": "integer", "minimum": 1, "description": "Only the model's own dimension."},
-            "user": {"type": "string", "description": "Accepted and ignored."},
+            "dimensions": {
+                "type": ["integer", "null"],
+                "minimum": 1,
+                "description": "Only the model's own dimension (a model not trained for shorter vectors "
+                "cannot give them).",
+            },
+            "user": {"type": ["string", "null"], "description": "Accepted and ignored."},
         },
+        "description": "An optional argument sent as null counts as not sent.",
         "required": ["model", "input"],
         "additionalProperties": False,
     }
