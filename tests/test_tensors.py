@@ -85,3 +85,5 @@ def test_results_that_break_their_tensor_are_a_mismatch() -> None:
         output_values(spec, [{"n": 1}, {}], result_only=False)
     with pytest.raises(OutputMismatch, match="holds a str where integer values belong"):
         output_values(spec, [{"n": "1"}], result_only=False)
+    with pytest.raises(OutputMismatch, match="which INT64 cannot"):
+        output_values(spec, [{"n": 2**63}], result_only=False)

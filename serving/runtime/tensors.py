@@ -210,6 +210,8 @@ def _output_element(spec: TensorSpec, value: Any) -> Any:
     expected: tuple[type, ...] = {BOOLEAN: (bool,), INTEGER: (int,), NUMBER: (int, float)}[spec.kind]
     if not isinstance(value, expected) or (spec.kind != BOOLEAN and isinstance(value, bool)):
         raise OutputMismatch(f"output {spec.name!r} holds a {type(value).__name__} where {spec.kind} values belong")
+    if spec.kind == INTEGER and isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise OutputMismatch(f"output {spec.name!r} holds {value}, which INT64 cannot")
     return value
 
 
