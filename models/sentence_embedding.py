@@ -77,6 +77,12 @@ class SentenceEmbedder:
             )
         return [[float(value) for value in vector] for vector in vectors]
 
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """How many word pieces the model reads of each text: special tokens in, the cut-off part out."""
+        with self._lock:  # the same Rust tokenizer `embed` reconfigures: one thread at a time
+            encoded = self._model.tokenizer(list(texts), truncation=True, max_length=self._model.max_seq_length)
+        return [len(ids) for ids in encoded["input_ids"]]
+
 
 def _install_fork_hook() -> None:
     """Once per process: in children forked after the model ran, use one torch thread."""

@@ -13,7 +13,7 @@ from serving.cli.new_model import new_model_command
 from serving.config.security import check_key_scopes
 from serving.config.settings import Settings
 from serving.http import batch as batch_api
-from serving.http import docs, health, web
+from serving.http import docs, health, inference_v2, openai, web
 from serving.http import predict as api
 from serving.http.error_handlers import register_error_handlers
 from serving.http.json_provider import FastJSONProvider
@@ -78,6 +78,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     add_metrics_route(app, metrics)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(api.blueprint)
+    app.register_blueprint(openai.blueprint)
+    app.register_blueprint(inference_v2.blueprint)
     app.register_blueprint(batch_api.blueprint)
     app.register_blueprint(openapi.blueprint)
     app.register_blueprint(docs.blueprint)

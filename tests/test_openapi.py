@@ -32,6 +32,7 @@ APP_CONFIGS = {
     "edge-case-handlers": {"handlers_dir": FIXTURE_HANDLERS / "ok"},
     "batch-handlers": {"handlers_dir": BATCH_HANDLERS},
     "vertex-ai": {"handlers_dir": BATCH_HANDLERS, "default_model": "Batched", **VERTEX},
+    "protocol-handlers": {"handlers_dir": FIXTURE_HANDLERS / "protocols"},
 }
 
 
@@ -81,7 +82,12 @@ def test_every_operation_documents_json_bodies_for_its_responses(make_app: Calla
                 media = response["content"]
                 if "application/json" in media:
                     assert "X-Request-Id" in response["headers"], f"{method} {path} {status}"
-                allowed = ({"application/json"}, {"text/html"}, {"text/plain", "application/openmetrics-text"})
+                allowed = (
+                    {"application/json"},
+                    {"text/html"},
+                    {"text/plain", "application/openmetrics-text"},
+                    {"application/json", "application/octet-stream"},  # v2 infer with binary tensors
+                )
                 assert set(media) in allowed, f"{method} {path} {status}"
                 if int(status) >= 400:
                     assert "application/json" in media, f"{method} {path} {status} is not a JSON error"
@@ -187,6 +193,30 @@ LIVE_REQUESTS = [
     ("ok", "GET", "/readyz", "/readyz", None),
     ("ok", "GET", "/v1/models", "/v1/models", None),
     ("ok", "GET", "/vertex/health", "/vertex/health", None),
+    ("protocols", "GET", "/v1/models", "/v1/models", None),
+    ("protocols", "GET", "/v1/models/{name}", "/v1/models/Embedder", None),
+    ("protocols", "POST", "/v1/embeddings", "/v1/embeddings", {"model": "Embedder", "input": ["a", "b"]}),
+    ("protocols", "POST", "/v1/embeddings", "/v1/embeddings", {"model": "Embedder", "input": "a", "dimensions": 9}),
+    ("protocols", "POST", "/v1/embeddings", "/v1/embeddings", {"model": "Nope", "input": "a"}),
+    ("protocols", "POST", "/v1/embeddings", "/v1/embeddings", {"model": "Embedder", "input": ["a"] * 11}),
+    ("protocols", "GET", "/v2", "/v2", None),
+    ("protocols", "GET", "/v2/health/live", "/v2/health/live", None),
+    ("protocols", "GET", "/v2/health/ready", "/v2/health/ready", None),
+    ("protocols", "GET", "/v2/models/Kinds", "/v2/models/Kinds", None),
+    ("protocols", "GET", "/v2/models/Unmappable", "/v2/models/Unmappable", None),
+    ("protocols", "GET", "/v2/models/Kinds/versions/{version}", "/v2/models/Kinds/versions/7", None),
+    ("protocols", "GET", "/v2/models/Kinds/ready", "/v2/models/Kinds/ready", None),
+    (
+        "protocols",
+        "POST",
+        "/v2/models/Scalar/infer",
+        "/v2/models/Scalar/infer",
+        {"id": "1", "inputs": [{"name": "x", "datatype": "FP64", "shape": [2], "data": [1, 2]}]},
+    ),
+    ("protocols", "POST", "/v2/models/Scalar/infer", "/v2/models/Scalar/infer", {"inputs": []}),
+    ("protocols", "POST", "/v2/models/Unmappable/infer", "/v2/models/Unmappable/infer", {"inputs": []}),
+    ("ok", "GET", "/v2/models/FailingSetup/ready", "/v2/models/FailingSetup/ready", None),
+    ("ok", "GET", "/v2/health/ready", "/v2/health/ready", None),
 ]
 
 
@@ -200,6 +230,7 @@ def live_apps() -> dict[str, Flask]:
             Settings(handlers_dir=BATCH_HANDLERS, default_model="Batched", predict_max_instances=10, **VERTEX)
         ),
         "ok": create_app(Settings(handlers_dir=FIXTURE_HANDLERS / "ok", default_model="FailingSetup", **VERTEX)),
+        "protocols": create_app(Settings(handlers_dir=FIXTURE_HANDLERS / "protocols", predict_max_instances=10)),
     }
     return apps
 

@@ -11,7 +11,10 @@ from flask import Flask
 from serving.config.api_keys import parse_key_specs
 
 OPS = "ops-secret-0123456789abcdef"
-PUBLIC_OPERATIONS = {"healthz", "readyz", "warmup", "openapi_document", "api_docs", "demo_page"}
+PUBLIC_OPERATIONS = {
+    *("healthz", "readyz", "warmup", "openapi_document", "api_docs", "demo_page"),
+    *("v2_live", "v2_ready", "v2_server_metadata"),
+}
 
 
 def _operations(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -26,6 +26,8 @@ STEPS = [
     "cors",
     "announce-prediction",
     "tf-serving-errors",
+    "openai-errors",
+    "v2-errors",
 ]
 KEY = "pipeline-secret-0123456789abcdef"
 
@@ -79,6 +81,8 @@ def test_flask_runs_the_hooks_of_the_steps_in_list_order_and_no_others(full_app:
         "tf_serving_marker.<locals>._mark",  # tf-serving-errors
     ]
     assert after == [
+        "protocol_error_key",  # v2-errors
+        "openai_error_shape",  # openai-errors
         "make_after_request_function.<locals>.cors_after_request",  # cors (Flask-CORS's own hook)
         "security_headers",  # security-headers
         "retry_after.<locals>._retry_after",  # rate-limit

@@ -25,7 +25,9 @@ from flask import Flask, Response
 from serving.config.api_keys import KeyRing
 from serving.http.batch import tf_serving_marker
 from serving.http.cors import cors_extension, preflight_no_content
+from serving.http.inference_v2 import protocol_error_key
 from serving.http.model_version import version_header
+from serving.http.openai import openai_error_shape
 from serving.http.predict import announce_prediction, withdraw_prediction
 from serving.http.state import ServingState
 from serving.observability.logs import request_logger, start_request
@@ -97,6 +99,10 @@ def request_steps(state: ServingState, ring: KeyRing) -> list[Step]:
         ),
         # Errors of TF Serving's routes carry `error` too; those refused above (401, 429) do not.
         Step("tf-serving-errors", before=tf_serving_marker(settings.aip_predict_route)),
+        # The error shapes other protocols' clients parse, for every error on their routes
+        # (refusals above included): OpenAI's on /v1/embeddings, `error` on /v2.
+        Step("openai-errors", after=openai_error_shape),
+        Step("v2-errors", after=protocol_error_key),
     ]
 
 

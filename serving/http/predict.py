@@ -15,6 +15,7 @@ from werkzeug.routing import BaseConverter
 from serving.errors import ModelNotFound
 from serving.http.body import read_json
 from serving.http.dispatch import job_request
+from serving.http.openai_models import openai_model
 from serving.http.state import get_state
 from serving.observability.logs import tag_model
 from serving.runtime.inference import Arrival
@@ -101,10 +102,16 @@ def withdraw_prediction(_exc: BaseException | None) -> None:
 
 @blueprint.get("/models")
 def list_models() -> Response:
-    usable = (runtime for runtime in get_state().registry if may_use_model(runtime.spec.name))
-    return jsonify(models=[runtime.describe() for runtime in usable])
+    usable = [runtime for runtime in get_state().registry if may_use_model(runtime.spec.name)]
+    # `object` and `data` are OpenAI's list of models (`client.models.list()`).
+    return jsonify(
+        models=[runtime.describe() for runtime in usable],
+        object="list",
+        data=[openai_model(runtime) for runtime in usable],
+    )
 
 
 @blueprint.get("/models/<model:name>")
 def describe_model(name: str) -> Response:
-    return jsonify(find_model(name).describe())
+    runtime = find_model(name)
+    return jsonify({**openai_model(runtime), **runtime.describe()})

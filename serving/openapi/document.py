@@ -14,6 +14,8 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
 from serving.http.health_openapi import health_routes
+from serving.http.inference_v2_openapi import inference_v2_routes
+from serving.http.openai_openapi import openai_routes
 from serving.http.predict_openapi import listing_routes, model_routes
 from serving.http.state import ServingState, get_state
 from serving.http.vertex_openapi import vertex_routes
@@ -36,6 +38,8 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
     metrics_routes,
     job_routes,
     web_routes,
+    openai_routes,  # after listing_routes: it extends ModelList and Model
+    inference_v2_routes,
 )
 
 

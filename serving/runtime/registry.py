@@ -15,7 +15,9 @@ A handler module (see `handlers/xxx_model.py`) declares at module level:
   `predict_batch(model, payloads)`, `ASYNC` (`"never"`, `"allowed"` or `"always"`),
   `BATCH` (`{"max_batch_size": int, "max_latency_ms": number}`) and `TIMEOUT_S` (the
   time budget of one call; 0 for calls that cannot hang: they then run on the request
-  thread, without the hand-off to a call thread that a budget needs).
+  thread, without the hand-off to a call thread that a budget needs);
+  `EMBEDDINGS` with `count_tokens(model, texts)` (the model produces text embeddings,
+  served at `POST /v1/embeddings` too: see `serving/runtime/embeddings.py`).
 
 `discover_handlers()` imports every `*.py` in a directory and fails with a
 `HandlerError` naming the file, what it expected and what it found. `Registry` holds the
@@ -45,6 +47,7 @@ from typing import Any
 from serving.config.artifacts import ArtifactSource, parse_artifact_uri
 from serving.runtime.artifact_cache import ArtifactCache, FetchedArtifacts
 from serving.runtime.cloud_storage import ArtifactError
+from serving.runtime.embeddings import EmbeddingsDeclarationError, EmbeddingsSpec, parse_embeddings
 from serving.runtime.validation import SchemaValidator, schema_problem
 
 log = logging.getLogger("serving.runtime.registry")
@@ -52,7 +55,7 @@ log = logging.getLogger("serving.runtime.registry")
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 ASYNC_MODES = ("never", "allowed", "always")
 # URL segments under /v1/ that belong to the core, so no model may take them.
-RESERVED_NAMES = frozenset({"models", "jobs"})
+RESERVED_NAMES = frozenset({"models", "jobs", "embeddings"})
 
 
 class HandlerError(Exception):
@@ -102,6 +105,8 @@ class ModelSpec:
     # override it: see serving.runtime.model_artifacts), and whether setup takes them.
     artifacts: ArtifactSource | None = None
     setup_takes_artifacts: bool = False
+    # Set when the handler declares EMBEDDINGS (served by POST /v1/embeddings too).
+    embeddings: EmbeddingsSpec | None = None
 
 
 class ModelRuntime:
@@ -390,6 +395,14 @@ def load_handler(path: Path) -> ModelSpec:
     if timeout_s is not None and bad_timeout:
         raise HandlerError(path, "TIMEOUT_S to be a number of seconds >= 0", repr(timeout_s))
 
+    embeddings = None
+    count_tokens = _callable(module, path, "count_tokens", 2, required=False)
+    if hasattr(module, "EMBEDDINGS"):
+        try:
+            embeddings = parse_embeddings(module.EMBEDDINGS, count_tokens, input_schema, output_schema)
+        except EmbeddingsDeclarationError as exc:
+            raise HandlerError(path, exc.expected, exc.found) from None
+
     doc = inspect.getdoc(module) or ""
     return ModelSpec(
         name=name,
@@ -409,6 +422,7 @@ def load_handler(path: Path) -> ModelSpec:
         output_validator=SchemaValidator(output_schema) if output_schema is not None else None,
         artifacts=artifacts,
         setup_takes_artifacts=setup_takes_artifacts,
+        embeddings=embeddings,
     )
 
 

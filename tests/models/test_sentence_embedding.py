@@ -61,6 +61,20 @@ def test_concurrent_calls_from_threads_succeed(embedder: Any) -> None:
         assert g == pytest.approx(e, abs=1e-5)
 
 
+def test_token_counts_are_what_the_model_reads(embedder: Any) -> None:
+    # [CLS] hello world [SEP]; a long text is cut at the model's 256 word pieces, as it is embedded.
+    assert sentence_embedding.count_tokens(embedder, ["hello world", "word " * 400]) == [4, 256]
+
+
+def test_counting_tokens_while_embedding_from_other_threads_succeeds(embedder: Any) -> None:
+    texts = [f"sentence number {i}" for i in range(16)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        embedded = pool.map(lambda t: _embed(embedder, t), texts)
+        counted = list(pool.map(lambda t: sentence_embedding.count_tokens(embedder, [t]), texts))
+        assert len(list(embedded)) == len(texts)
+    assert counted == [[5]] * len(texts)  # [CLS] sentence number <n> [SEP]
+
+
 @pytest.mark.e2e
 def test_loads_offline_without_environment_variables_or_network() -> None:
     # A fresh process with HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE unset and every socket
