@@ -39,3 +39,13 @@ def test_error_responses_carry_cors_headers(client: Any) -> None:
     assert response.status_code == 400
     assert response.headers["Access-Control-Allow-Origin"] == "*"
     assert "X-Request-Id" in response.headers["Access-Control-Expose-Headers"]
+
+
+@pytest.mark.parametrize(
+    "header", ["X-Request-Id", "X-Model-Version", "Location", "Retry-After", "Inference-Header-Content-Length"]
+)
+def test_a_browser_may_read_the_headers_the_api_answers_with(client: Any, header: str) -> None:
+    response = client.post("/v1/XXXModel", json={"name": "Leo"}, headers={"Origin": "https://widgets.example"})
+
+    exposed = {name.strip().lower() for name in response.headers["Access-Control-Expose-Headers"].split(",")}
+    assert header.lower() in exposed

@@ -3,7 +3,7 @@
 Flask-CORS answers preflights and adds the `Access-Control-*` headers; `CORS_ORIGINS`
 says which origins (default `*`). No credentials are ever allowed, and the headers a
 widget needs to read (the request id, the model's version, `Location` of a job,
-`Retry-After`) are exposed.
+`Retry-After`, and the JSON part's length of a binary v2 answer) are exposed.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from flask import Flask, Response, request
 from flask_cors import CORS
 
 from serving.config.settings import Settings
+from serving.http.inference_v2_wire import HEADER_LENGTH as V2_HEADER_LENGTH
 from serving.http.model_version import MODEL_VERSION_HEADER
 from serving.observability.logs import REQUEST_ID_HEADER
 
@@ -33,7 +34,7 @@ def cors_extension(settings: Settings) -> Callable[[Flask], None]:
         send_wildcard=any_origin,
         supports_credentials=False,
         methods=["GET", "POST", "DELETE", "OPTIONS"],
-        expose_headers=[REQUEST_ID_HEADER, MODEL_VERSION_HEADER, "Location", "Retry-After"],
+        expose_headers=[REQUEST_ID_HEADER, MODEL_VERSION_HEADER, "Location", "Retry-After", V2_HEADER_LENGTH],
         max_age=3600,
         intercept_exceptions=False,
     )
