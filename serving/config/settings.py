@@ -248,6 +248,33 @@ class Settings:
         "Comma-separated origins allowed to call the API from a browser; `*` for any (never with credentials).",
         _parse_csv,
     )
+    # --- uploads: multipart/form-data and raw binary bodies (docs/uploads.md) ---
+    form_max_parts: int = _setting(
+        "FORM_MAX_PARTS",
+        100,
+        "Most parts one `multipart/form-data` request may hold (Werkzeug's `max_form_parts`); more is a 413.",
+        _int_between(1, 100_000),
+    )
+    form_max_field_bytes: int = _setting(
+        "FORM_MAX_FIELD_BYTES",
+        1024 * 1024,
+        "Largest text (not file) part of a `multipart/form-data` request, held in memory (Werkzeug's "
+        "`max_form_memory_size`); larger is a 413. File parts are bounded by `MAX_REQUEST_BYTES` alone.",
+        _int_between(128 * 1024, 1024 * 1024 * 1024),
+    )
+    upload_spool_bytes: int = _setting(
+        "UPLOAD_SPOOL_BYTES",
+        512 * 1024,
+        "Bytes of an uploaded file part kept in memory; past this it is spooled to an unnamed temporary "
+        "file, closed (and so deleted) before the request ends.",
+        _int_between(0, 1024 * 1024 * 1024),
+    )
+    upload_spool_dir: Path | None = _setting(
+        "UPLOAD_SPOOL_DIR",
+        None,
+        "Directory of those temporary files; unset: Python's `tempfile.gettempdir()` (`TMPDIR`, else /tmp).",
+        _path,
+    )
     # --- logging ---
     log_level: str = _setting("LOG_LEVEL", "INFO", "Lowest level logged.", _log_level)
     log_format: str = _setting(

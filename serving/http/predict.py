@@ -13,7 +13,7 @@ from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.routing import BaseConverter
 
 from serving.errors import ModelNotFound
-from serving.http.body import read_json
+from serving.http.payload import read_input
 from serving.http.state import get_state
 from serving.jobs.routes import idempotency_key, submit, wants_async
 from serving.runtime.registry import NAME_PATTERN, RESERVED_NAMES, ModelRuntime
@@ -52,8 +52,8 @@ def find_model(name: str) -> ModelRuntime:
 
 
 def read_payload(runtime: ModelRuntime) -> Any:
-    """The request's JSON body, validated against the model's input schema."""
-    payload = read_json(request)
+    """The request's input (JSON, form or raw body), validated against the model's input schema."""
+    payload = read_input(request, runtime.spec.input_schema)
     runtime.spec.input_validator.validate(payload)
     return payload
 
