@@ -24,6 +24,7 @@ from serving.http.instances import DEFAULT_SIGNATURE
 from serving.http.state import ServingState, get_state
 from serving.http.vertex import default_model
 from serving.openapi.security import document_security
+from serving.openapi.uploads import describe_uploads
 from serving.runtime.registry import ModelRuntime
 from serving.security.access import public
 
@@ -313,6 +314,7 @@ def model_routes(doc: OpenApiDocument, state: ServingState) -> None:
                 },
             },
         )
+        describe_uploads(doc.paths[f"/v1/{name}"]["post"], doc.schemas[f"{name}.Input"])
         batch_examples = [{"instances": examples}] if examples else []
         batch_responses = {
             "200": json_response("One prediction per instance, in order.", predictions_ref),
