@@ -413,6 +413,19 @@ HOSTILE = [
     pytest.param(
         "Scan", multipart(file("page", b"x" * (LIMIT + 10))), FORM, 413, "payload_too_large", None, id="body-over-limit"
     ),
+    pytest.param(
+        "Scan",
+        b"--"
+        + BOUNDARY.encode()
+        + b'\r\nContent-Disposition: form-data; name="n\xff"\r\n\r\nx\r\n--'
+        + BOUNDARY.encode()
+        + b"--\r\n",
+        FORM,
+        400,
+        "malformed_form",
+        None,
+        id="headers-not-utf8",
+    ),
     pytest.param("Pair", _MANY, FORM, 413, "too_many_parts", None, id="thousands-of-parts"),
     pytest.param(
         "Pair",
