@@ -214,6 +214,22 @@ def test_a_text_part_that_is_not_its_type_is_a_400_naming_it(
     assert message in body["message"]
 
 
+def test_repeated_parts_are_the_items_of_an_array(uploads: FlaskClient) -> None:
+    body = multipart(file("page", PNG), text("tags", "a"), text("tags", "[1]"), text("tags", "c"))
+
+    response = uploads.post("/v1/Scan", data=body, content_type=FORM)
+
+    assert response.get_json()["result"]["fields"] == {"tags": ["a", "[1]", "c"]}
+
+
+def test_repeated_parts_of_a_field_an_open_schema_allows_are_a_list(project: FlaskClient) -> None:
+    body = multipart(text("name", "Leo"), text("extra", "1"), text("extra", "2"))
+
+    response = project.post("/v1/XXXModel", data=body, content_type=FORM)
+
+    assert response.get_json() == {"result": "Hello, Leo!"}
+
+
 def test_a_binary_property_may_come_as_base64_text(uploads: FlaskClient) -> None:
     response = uploads.post("/v1/Scan", data=multipart(text("page", base64.b64encode(PNG))), content_type=FORM)
 

@@ -3,7 +3,8 @@
 A file part fills a binary property as its base64 string (so handlers see exactly what a
 JSON client would send); a text part fills any other property, converted by the
 property's JSON type: `integer`/`number`/`boolean`/`null` from their JSON spelling, an
-`object` or `array` from JSON text, anything else as the string it is. The result then
+`object` or `array` from JSON text, anything else as the string it is. Several parts of
+one array property are its items, each converted by the `items` schema. The result then
 goes through the same schema validation as a JSON body.
 
 Werkzeug's streaming decoder (`werkzeug.sansio.multipart.MultipartDecoder`) parses the
@@ -200,6 +201,8 @@ class _FormReader:
     def __init__(self, form: FormSchema, limits: FormLimits) -> None:
         self.form, self.limits = form, limits
         self.payload: dict[str, Any] = {}
+        # Text parts by name, in order: several parts of one name are an array's items.
+        self.texts: dict[str, list[str]] = {}
         self.seen: set[str] = set()
         self.part: _Part | None = None
 
@@ -209,7 +212,7 @@ class _FormReader:
         if name is None:
             raise MalformedForm("Malformed multipart/form-data body: a part's Content-Disposition has no name")
         path = json_path(name)
-        if name in self.seen:
+        if name in self.seen and not self.repeatable(name):
             raise DuplicateField(f"Form field {shown(name)} was sent more than once", path=path)
         self.seen.add(name)
         form = self.form
@@ -244,9 +247,29 @@ class _FormReader:
                 if part.size or part.filename:
                     self.payload[part.name] = part.base64()
             else:
-                self.payload[part.name] = convert_text(part.name, part.text(), self.form.properties.get(part.name))
+                self.texts.setdefault(part.name, []).append(part.text())
         finally:
             part.close()
+
+    def repeatable(self, name: str) -> bool:
+        """Whether `name` may come in several parts: an array property, or a field the schema leaves open.
+
+        That is how OpenAPI tools (and `curl -F tags=a -F tags=b`) send an array in a form.
+        """
+        schema = self.form.properties.get(name)
+        return schema is None or "array" in schema_types(schema)
+
+    def result(self) -> dict[str, Any]:
+        """The payload: files as base64, each text field converted by its property's type."""
+        payload = dict(self.payload)
+        for name, texts in self.texts.items():
+            schema = self.form.properties.get(name)
+            if len(texts) == 1:
+                payload[name] = convert_text(name, texts[0], schema)
+            else:
+                items = schema.get("items") if schema is not None else None
+                payload[name] = [convert_text(name, text, items) for text in texts]
+        return payload
 
     def close(self) -> None:
         """Release an unfinished part (and its temporary file)."""
@@ -285,7 +308,7 @@ def read_form(request: Request, form: FormSchema, limits: FormLimits) -> dict[st
         raise _malformed(exc, reader.part) from None
     finally:
         reader.close()
-    return reader.payload
+    return reader.result()
 
 
 def _next_event(decoder: MultipartDecoder, limits: FormLimits) -> Any:
