@@ -230,6 +230,14 @@ def test_repeated_parts_of_a_field_an_open_schema_allows_are_a_list(project: Fla
     assert response.get_json() == {"result": "Hello, Leo!"}
 
 
+def test_a_blank_field_of_a_non_string_property_is_absent(uploads: FlaskClient) -> None:
+    body = multipart(file("page", PNG), text("count", ""), text("ratio", " "), text("note", ""))
+
+    response = uploads.post("/v1/Scan", data=body, content_type=FORM)
+
+    assert response.get_json()["result"]["fields"] == {"note": ""}
+
+
 def test_a_binary_property_may_come_as_base64_text(uploads: FlaskClient) -> None:
     response = uploads.post("/v1/Scan", data=multipart(text("page", base64.b64encode(PNG))), content_type=FORM)
 

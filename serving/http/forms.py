@@ -171,6 +171,12 @@ def _chunks(stream: IO[bytes], size: int) -> Iterator[bytes | None]:
     yield None
 
 
+def _not_textual(schema: Any) -> bool:
+    """True for a property whose declared types do not include `string`."""
+    types = schema_types(schema) if isinstance(schema, dict) else frozenset()
+    return bool(types) and "string" not in types
+
+
 def convert_text(name: str, text: str, schema: Any) -> Any:
     """A text part's value as JSON would carry it, by the JSON type(s) property `name` allows.
 
@@ -264,6 +270,8 @@ class _FormReader:
         payload = dict(self.payload)
         for name, texts in self.texts.items():
             schema = self.form.properties.get(name)
+            if len(texts) == 1 and not texts[0].strip() and _not_textual(schema):
+                continue  # an HTML form's number or checkbox-less field left blank: not sent
             if len(texts) == 1:
                 payload[name] = convert_text(name, texts[0], schema)
             else:
