@@ -137,3 +137,32 @@ class IdempotencyKeyReused(ApiError):
 
 class JobsUnavailable(ApiError):
     status, code, message = 503, "jobs_unavailable", "Asynchronous jobs are not available"
+
+
+# --- uploads: multipart/form-data and raw binary bodies ---
+
+
+class MalformedForm(BadRequest):
+    """A `multipart/form-data` body that cannot be parsed (no boundary, cut short, ...)."""
+
+    code, message = "malformed_form", "Malformed multipart/form-data body"
+
+
+class DuplicateField(BadRequest):
+    code, message = "duplicate_field", "A form field was sent twice"
+
+
+class UnknownField(BadRequest):
+    code, message = "unknown_field", "The model takes no such field"
+
+
+class UnexpectedFile(BadRequest):
+    code, message = "unexpected_file", "A file was sent for a field that is not binary"
+
+
+class EmptyBody(BadRequest):
+    code, message = "empty_body", "The request body is empty"
+
+
+class TooManyParts(PayloadTooLarge):
+    code, message = "too_many_parts", "Too many parts in the multipart/form-data body"

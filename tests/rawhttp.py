@@ -52,13 +52,19 @@ def read_response(sock: socket.socket, started: float, timeout: float) -> RawRes
     return RawResponse(status, headers, body, elapsed, head)
 
 
-def exchange(port: int, data: bytes, *, timeout: float = 10.0) -> RawResponse:
-    """Send `data` as-is to 127.0.0.1:`port` and read the response."""
+def exchange(port: int, data: bytes, *, timeout: float = 10.0, half_close: bool = False) -> RawResponse:
+    """Send `data` as-is to 127.0.0.1:`port` and read the response.
+
+    `half_close` shuts the sending side after `data`, as a client that died mid-body
+    would: a body shorter than its Content-Length then ends instead of hanging.
+    """
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         started = time.monotonic()
         # The server may answer and close before reading everything we send.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(data)
+            if half_close:
+                sock.shutdown(socket.SHUT_WR)
         return read_response(sock, started, timeout)
 
 

@@ -27,6 +27,7 @@ from tests.servers import ServerProcess, free_port, gunicorn_command, running_se
 pytestmark = pytest.mark.e2e
 
 LIMIT = 1024 * 1024  # MAX_REQUEST_BYTES for this server
+FIELD_LIMIT = 256 * 1024  # FORM_MAX_FIELD_BYTES for this server
 ALLOWED_ORIGIN = "https://shop.example"
 JSON = {"Content-Type": "application/json"}
 
@@ -41,6 +42,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         "GUNICORN_THREADS": "8",
         "MAX_REQUEST_BYTES": str(LIMIT),
         "CORS_ORIGINS": ALLOWED_ORIGIN,
+        "FORM_MAX_FIELD_BYTES": str(FIELD_LIMIT),
     }
     log = Path(tmp_path_factory.mktemp("hostile")) / "gunicorn.log"
     with running_server(gunicorn_command(), port=port, log_path=log, env=env) as process:
@@ -182,6 +184,152 @@ def test_hostile_request_gets_a_clean_json_answer(
     body = assert_clean_error(response, statuses)
     if code is not None:
         assert body["code"] == code
+
+
+_SAMPLE = (Path(__file__).resolve().parent.parent / "models" / "digits" / "samples" / "3.png").read_bytes()
+
+
+def _form(*parts: tuple[str, bytes], boundary: bytes = b"B0undary", close: bool = True) -> bytes:
+    body = b"".join(
+        b"--%s\r\nContent-Disposition: form-data; %s\r\n\r\n%s\r\n" % (boundary, h.encode(), d) for h, d in parts
+    )
+    return body + (b"--%s--\r\n" % boundary if close else b"")
+
+
+def _form_post(path: str, body: bytes, content_type: str = "multipart/form-data; boundary=B0undary") -> bytes:
+    return _post(path, body, {"Content-Type": content_type})
+
+
+_IMAGE = ('name="image"; filename="3.png"\r\nContent-Type: image/png', _SAMPLE)
+# (request, statuses, code, path): each a clean JSON 4xx naming the field where there is one.
+HOSTILE_UPLOADS = [
+    pytest.param(
+        _form_post("/v1/Digits", _form(_IMAGE), "multipart/form-data"),
+        {400},
+        "malformed_form",
+        "Content-Type",
+        id="no-boundary",
+    ),
+    pytest.param(
+        _form_post("/v1/Digits", _form(_IMAGE), "multipart/form-data; boundary=" + "x" * 80),
+        {400},
+        "malformed_form",
+        "Content-Type",
+        id="boundary-too-long",
+    ),
+    pytest.param(
+        _form_post("/v1/Digits", _form(_IMAGE, boundary=b"other")),
+        {400},
+        "malformed_form",
+        None,
+        id="boundary-not-in-body",
+    ),
+    pytest.param(
+        _form_post("/v1/Digits", _form(_IMAGE)[:-40]), {400}, "malformed_form", "$.image", id="truncated-in-file"
+    ),
+    pytest.param(_form_post("/v1/Digits", b""), {400}, "malformed_form", None, id="empty-form"),
+    pytest.param(
+        _form_post("/v1/XXXModel", _form(('name="name"', b"a"), ('name="name"', b"b"))),
+        {400},
+        "duplicate_field",
+        "$.name",
+        id="duplicate-field",
+    ),
+    pytest.param(
+        _form_post("/v1/XXXModel", _form(('name="name"; filename="n.txt"', b"Leo"))),
+        {400},
+        "unexpected_file",
+        "$.name",
+        id="file-for-text-field",
+    ),
+    pytest.param(
+        _form_post("/v1/Digits", _form(_IMAGE, ('name="colour"', b"red"))),
+        {400},
+        "unknown_field",
+        "$.colour",
+        id="unknown-field",
+    ),
+    pytest.param(
+        _form_post(
+            "/v1/Iris",
+            _form(
+                ('name="sepal_length"', b"{"),
+            ),
+        ),
+        {400},
+        "invalid_input",
+        None,
+        id="iris-text-not-a-number",
+    ),
+    pytest.param(
+        _form_post("/v1/XXXModel", _form(('name="name"', b"x" * (FIELD_LIMIT + 1)))),
+        {413},
+        "payload_too_large",
+        "$.name",
+        id="huge-text-part",
+    ),
+    pytest.param(
+        _form_post("/v1/XXXModel", _form(*((f'name="f{i}"', b"x") for i in range(5000)))),
+        {413},
+        "too_many_parts",
+        None,
+        id="thousands-of-parts",
+    ),
+    pytest.param(
+        _form_post("/v1/Digits", _form(('name="image"; filename="a"', b"x" * (LIMIT + 100)))),
+        {413},
+        "payload_too_large",
+        None,
+        id="file-over-limit",
+    ),
+    pytest.param(
+        _post("/v1/Digits", _SAMPLE, {"Content-Type": "text/plain"}), {400}, "no_json", None, id="raw-wrong-media-type"
+    ),
+    pytest.param(
+        _post("/v1/XXXModel", _SAMPLE, {"Content-Type": "image/png"}),
+        {400},
+        "no_json",
+        None,
+        id="raw-image-to-text-model",
+    ),
+    pytest.param(
+        _post("/v1/Digits", b"", {"Content-Type": "image/png"}), {400}, "empty_body", "$.image", id="raw-empty"
+    ),
+    pytest.param(
+        _post("/v1/Digits", b"GIF89a" + b"\x00" * 64, {"Content-Type": "image/gif"}),
+        {400},
+        "invalid_input",
+        None,
+        id="raw-gif",
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "statuses", "code", "path"), HOSTILE_UPLOADS)
+def test_hostile_uploads_get_a_clean_json_answer_naming_the_field(
+    server: ServerProcess, raw: bytes, statuses: set[int], code: str, path: str | None
+) -> None:
+    body = assert_clean_error(exchange(server.port, raw, timeout=20), statuses)
+
+    assert body["code"] == code
+    if path is not None:
+        assert body["path"] == path
+
+
+def test_a_form_cut_short_by_a_client_that_goes_away_is_a_400(server: ServerProcess) -> None:
+    body = _form(_IMAGE)
+    head = _form_post("/v1/Digits", body).split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+
+    response = exchange(server.port, head + body[: len(body) // 2], timeout=20, half_close=True)
+
+    assert assert_clean_error(response, {400})["code"] == "malformed_form"
+
+
+def test_a_raw_image_body_answers_the_digit(server: ServerProcess) -> None:
+    response = exchange(server.port, _post("/v1/Digits", _SAMPLE, {"Content-Type": "image/png"}))
+
+    assert response.status == 200
+    assert response.json()["result"]["digit"] == 3
 
 
 def test_body_over_the_limit_is_refused_before_it_is_read(server: ServerProcess) -> None:

@@ -76,6 +76,38 @@ class HttpSettings:
 
 
 @dataclass(frozen=True)
+class UploadSettings:
+    """multipart/form-data and raw binary bodies (docs/uploads.md)."""
+
+    form_max_parts: int = setting(
+        "FORM_MAX_PARTS",
+        100,
+        "Most parts one `multipart/form-data` request may hold (Werkzeug's `max_form_parts`); more is a 413.",
+        parsers.int_between(1, 100_000),
+    )
+    form_max_field_bytes: int = setting(
+        "FORM_MAX_FIELD_BYTES",
+        1024 * 1024,
+        "Largest text (not file) part of a `multipart/form-data` request, held in memory (Werkzeug's "
+        "`max_form_memory_size`); larger is a 413. File parts are bounded by `MAX_REQUEST_BYTES` alone.",
+        parsers.int_between(128 * 1024, 1024 * 1024 * 1024),
+    )
+    upload_spool_bytes: int = setting(
+        "UPLOAD_SPOOL_BYTES",
+        512 * 1024,
+        "Bytes of an uploaded file part kept in memory; past this it is spooled to an unnamed temporary "
+        "file, closed (and so deleted) before the request ends.",
+        parsers.int_between(0, 1024 * 1024 * 1024),
+    )
+    upload_spool_dir: Path | None = setting(
+        "UPLOAD_SPOOL_DIR",
+        None,
+        "Directory of those temporary files; unset: Python's `tempfile.gettempdir()` (`TMPDIR`, else /tmp).",
+        parsers.path,
+    )
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     log_level: str = setting("LOG_LEVEL", "INFO", "Lowest level logged.", parsers.log_level)
     log_format: str = setting(

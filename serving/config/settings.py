@@ -34,6 +34,7 @@ from serving.config.server import (
     MetricsSettings,
     PredictionLogSettings,
     ServerSettings,
+    UploadSettings,
 )
 
 __all__ = ["PROJECT_ROOT", "Settings", "SettingsError", "settings_table"]
@@ -56,6 +57,7 @@ class Settings(
     JobsSettings,
     VertexSettings,
     LoggingSettings,
+    UploadSettings,
     HttpSettings,
     ModelSettings,
     ServerSettings,

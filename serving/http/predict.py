@@ -13,9 +13,9 @@ from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.routing import BaseConverter
 
 from serving.errors import ModelNotFound
-from serving.http.body import read_json
 from serving.http.dispatch import job_request
 from serving.http.openai_models import openai_model
+from serving.http.payload import read_input
 from serving.http.state import get_state
 from serving.observability.logs import tag_model
 from serving.runtime.inference import Arrival
@@ -58,8 +58,8 @@ def find_model(name: str) -> ModelRuntime:
 
 
 def read_payload(runtime: ModelRuntime) -> Any:
-    """The request's JSON body, validated against the model's input schema."""
-    payload = read_json(request)
+    """The request's input (JSON, form or raw body), validated against the model's input schema."""
+    payload = read_input(request, runtime.spec.input_schema)
     runtime.spec.input_validator.validate(payload)
     return payload
 

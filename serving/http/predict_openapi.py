@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from serving.http.instances import DEFAULT_SIGNATURE
 from serving.http.state import ServingState
+from serving.http.uploads_openapi import describe_uploads
 from serving.runtime.registry import ModelRuntime
 
 if TYPE_CHECKING:
@@ -122,6 +123,8 @@ def model_routes(doc: OpenApiDocument, state: ServingState) -> None:
                 },
             },
         )
+        # The same input as a form, or as a raw body where it is one file (docs/uploads.md).
+        describe_uploads(doc.paths[f"/v1/{name}"]["post"], doc.schemas[f"{name}.Input"])
         batch_examples = [{"instances": examples}] if examples else []
         batch_responses = {
             "200": doc.json_response("One prediction per instance, in order.", predictions_ref),

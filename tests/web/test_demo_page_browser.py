@@ -130,8 +130,11 @@ def test_digits_reads_an_uploaded_image(page: Any, api: ServerProcess, digit: in
     card = _card(page, "Digits")
     card.get_by_label("Image").set_input_files(str(DIGIT_SAMPLES / f"{digit}.png"))
     expect(card.get_by_role("img", name=f"Preview of {digit}.png")).to_be_visible()
-    card.get_by_role("button", name="Predict").click()
+    with page.expect_request(lambda request: request.method == "POST" and "/v1/Digits" in request.url) as sent:
+        card.get_by_role("button", name="Predict").click()
 
+    # The file itself, in a form: no base64 in JSON.
+    assert sent.value.headers["content-type"].startswith("multipart/form-data; boundary=")
     expect(card.locator(".msw-headline")).to_have_text(f"Digit {digit}")
     expect(card.get_by_role("list", name="Probabilities").get_by_role("listitem")).to_have_count(10)
 

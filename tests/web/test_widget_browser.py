@@ -144,6 +144,43 @@ def test_every_field_kind_is_sent_as_typed_json(show: Any, tmp_path: Path) -> No
     }
 
 
+def test_a_chosen_file_is_uploaded_as_multipart_with_typed_fields(show: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    page = show("FormZoo")
+    image = tmp_path / "grey.png"
+    image.write_bytes(_png())
+    page.get_by_label("Title").fill("5")
+    page.get_by_label("Count").fill("3")
+    page.get_by_label("Ratio").fill("0.5")
+    page.get_by_label("Color").select_option(label="green")
+    page.get_by_label("Size class").select_option(label="2")
+    page.get_by_label("Flag").check()
+    page.get_by_label("Photo").set_input_files(str(image))
+    page.get_by_label("Vector").fill("0.1, 0.2 0.3")
+    page.get_by_label("Name", exact=True).select_option(label="in")
+    expect(page.get_by_role("img", name="Preview of grey.png")).to_be_visible()
+
+    with page.expect_request(lambda request: request.method == "POST" and "/v1/FormZoo" in request.url) as sent:
+        page.get_by_role("button", name="Predict").click()
+    received = _received(page)
+
+    assert sent.value.headers["content-type"].startswith("multipart/form-data; boundary=")
+    assert received["received"] == {
+        "title": "5",
+        "count": 3,
+        "ratio": 0.5,
+        "color": "green",
+        "size": 2,
+        "flag": True,
+        "photo": {"bytes": len(_png()), "png": True},
+        "vector": [0.1, 0.2, 0.3],
+        "unit": {"name": "in"},
+    }
+    assert received["types"]["title"] == "str"
+    assert received["types"]["count"] == "int"
+
+
 def test_controls_match_the_schema(show: Any) -> None:
     page = show("FormZoo")
 

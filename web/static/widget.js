@@ -24,8 +24,10 @@
  *   numbers: minimum, maximum, exclusiveMinimum, exclusiveMaximum, multipleOf;
  *   strings: minLength, maxLength (over 120 gives a multi-line box), format (email, uri,
  *   date, time); an image upload for a string with contentMediaType image/... (with
- *   contentEncoding base64), or named "image": the file is sent as plain base64, or as a
- *   data: URL when the field's pattern starts with ^data:;
+ *   contentEncoding base64), or named "image": a chosen file is uploaded as a file in a
+ *   multipart/form-data body when the property is binary (contentEncoding base64), else
+ *   sent in the JSON body as plain base64, or as a data: URL when the field's pattern
+ *   starts with ^data:;
  *   arrays: prefixItems, items, minItems, maxItems. Anything else gets a JSON text box.
  *
  * Everything is built with DOM methods and textContent (no innerHTML, no eval, no inline
@@ -177,14 +179,16 @@ async function fetchJson(endpoint, url, { method = "GET", body, timeoutMs, signa
     signal.addEventListener("abort", onAbort, { once: true });
   }
   const headers = { Accept: "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+  // A FormData body is multipart/form-data; fetch() writes its Content-Type and boundary.
+  const isForm = typeof FormData !== "undefined" && body instanceof FormData;
+  if (body !== undefined && !isForm) headers["Content-Type"] = "application/json";
   let response;
   let text;
   try {
     response = await fetch(url, {
       method,
       headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: body === undefined || isForm ? body : JSON.stringify(body),
       mode: "cors",
       credentials: "omit",
       cache,
@@ -460,6 +464,8 @@ function imageField(ctx, name, schema, required) {
   const caption = h("p", { class: "msw-file-name" }, emptyCaption);
   const drop = h("div", { class: "msw-drop" }, preview, caption);
   let value;
+  let chosen = null; // the File behind `value`, uploaded as a file when the property is binary
+  const binary = typeof schema.contentEncoding === "string" && schema.contentEncoding.toLowerCase() === "base64";
   let objectUrl = null;
 
   const show = (blob, text) => {
@@ -483,6 +489,7 @@ function imageField(ctx, name, schema, required) {
 
   const useFile = async (file) => {
     if (!file) return;
+    chosen = null;
     if (!file.type.startsWith("image/")) {
       value = undefined;
       show(null, `${file.name} is not an image`);
@@ -501,6 +508,7 @@ function imageField(ctx, name, schema, required) {
       return;
     }
     value = encoded;
+    chosen = binary && !asDataUrl ? file : null;
     input.setCustomValidity("");
     show(file, `${file.name} (${formatBytes(file.size)})`);
   };
@@ -529,7 +537,9 @@ function imageField(ctx, name, schema, required) {
     element,
     validate,
     read: () => value,
+    file: () => (value === undefined ? undefined : chosen || undefined),
     write: (example) => {
+      chosen = null;
       if (typeof example !== "string" || !example) return;
       const match = /^data:([^;,]+)?(;base64)?,/.exec(example);
       const base64 = match ? example.slice(match[0].length) : example;
@@ -708,6 +718,41 @@ function buildField(ctx, name, schema, required, path) {
   return jsonField(ctx, name, schema, required);
 }
 
+/** The JSON types a schema allows by its `type` keyword (empty: it does not say). */
+function schemaTypes(schema) {
+  if (!schema || typeof schema !== "object") return [];
+  if (typeof schema.type === "string") return [schema.type];
+  return Array.isArray(schema.type) ? schema.type : [];
+}
+
+/**
+ * A multipart/form-data body for `payload` with its chosen `files` uploaded as files
+ * (a third smaller than base64 in JSON), or null to send JSON: with no file chosen, or
+ * when a value would not read back the same from a text part. The server reads a text
+ * part by its property's type: a number, boolean or null from its JSON spelling unless
+ * the type allows strings too, an object or array from JSON text.
+ */
+function formBody(payload, files, properties) {
+  if (!Object.keys(files).length || typeof FormData === "undefined") return null;
+  const form = new FormData();
+  for (const [key, value] of Object.entries(payload)) {
+    if (files[key] !== undefined) {
+      form.append(key, files[key], files[key].name || key);
+      continue;
+    }
+    const types = schemaTypes(properties[key]);
+    const textual = !types.length || types.includes("string");
+    if (typeof value === "string") {
+      if (!textual) return null;
+      form.append(key, value);
+    } else {
+      if (textual) return null;
+      form.append(key, JSON.stringify(value));
+    }
+  }
+  return form;
+}
+
 /**
  * The form's fields for an input schema: {fields, read(), write(example), validate()}.
  * An object schema with properties gets one field per property; any other schema gets
@@ -735,6 +780,17 @@ export function buildFields(schema) {
         return payload;
       },
       write: (example) => fields.forEach(({ key, field }) => field.write(example ? example[key] : undefined)),
+      body: () => {
+        const payload = {};
+        const files = {};
+        for (const { key, field } of fields) {
+          const value = field.read();
+          if (value !== undefined) payload[key] = value;
+          const file = field.file ? field.file() : undefined;
+          if (file !== undefined) files[key] = file;
+        }
+        return formBody(payload, files, root.properties) || payload;
+      },
     };
   }
   const whole = jsonField(ctx, "body", root, true, "Request body");
@@ -1123,7 +1179,7 @@ class ModelWidget {
     this.clearFieldErrors();
     this.fields.validate();
     if (!this.form.reportValidity()) return;
-    const payload = this.fields.read();
+    const payload = this.fields.body ? this.fields.body() : this.fields.read();
     if (this.run) this.run.abort();
     const run = new AbortController();
     this.run = run;
