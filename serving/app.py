@@ -21,6 +21,7 @@ from serving.observability.metrics import create_metrics, install_metrics
 from serving.openapi import document as openapi
 from serving.platform.detect import adapt_to_platform, log_format, project_id
 from serving.runtime.batching import create_inference, install_batching_hooks
+from serving.runtime.onnx import configure_onnx_runtime, options_from_settings
 from serving.runtime.registry import Registry, discover_handlers
 from serving.security.access import enforce_access_control, install_access_control, load_key_ring
 from serving.security.hardening import install_security_headers, refuse_debug_in_production
@@ -45,6 +46,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.url_map.converters["model"] = api.ModelNameConverter
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json = FastJSONProvider(app)
+    # Before any handler's setup(): the sessions ONNX models create take their threads from it.
+    configure_onnx_runtime(options_from_settings(settings))
 
     registry = Registry(discover_handlers(settings.handlers_dir))
     metrics = create_metrics(settings.metrics, settings.metrics_dir)

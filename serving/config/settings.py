@@ -557,6 +557,28 @@ class Settings:
         "503 (degraded) until they end.",
         _int_between(1, 64),
     )
+    # --- ONNX Runtime (serving/runtime/onnx.py): threads of every session in a process ---
+    onnx_intra_op_threads: int = _setting(
+        "ONNX_INTRA_OP_THREADS",
+        0,
+        "Threads one ONNX Runtime operator may use, per worker process; 0: the usable cores divided by "
+        "`GUNICORN_WORKERS` (at least 1), so the workers never oversubscribe the cores.",
+        _int_between(0, 256),
+    )
+    onnx_inter_op_threads: int = _setting(
+        "ONNX_INTER_OP_THREADS",
+        1,
+        "Threads running independent operators of an ONNX graph at once; 1 runs them in order "
+        "(best for the small graphs served here).",
+        _int_between(1, 256),
+    )
+    onnx_spin_wait: bool = _setting(
+        "ONNX_SPIN_WAIT",
+        False,
+        "Let ONNX Runtime's pool threads spin between operators: a little lower latency for CPU "
+        "that sibling workers could use.",
+        _parse_bool,
+    )
     flask_debug: bool = _setting(
         "FLASK_DEBUG", False, "Flask debug mode for `python main.py`; refused on Google Cloud.", _parse_bool
     )

@@ -25,3 +25,20 @@ def reset_in_forked_child(method: Callable[[], None]) -> None:
             bound()
 
     os.register_at_fork(after_in_child=after_in_child)
+
+
+def release_before_fork(method: Callable[[], None]) -> None:
+    """Call the bound `method` in this process just before every fork, while its object lives.
+
+    For state that must not cross a fork at all (a native library's thread pools): the
+    parent lets go of it where its threads still exist, so no child inherits it. Only a
+    weak reference is kept, as for `reset_in_forked_child`.
+    """
+    reference = weakref.WeakMethod(method)
+
+    def before() -> None:
+        bound = reference()
+        if bound is not None:
+            bound()
+
+    os.register_at_fork(before=before)

@@ -1,0 +1,136 @@
+"""serving/runtime/onnx.py: specs of a graph's inputs and outputs, running a batch, threads from Settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flask import Flask
+
+from serving.config.settings import Settings
+from serving.runtime.onnx import (
+    OnnxModel,
+    OnnxModelError,
+    OnnxRuntimeOptions,
+    configure_onnx_runtime,
+    onnx_runtime_options,
+    options_from_settings,
+)
+from tests.onnx_graphs import WIDTH, expected_y, two_branch_matmul
+
+
+@pytest.fixture
+def model() -> OnnxModel:
+    return OnnxModel(two_branch_matmul(), name="two_branch.onnx")
+
+
+@pytest.fixture
+def process_options() -> Iterator[OnnxRuntimeOptions]:
+    """Restore the process's ONNX Runtime options after the test."""
+    saved = onnx_runtime_options()
+    yield saved
+    configure_onnx_runtime(saved)
+
+
+def test_specs_give_names_dtypes_and_shapes(model: OnnxModel) -> None:
+    (x,) = model.inputs
+    assert (x.name, x.onnx_type, x.dtype, x.shape) == ("X", "tensor(float)", np.dtype(np.float32), ("batch", WIDTH))
+    assert x.is_tensor
+    assert (x.element_type, x.dynamic_axes) == ("float", (0,))
+    assert x.describe() == f"X: tensor(float) [batch, {WIDTH}]"
+    assert [(spec.name, spec.dtype, spec.shape) for spec in model.outputs] == [
+        ("Y", np.dtype(np.float32), ("batch", WIDTH)),
+        ("N", np.dtype(np.int64), ()),
+    ]
+
+
+def test_run_computes_the_graph_on_a_batch(model: OnnxModel) -> None:
+    x = np.random.default_rng(3).standard_normal((5, WIDTH)).astype(np.float32)
+    out = model.run({"X": x})
+    assert set(out) == {"Y", "N"}
+    np.testing.assert_allclose(out["Y"], expected_y(x), rtol=1e-4, atol=1e-4)
+    assert out["N"] == 5
+    assert set(model.run({"X": x}, outputs=["N"])) == {"N"}
+
+
+def test_run_converts_float64_to_the_inputs_float32(model: OnnxModel) -> None:
+    x = np.random.default_rng(4).standard_normal((2, WIDTH))
+    np.testing.assert_allclose(model.run({"X": x})["Y"], expected_y(x.astype(np.float32)), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("feeds", "message"),
+    [
+        pytest.param({}, "missing ['X']", id="missing"),
+        pytest.param({"X": np.zeros((1, WIDTH)), "Z": 1}, "unknown ['Z']", id="unknown"),
+        pytest.param(
+            {"X": np.zeros((1, 3))}, f"X: tensor(float) [batch, {WIDTH}] got an array of shape (1, 3)", id="dim"
+        ),
+        pytest.param({"X": np.zeros(WIDTH)}, "got an array of shape", id="rank"),
+        pytest.param({"X": np.full((1, WIDTH), "a")}, "takes tensor(float), got <U1", id="dtype"),
+    ],
+)
+def test_run_refuses_feeds_that_do_not_fit_naming_the_problem(
+    model: OnnxModel, feeds: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=r"^two_branch\.onnx: ") as info:
+        model.run(feeds)
+    assert message in str(info.value)
+
+
+def test_unknown_names_are_refused_with_the_names_there_are(model: OnnxModel) -> None:
+    with pytest.raises(KeyError, match=r"has no output 'P'; it has \['Y', 'N'\]"):
+        model.output("P")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param(None, "cannot read the ONNX file", id="missing"),
+        pytest.param(b"not a model", "ONNX Runtime cannot load this model", id="garbage"),
+    ],
+)
+def test_a_file_that_is_not_a_model_fails_naming_it(tmp_path: Path, content: bytes | None, message: str) -> None:
+    path = tmp_path / "broken.onnx"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(OnnxModelError, match=f"^broken.onnx: {message}"):
+        OnnxModel(path)
+
+
+def test_sessions_take_the_threads_the_process_was_configured_with(process_options: object) -> None:
+    configure_onnx_runtime(OnnxRuntimeOptions(intra_op_threads=3, inter_op_threads=2))
+    session = OnnxModel(two_branch_matmul())._session()
+    options = session.get_session_options()
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (3, 2)
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    own = OnnxModel(two_branch_matmul(), intra_op_threads=1)._session().get_session_options()
+    assert own.intra_op_num_threads == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "cores", "expected"),
+    [
+        pytest.param({}, 2, OnnxRuntimeOptions(1, 1, False), id="2 cores, 2 workers"),
+        pytest.param({"GUNICORN_WORKERS": "1"}, 2, OnnxRuntimeOptions(2, 1, False), id="2 cores, 1 worker"),
+        pytest.param({"GUNICORN_WORKERS": "4"}, 2, OnnxRuntimeOptions(1, 1, False), id="more workers than cores"),
+        pytest.param({}, 8, OnnxRuntimeOptions(4, 1, False), id="8 cores, 2 workers"),
+        pytest.param(
+            {"ONNX_INTRA_OP_THREADS": "3", "ONNX_INTER_OP_THREADS": "2", "ONNX_SPIN_WAIT": "true"},
+            2,
+            OnnxRuntimeOptions(3, 2, True),
+            id="explicit",
+        ),
+    ],
+)
+def test_options_from_settings_never_oversubscribe_by_default(
+    env: dict[str, str], cores: int, expected: OnnxRuntimeOptions
+) -> None:
+    assert options_from_settings(Settings.from_env(env), cores=cores) == expected
+
+
+def test_the_app_factory_configures_the_process(make_app: Callable[..., Flask], process_options: object) -> None:
+    make_app(handlers_dir=Path(__file__).parent / "fixtures/handlers/ok", onnx_intra_op_threads=3)
+    assert onnx_runtime_options().intra_op_threads == 3
