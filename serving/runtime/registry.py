@@ -6,7 +6,8 @@ A handler module (see `handlers/xxx_model.py`) declares at module level:
 - `INPUT_SCHEMA`: JSON Schema (draft 2020-12) of the request body; `OUTPUT_SCHEMA`
   (optional) of the result;
 - `setup()` (optional): loads the model, once per process; its return value is passed
-  to `predict`;
+  to `predict`; raising `serving.contract.ModelUnavailable` marks the model unavailable
+  (e.g. its files are not installed here) instead of failed;
 - `predict(model, payload)`: the result for one request, JSON-serialisable;
 - optional: a docstring (first line is the description), `VERSION`, `REQUIRES` (module
   names that must be importable, else the model is *unavailable* rather than broken),
@@ -40,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from serving.contract import ModelUnavailable
 from serving.runtime.validation import SchemaValidator, schema_problem
 
 log = logging.getLogger("serving.runtime.registry")
@@ -63,7 +65,7 @@ class ModelStatus(enum.StrEnum):
     LOADING = "loading"
     READY = "ready"
     FAILED = "failed"  # setup() raised: the reason is kept and shown
-    UNAVAILABLE = "unavailable"  # a REQUIRES module is not installed
+    UNAVAILABLE = "unavailable"  # a REQUIRES module is not installed, or setup() raised ModelUnavailable
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,11 @@ class ModelRuntime:
         started = time.perf_counter()
         try:
             self._model = self.spec.setup() if self.spec.setup is not None else None
+        except ModelUnavailable as exc:
+            self.status = ModelStatus.UNAVAILABLE
+            self.reason = str(exc)
+            log.warning("model %s is unavailable: %s", self.spec.name, exc, extra={"model": self.spec.name})
+            return
         except Exception as exc:  # a broken model must not take the server down
             self.status = ModelStatus.FAILED
             self.reason = f"setup() raised {exc.__class__.__name__}: {exc}"
