@@ -733,13 +733,15 @@ def targets(rows: Sequence[Row], measures: dict[str, float] | None = None) -> li
                 cold <= COLD_START_TARGET_S,
             )
         )
+    # Judged on PSS: summed RSS counts the pages the workers share with the master (the
+    # app, the model's bytes) once per process, which no memory limit does.
     if "server_rss_mb" in measures:
         rss, pss = measures["server_rss_mb"], measures["server_pss_mb"]
         checks.append(
             (
-                f"Whole server, every model, 2 workers: <= {SERVER_MEMORY_TARGET_MB:.0f} MB",
-                f"RSS summed {rss:.0f} MB, PSS summed {pss:.0f} MB",
-                rss <= SERVER_MEMORY_TARGET_MB,
+                f"Whole server, every model, 2 workers: <= {SERVER_MEMORY_TARGET_MB:.0f} MB (PSS summed)",
+                f"PSS summed {pss:.0f} MB (RSS summed {rss:.0f} MB)",
+                pss <= SERVER_MEMORY_TARGET_MB,
             )
         )
     if "requirements_mb" in measures:
