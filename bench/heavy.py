@@ -25,9 +25,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.run import APPS, PROJECT, WORKLOADS, WrkRun, batch_counts, machine, mean_batch, run_wrk, serving
-
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+from bench.run import (
+    APPS,
+    PROJECT,
+    WORKLOADS,
+    WrkRun,
+    batch_counts,
+    machine,
+    mean_batch,
+    process_cpu_seconds,
+    run_wrk,
+    serving,
+)
 
 
 @dataclass(frozen=True)
@@ -62,18 +71,6 @@ CONFIGS = [
     Config(2, 8, 2, 16, 10),  # oversubscribed: two processes, each with two ONNX threads
     Config(2, 8, 1, 16, 0),  # no waiting for announced requests
 ]
-
-
-def process_cpu_seconds(pids: Sequence[int]) -> float:
-    """utime + stime of the processes (their threads included), in seconds."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    return total / _CLOCK_TICKS
 
 
 def measure(config: Config, connections: Sequence[int], seconds: float, runs: int, workdir: Path) -> list[str]:

@@ -187,6 +187,10 @@ class Row:
     # (model_serving_batch_size): above 1 means requests were batched. None: not measured.
     mean_batch: float | None = None
     server: str = ""  # the APPS entry that served the row (a workload's baseline differs)
+    # The server's CPU time (master and workers, utime + stime) per request over the runs:
+    # what a request costs, whatever share of the cores the server got on a busy machine.
+    cpu_ms: float | None = None
+    cpu_ratio: float | None = None  # the baseline's cpu_ms over this row's: CPU efficiency
 
 
 # --- servers ---
@@ -350,6 +354,21 @@ def _file_size(dist: Any, file: Any) -> int:
         return 0
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pids: Sequence[int]) -> float:
+    """utime + stime of the processes (all their threads), in seconds; 0 for a gone one."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime and stime, stat's fields 14 and 15
+    return total / _CLOCK_TICKS
+
+
 def _smaps_rollup(pid: int) -> Iterator[tuple[str, int]]:
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
         name, _, rest = line.partition(":")
@@ -469,6 +488,7 @@ def benchmark(
                     run_wrk(url, body_file, max(plan.connections), plan.warmup_s, plan.wrk_threads)
             for connections in plan.connections:
                 runs: dict[str, list[WrkRun]] = {app: [] for app in urls}
+                cpu: dict[str, float] = dict.fromkeys(urls, 0.0)
                 loads: list[float] = []
                 batches_before = (
                     batch_counts(servers[PROJECT].url, WORKLOADS[name].model) if PROJECT in servers else None
@@ -476,10 +496,15 @@ def benchmark(
                 for _ in range(plan.runs):
                     for app_name, url in urls.items():
                         loads.append(os.getloadavg()[0])
+                        pids = [by_app[app_name].process.pid, *by_app[app_name].workers()]
+                        before = process_cpu_seconds(pids)
                         runs[app_name].append(run_wrk(url, body_file, connections, plan.seconds, plan.wrk_threads))
+                        cpu[app_name] += process_cpu_seconds(pids) - before
                 for app_name, app_runs in runs.items():
                     rows.append(_row(app_name, name, connections, app_runs, by_app[app_name], statistics.mean(loads)))
                     rows[-1].server = roles[app_name]
+                    requests = sum(run.requests for run in app_runs)
+                    rows[-1].cpu_ms = 1000 * cpu[app_name] / requests if requests else None
                     if app_name == PROJECT and batches_before is not None:
                         after = batch_counts(servers[PROJECT].url, WORKLOADS[name].model)
                         rows[-1].mean_batch = mean_batch(batches_before, after)
@@ -500,6 +525,8 @@ def benchmark(
         row.cold_start_s = min([row.cold_start_s, *cold_starts.get(row.server, [])])
         base = _find(rows, BASELINE, row.model, row.connections)
         row.ratio = row.rps / base.rps if base and base.rps else None
+        if base is not None and base.cpu_ms and row.cpu_ms:
+            row.cpu_ratio = base.cpu_ms / row.cpu_ms
     size_mb, biggest = installed_size_mb(PROJECT_ROOT / "requirements.txt")
     measures["requirements_mb"] = size_mb
     notes["info:requirements.txt installed"] = (
@@ -670,15 +697,19 @@ def _frame_name(frame: str) -> str:
 def markdown_table(rows: Sequence[Row]) -> str:
     columns = "app | model | connections | req/s | p50 ms | p99 ms | errors | vs baseline | cold start s"
     lines = [
-        f"| {columns} | RSS/worker MB | unique/worker MB | requests/model call | load |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| {columns} | RSS/worker MB | unique/worker MB | requests/model call | CPU ms/request "
+        "| vs baseline, CPU | load |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         ratio = f"{r.ratio:.2f}x" if r.ratio is not None else "-"
         batch = f"{r.mean_batch:.2f}" if r.mean_batch is not None else "-"
+        cpu = f"{r.cpu_ms:.2f}" if r.cpu_ms is not None else "-"
+        cpu_ratio = f"{r.cpu_ratio:.2f}x" if r.cpu_ratio is not None else "-"
         lines.append(
             f"| {r.app} | {r.model} | {r.connections} | {r.rps:.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.errors} "
-            f"| {ratio} | {r.cold_start_s:.2f} | {r.rss_mb:.0f} | {r.unique_mb:.0f} | {batch} | {r.load:.1f} |"
+            f"| {ratio} | {r.cold_start_s:.2f} | {r.rss_mb:.0f} | {r.unique_mb:.0f} | {batch} | {cpu} | {cpu_ratio} "
+            f"| {r.load:.1f} |"
         )
     return "\n".join(lines)
 
@@ -712,7 +743,8 @@ def targets(rows: Sequence[Row], measures: dict[str, float] | None = None) -> li
             checks.append((target, "-", None))
             continue
         met = row.ratio >= ratio and (p99 is None or row.p99_ms <= p99)
-        checks.append((target, f"{row.ratio:.2f}x, p99 {row.p99_ms:.1f} ms", met))
+        cpu = f"; CPU per request {row.cpu_ratio:.2f}x less" if row.cpu_ratio is not None else ""
+        checks.append((target, f"{row.ratio:.2f}x, p99 {row.p99_ms:.1f} ms{cpu}", met))
     for connections in sorted({r.connections for r in rows}):
         row = _find(rows, PROJECT, "XXXModel", connections)
         if row is not None and row.ratio is not None:
@@ -845,7 +877,10 @@ def write_results(
         "throughput is shown), after a warm-up, the apps taking turns run by run; bench/post.lua POSTs the "
         "same JSON body on every request. `load` is the machine's 1-minute load average during the runs; "
         "it counts the benchmark's own threads (wrk's and the servers'), so it says how crowded the 2 cores "
-        "were, not that other work was running. `requests/model call` is read from the server's own "
+        "were, not that other work was running. `CPU ms/request` is the server's CPU time (master and "
+        "workers) per request over the runs, and `vs baseline, CPU` the baseline's over this row's: unlike "
+        "requests/s, they do not depend on the share of the cores the server got, so they are the ratios to "
+        "read when the load column is high. `requests/model call` is read from the server's own "
         "/metrics (`model_serving_batch_size`): above 1, requests were batched. Cold start: the fastest of "
         f"{plan.cold_starts} start(s).",
         "Behaviour under faults (soak, a killed worker, a database restart, shutdown) is in "

@@ -145,10 +145,10 @@ def test_profile_summary_ranks_functions_and_hides_thread_plumbing() -> None:
 def test_heavy_model_sweep_reads_cpu_time_and_sets_every_knob() -> None:
     from bench import heavy
 
-    before = heavy.process_cpu_seconds([os.getpid()])
+    before = run.process_cpu_seconds([os.getpid()])
     sum(i * i for i in range(2_000_000))  # some CPU for this process
-    assert heavy.process_cpu_seconds([os.getpid()]) > before
-    assert heavy.process_cpu_seconds([2**22 + 1]) == 0.0  # no such process
+    assert run.process_cpu_seconds([os.getpid()]) > before
+    assert run.process_cpu_seconds([2**22 + 1]) == 0.0  # no such process
     assert heavy.Config(1, 16, 2, 32, 10).env() == {
         "GUNICORN_WORKERS": "1",
         "GUNICORN_THREADS": "16",
