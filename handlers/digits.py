@@ -56,7 +56,7 @@ OUTPUT_SCHEMA: dict[str, Any] = {
 
 
 def setup() -> DigitClassifier:
-    """Load and verify the committed serving form (models/digits/digits-forest.npz); numpy only."""
+    """Load and verify the committed serving form (models/digits/digits.onnx) for ONNX Runtime."""
     return DigitClassifier.load()
 
 

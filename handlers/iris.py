@@ -58,7 +58,7 @@ OUTPUT_SCHEMA: dict[str, Any] = {
 
 
 def setup() -> IrisClassifier:
-    """Load and verify the committed serving form (models/iris/iris-pipeline.npz); numpy only."""
+    """Load and verify the committed serving form (models/iris/iris.onnx) for ONNX Runtime."""
     return IrisClassifier.load()
 
 

@@ -1,14 +1,13 @@
-"""Fitted models on disk: a skops file and a numpy serving form, with a sha256 manifest.
+"""Fitted models on disk: a skops file and an ONNX serving form, with a sha256 manifest.
 
 A model's `train` module writes, into the model's directory:
 
 - the fitted scikit-learn estimator, saved with `skops.io` (never pickle: loading a
   pickle runs whatever code the file names). It is the source of truth, used for
   training, tests and the benchmark's baseline; `load_artifact` reads it.
-- optionally its *serving form*: the few numpy arrays that predicting needs, in a zip of
-  `.npy` members (`canonical_npz`), so the server loads the model with numpy alone and
-  never imports scikit-learn or skops (seconds of start-up). `load_serving_arrays` reads
-  it; the model's own code checks that the arrays are consistent.
+- its *serving form*: the same estimator converted to ONNX (`models/onnx_export.py`),
+  which the server runs with ONNX Runtime (`serving/runtime/onnx.py`), so it never
+  imports scikit-learn, scipy or skops. `load_serving_bytes` reads it.
 - `artifact.json`, the manifest: sha256 and size of both files, and how they were made.
 
 Both files are written in a canonical form, so that retraining with the same seed and
@@ -19,9 +18,8 @@ core shows that message as the model's failed-readiness reason.
 Canonical form: `skops.io.dumps` names its array members after `id()` of the arrays, puts
 those ids in its schema, and stamps every zip member with the current time. The rewrite
 numbers ids and members in the (deterministic) order of the schema and uses a fixed
-timestamp; the content is unchanged, so `skops.io.loads` reads it as before. The serving
-form is written member by member with the same fixed timestamp (`np.savez` would stamp
-the current time).
+timestamp; the content is unchanged, so `skops.io.loads` reads it as before. skl2onnx
+writes the same ONNX bytes for the same estimator, so the serving form needs no rewrite.
 """
 
 from __future__ import annotations
@@ -30,31 +28,26 @@ import argparse
 import hashlib
 import io
 import json
-import math
 import os
 import platform
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MANIFEST_NAME = "artifact.json"
 
 # Library versions that decide an artifact's bytes: the fitted numbers (numpy, scipy,
-# scikit-learn), the file layout (skops) and the deflate stream (zlib).
-REPRODUCIBILITY_LIBRARIES = ("numpy", "scipy", "scikit-learn", "skops")
+# scikit-learn), the file layouts (skops; skl2onnx and onnx for the serving form) and the
+# deflate stream (zlib).
+REPRODUCIBILITY_LIBRARIES = ("numpy", "scipy", "scikit-learn", "skops", "skl2onnx", "onnx")
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
-# A serving form larger than this once decompressed is refused before it is read: the
-# digits forest is about 6 MB, and a crafted header must not make us allocate gigabytes.
-MAX_SERVING_BYTES = 64 * 1024 * 1024
 
 
 class ArtifactError(RuntimeError):
@@ -72,10 +65,10 @@ class ServingFile:
 
 @dataclass(frozen=True)
 class ServingForm:
-    """A serving form to write: its file name and its arrays, by member name."""
+    """A serving form to write: its file name and its bytes (an ONNX model)."""
 
     filename: str
-    arrays: Mapping[str, np.ndarray]
+    data: bytes
 
 
 @dataclass(frozen=True)
@@ -139,21 +132,6 @@ def canonical_dumps(obj: Any) -> bytes:
     return buffer.getvalue()
 
 
-def canonical_npz(arrays: Mapping[str, np.ndarray]) -> bytes:
-    """A zip of one `.npy` member per array (what `np.load` reads), the same bytes every time.
-
-    Members are sorted by name, stamped with a fixed time and written C-contiguous in
-    format version 1.0; object arrays are refused (they would need pickle to read).
-    """
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as target:
-        for name in sorted(arrays):
-            member = io.BytesIO()
-            np.lib.format.write_array(member, np.ascontiguousarray(arrays[name]), version=(1, 0), allow_pickle=False)
-            target.writestr(_zip_entry(f"{name}.npy"), member.getvalue(), compresslevel=9)
-    return buffer.getvalue()
-
-
 def _zip_entry(name: str) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
     info.create_system = 3  # Unix, whatever the host, so the header bytes match
@@ -207,7 +185,7 @@ def write_artifact(
             f"{filename}: the fitted model needs types outside the allow-list: {', '.join(unexpected)}; "
             "review them and add them to the model's TRUSTED_TYPES"
         )
-    serving_data = canonical_npz(serving.arrays) if serving is not None else b""
+    serving_data = serving.data if serving is not None else b""
     manifest = Manifest(
         artifact=filename,
         sha256=sha256_hex(data),
@@ -314,16 +292,11 @@ def load_artifact(directory: Path, filename: str, trusted_types: Collection[str]
         raise ArtifactError(f"{name}: not a loadable skops file ({exc.__class__.__name__}: {exc})") from None
 
 
-def load_serving_arrays(
-    directory: Path, filename: str, members: Mapping[str, tuple[str, int]]
-) -> dict[str, np.ndarray]:
-    """The arrays of the serving form `directory/filename`, checked against `artifact.json`.
+def load_serving_bytes(directory: Path, filename: str) -> bytes:
+    """The bytes of the serving form `directory/filename`, checked against `artifact.json`.
 
-    `members` maps each array's name to its dtype (`"<f8"`, `"<i4"`) and number of
-    dimensions; the file must hold exactly those. Every header is checked before any
-    array data is read, so no pickle (object arrays) is ever read and no header can make
-    us allocate more than `MAX_SERVING_BYTES`. The arrays returned are read-only. Whether
-    their shapes and values fit together is the model's to check.
+    Whether they hold the model they should (an ONNX graph of the right inputs and
+    outputs) is the model's to check.
     """
     manifest = read_manifest(directory / MANIFEST_NAME)
     path = directory / filename
@@ -332,45 +305,7 @@ def load_serving_arrays(
         raise ArtifactError(f"{name}: the manifest records no serving form; run the model's training command")
     if manifest.serving.artifact != filename:
         raise ArtifactError(f"{name}: the manifest describes {manifest.serving.artifact!r}, not this file")
-    data = _read_verified(path, manifest.serving.sha256)
-    try:
-        return _read_npz(data, members)
-    except ArtifactError as exc:
-        raise ArtifactError(f"{name}: {exc}") from None
-    # zipfile raises NotImplementedError for unknown compression, RuntimeError for encryption.
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError) as exc:
-        raise ArtifactError(f"{name}: not a readable serving form ({exc.__class__.__name__}: {exc})") from None
-
-
-def _read_npz(data: bytes, members: Mapping[str, tuple[str, int]]) -> dict[str, np.ndarray]:
-    arrays: dict[str, np.ndarray] = {}
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        names = archive.namelist()
-        expected = sorted(f"{member}.npy" for member in members)
-        if sorted(names) != expected:
-            raise ArtifactError(f"holds members {sorted(names)}, expected {expected}")
-        total = 0
-        for member, (dtype, ndim) in members.items():
-            info = archive.getinfo(f"{member}.npy")
-            with archive.open(info) as handle:
-                version = np.lib.format.read_magic(handle)
-                if version not in ((1, 0), (2, 0)):
-                    raise ArtifactError(f"{member}: .npy format version {version} is not accepted")
-                read_header = (
-                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                )
-                shape, fortran_order, found = read_header(handle)
-                if found != np.dtype(dtype) or fortran_order or len(shape) != ndim:
-                    raise ArtifactError(
-                        f"{member}: expected a C-ordered {ndim}-d array of {dtype}, found {len(shape)}-d of {found.str}"
-                    )
-                nbytes = math.prod(shape) * found.itemsize
-                total += nbytes
-                if total > MAX_SERVING_BYTES or nbytes != info.file_size - handle.tell():
-                    raise ArtifactError(f"{member}: its header declares {shape}, which does not fit the file")
-                array = np.frombuffer(handle.read(nbytes), dtype=found).reshape(shape)
-            arrays[member] = array
-    return arrays
+    return _read_verified(path, manifest.serving.sha256)
 
 
 def _read_verified(path: Path, sha256: str) -> bytes:

@@ -106,8 +106,13 @@ def gunicorn_command(*extra: str) -> list[str]:
     return [str(VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py", *extra, "main:app"]
 
 
-def run_python(code: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    """Run `code` in a fresh interpreter from the project root (what a new process imports)."""
+def run_python(code: str, timeout: float, args: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+    """Run `code` (with `args` as sys.argv[1:]) in a fresh interpreter from the project root."""
     return subprocess.run(
-        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout, check=True
+        [sys.executable, "-c", code, *args],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
     )

@@ -1,9 +1,15 @@
 """The digit classifier: a PNG or JPEG of one handwritten digit in, 0-9 probabilities out.
 
-`DigitClassifier.load()` serves the forest from its numpy serving form
-(`digits-forest.npz`, see `models.digits.forest`) and never imports scikit-learn or
-skops. The fitted scikit-learn estimator it was compiled from (`digits.skops`, the
+`DigitClassifier.load()` serves the forest from its ONNX serving form (`digits.onnx`,
+converted by skl2onnx when training) with ONNX Runtime, and never imports scikit-learn
+or skops. The fitted scikit-learn estimator it was converted from (`digits.skops`, the
 source of truth) is `load_estimator()`, for training, tests and the benchmark's baseline.
+
+ONNX Runtime compares float32 features with float32 thresholds and sums the trees'
+float32 probabilities, where scikit-learn uses float64 for both: the thresholds of a
+forest trained on `load_digits`' integer features are halves (3.5), exact in float32, so
+every row takes the same path, and the probabilities differ from scikit-learn's by at
+most `PROBABILITY_TOLERANCE` (tests/models/test_serving_forms.py checks both).
 """
 
 from __future__ import annotations
@@ -14,41 +20,42 @@ from typing import Any
 
 import numpy as np
 
-from models.artifacts import ArtifactError, display_path, load_artifact, load_serving_arrays
+from models.artifacts import ArtifactError, display_path, load_artifact
 from models.digits import image
-from models.digits.forest import MEMBERS, CompiledForest, compile_forest
+from models.onnx_classifier import OnnxClassifier
+from serving.runtime.onnx import OnnxModel
 
 ARTIFACT_DIR = Path(__file__).resolve().parent
 ARTIFACT_FILE = "digits.skops"
-SERVING_FILE = "digits-forest.npz"
+SERVING_FILE = "digits.onnx"
 N_FEATURES = 64
 DIGITS = tuple(range(10))
+# Largest difference from scikit-learn's float64 probabilities: 200 float32 sums.
+PROBABILITY_TOLERANCE = 2e-6
 
 # Types in digits.skops that skops does not trust by default. A Tree holds raw node
 # indices that scikit-learn follows without bounds checks, so a crafted file could make
 # predict() read out of bounds: we trust it only after the sha256 check, and
-# `load_estimator` checks every index the way `CompiledForest` checks the serving form's.
+# `load_estimator` checks every index.
 TRUSTED_TYPES: tuple[str, ...] = ("sklearn.tree._tree.Tree",)
+_WHAT = "a classifier of 8x8 digit images"
 
 
 class DigitClassifier:
     """A random forest of 8x8 digit images behind a plain-Python interface."""
 
-    def __init__(self, forest: CompiledForest) -> None:
-        if forest.n_features != N_FEATURES or forest.n_classes != len(DIGITS):
-            raise ArtifactError(f"{forest.source}: not a classifier of 8x8 digit images")
-        self._forest = forest
+    def __init__(self, classifier: OnnxClassifier) -> None:
+        self._classifier = classifier
 
     @classmethod
     def load(cls, directory: Path = ARTIFACT_DIR) -> DigitClassifier:
-        """Load `digits-forest.npz`, verified against `artifact.json` and checked for consistency."""
-        arrays = load_serving_arrays(directory, SERVING_FILE, MEMBERS)
-        return cls(CompiledForest(arrays, N_FEATURES, source=display_path(directory / SERVING_FILE)))
+        """Load `digits.onnx`, verified against `artifact.json`."""
+        return cls(OnnxClassifier.load(directory, SERVING_FILE, N_FEATURES, len(DIGITS), _WHAT))
 
     @property
-    def forest(self) -> CompiledForest:
-        """The compiled forest."""
-        return self._forest
+    def onnx(self) -> OnnxModel:
+        """The ONNX model served."""
+        return self._classifier.onnx
 
     def predict(self, images: Sequence[str]) -> list[dict[str, Any]]:
         """`{"digit", "probabilities"}` per base64 image; `InvalidInput` if one is unusable."""
@@ -58,8 +65,12 @@ class DigitClassifier:
 
     def predict_features(self, rows: np.ndarray) -> list[dict[str, Any]]:
         """Results for rows of 64 `load_digits`-style features, in one model call."""
-        probabilities = self._forest.predict_proba(np.asarray(rows, dtype=np.float64).reshape(-1, N_FEATURES))
-        return [{"digit": int(np.argmax(row)), "probabilities": [float(p) for p in row]} for row in probabilities]
+        probabilities = self.predict_proba(rows).astype(np.float64)
+        return [{"digit": int(np.argmax(row)), "probabilities": row.tolist()} for row in probabilities]
+
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
+        """float32 probabilities (n_rows, 10) for rows of 64 finite features; ValueError otherwise."""
+        return self._classifier.predict_proba(rows)
 
 
 def load_estimator(directory: Path = ARTIFACT_DIR) -> Any:
@@ -72,10 +83,35 @@ def load_estimator(directory: Path = ARTIFACT_DIR) -> Any:
     forest = load_artifact(directory, ARTIFACT_FILE, TRUSTED_TYPES)
     classes = getattr(forest, "classes_", None)
     if classes is None or list(classes) != list(DIGITS) or getattr(forest, "n_features_in_", None) != N_FEATURES:
-        raise ArtifactError(f"{name}: not a classifier of 8x8 digit images")
-    try:
-        compiled = compile_forest(forest)
-    except (AttributeError, TypeError, ValueError) as exc:
-        raise ArtifactError(f"{name}: not a forest of depth-first trees ({exc})") from None
-    CompiledForest(compiled, N_FEATURES, source=name)  # raises if any node index is out of range
+        raise ArtifactError(f"{name}: not {_WHAT}")
+    for estimator in getattr(forest, "estimators_", ()):
+        problem = _node_index_problem(estimator.tree_, N_FEATURES)
+        if problem:
+            raise ArtifactError(f"{name}: {problem}; the file is corrupt or was crafted")
     return forest
+
+
+def _node_index_problem(tree: Any, n_features: int) -> str | None:
+    """What is wrong with a fitted tree's node indices, or None.
+
+    scikit-learn's Cython follows them without bounds checks. It numbers nodes depth
+    first, so an internal node's two children lie after it; a leaf has neither (-1).
+    """
+    count = int(tree.node_count)
+    nodes = np.arange(count)
+    left, right, feature = (np.asarray(a)[:count] for a in (tree.children_left, tree.children_right, tree.feature))
+    if len(left) != count or len(right) != count or len(feature) != count:
+        return "a tree's arrays are shorter than its node count"
+    leaf = left == -1
+    internal = ~leaf
+    if not np.all(right[leaf] == -1) or not np.all(
+        (left[internal] > nodes[internal])
+        & (right[internal] > nodes[internal])
+        & (left[internal] != right[internal])
+        & (left[internal] < count)
+        & (right[internal] < count)
+    ):
+        return "a node's children are out of range"
+    if not np.all((feature[internal] >= 0) & (feature[internal] < n_features)):
+        return f"a node's feature is outside 0..{n_features - 1}"
+    return None

@@ -1,4 +1,4 @@
-"""Train the digit classifier and write `digits.skops`, `digits-forest.npz` and `artifact.json`.
+"""Train the digit classifier and write `digits.skops`, `digits.onnx` and `artifact.json`.
 
     python -m models.digits.train [--output-dir DIR]
 
@@ -7,9 +7,9 @@ forest grows in steps of `STEP` trees with `warm_start` for the progress bar; sc
 seeds each tree from `random_state` in order, so the result equals one 200-tree fit
 (tests/models check that). Single-threaded: reproducible and gentle on small machines.
 
-The serving form (`models.digits.forest`) is compiled from the fitted forest and written
-only if its probabilities equal the forest's `predict_proba`, bit for bit, on every
-`load_digits` image.
+The serving form (`digits.onnx`) is converted from the fitted forest by skl2onnx and
+written only if, on every `load_digits` image, ONNX Runtime gives the forest's most
+probable digit and its probabilities within `model.PROBABILITY_TOLERANCE`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 
 from models.artifacts import ServingForm, output_dir, print_written, write_artifact
 from models.digits import model
-from models.digits.forest import CompiledForest, compile_forest
+from models.onnx_export import check_parity, sklearn_to_onnx
 
 SEED = 0
 N_ESTIMATORS = 200
@@ -76,15 +76,13 @@ def fit(seed: int = SEED, progress: bool = True) -> TrainingResult:
 
 
 def serving_form(forest: Any) -> ServingForm:
-    """The forest's serving arrays, after checking they predict exactly as the forest does."""
+    """The forest as ONNX, after checking it predicts as the forest does on every `load_digits` image."""
     from sklearn.datasets import load_digits  # type: ignore[import-untyped]
 
-    arrays = compile_forest(forest)
-    compiled = CompiledForest(arrays, model.N_FEATURES, source=model.SERVING_FILE)
+    data = sklearn_to_onnx(forest, model.N_FEATURES)
     features, _ = load_digits(return_X_y=True)
-    if not np.array_equal(compiled.predict_proba(features), forest.predict_proba(features)):
-        raise RuntimeError(f"{model.SERVING_FILE}: the compiled forest's probabilities differ from scikit-learn's")
-    return ServingForm(model.SERVING_FILE, arrays)
+    check_parity(model.SERVING_FILE, data, forest, features, model.PROBABILITY_TOLERANCE)
+    return ServingForm(model.SERVING_FILE, data)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

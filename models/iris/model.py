@@ -1,9 +1,13 @@
 """The iris species classifier: four flower measurements in, species probabilities out.
 
-`IrisClassifier.load()` serves the pipeline from its numpy serving form
-(`iris-pipeline.npz`, see `models.iris.pipeline`) and never imports scikit-learn or
-skops. The fitted scikit-learn pipeline it was taken from (`iris.skops`, the source of
-truth) is `load_estimator()`, for training and tests.
+`IrisClassifier.load()` serves the pipeline from its ONNX serving form (`iris.onnx`,
+converted by skl2onnx when training) with ONNX Runtime, and never imports scikit-learn or
+skops. The fitted scikit-learn pipeline it was converted from (`iris.skops`, the source
+of truth) is `load_estimator()`, for training and tests.
+
+The graph computes in float32 where scikit-learn uses float64: its probabilities differ
+by at most `PROBABILITY_TOLERANCE`, and every `load_iris` flower gets scikit-learn's
+species (tests/models/test_serving_forms.py).
 """
 
 from __future__ import annotations
@@ -14,12 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from models.artifacts import ArtifactError, display_path, load_artifact, load_serving_arrays
-from models.iris.pipeline import MEMBERS, CompiledPipeline
+from models.artifacts import ArtifactError, display_path, load_artifact
+from models.onnx_classifier import OnnxClassifier
+from serving.runtime.onnx import OnnxModel
 
 ARTIFACT_DIR = Path(__file__).resolve().parent
 ARTIFACT_FILE = "iris.skops"
-SERVING_FILE = "iris-pipeline.npz"
+SERVING_FILE = "iris.onnx"
+# Largest difference from scikit-learn's float64 probabilities (float32 arithmetic).
+PROBABILITY_TOLERANCE = 1e-6
 
 # In the column order of `sklearn.datasets.load_iris().feature_names`, all in cm.
 FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
@@ -34,28 +41,29 @@ TRUSTED_TYPES: tuple[str, ...] = ()
 class IrisClassifier:
     """A standardising logistic regression behind a plain-Python interface."""
 
-    def __init__(self, pipeline: CompiledPipeline) -> None:
-        if pipeline.n_features != len(FEATURES) or pipeline.n_classes != len(SPECIES):
-            raise ArtifactError(f"{pipeline.source}: not an iris classifier")
-        self._pipeline = pipeline
+    def __init__(self, classifier: OnnxClassifier) -> None:
+        self._classifier = classifier
 
     @classmethod
     def load(cls, directory: Path = ARTIFACT_DIR) -> IrisClassifier:
-        """Load `iris-pipeline.npz`, verified against `artifact.json` and checked for consistency."""
-        arrays = load_serving_arrays(directory, SERVING_FILE, MEMBERS)
-        return cls(CompiledPipeline(arrays, len(FEATURES), source=display_path(directory / SERVING_FILE)))
+        """Load `iris.onnx`, verified against `artifact.json`."""
+        return cls(OnnxClassifier.load(directory, SERVING_FILE, len(FEATURES), len(SPECIES), "an iris classifier"))
 
     @property
-    def pipeline(self) -> CompiledPipeline:
-        """The compiled pipeline."""
-        return self._pipeline
+    def onnx(self) -> OnnxModel:
+        """The ONNX model served."""
+        return self._classifier.onnx
+
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
+        """float32 probabilities (n_rows, 3) for rows of 4 finite measurements; ValueError otherwise."""
+        return self._classifier.predict_proba(rows)
 
     def predict(self, flowers: Sequence[Mapping[str, float]]) -> list[dict[str, Any]]:
         """`{"label", "probabilities"}` for each flower, in one vectorised model call."""
         if not flowers:
             return []
         rows = np.array([[float(flower[name]) for name in FEATURES] for flower in flowers], dtype=np.float64)
-        probabilities = self._pipeline.predict_proba(rows)
+        probabilities = self.predict_proba(rows).astype(np.float64)
         return [
             {
                 "label": SPECIES[int(np.argmax(row))],

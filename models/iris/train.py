@@ -1,13 +1,13 @@
-"""Train the iris classifier and write `iris.skops`, `iris-pipeline.npz` and `artifact.json`.
+"""Train the iris classifier and write `iris.skops`, `iris.onnx` and `artifact.json`.
 
     python -m models.iris.train [--output-dir DIR]
 
 Reproducible: a fixed split and seed, and BLAS held to one thread (a different thread
 count may sum in a different order and change the last bits of the coefficients).
 
-The serving form (`models.iris.pipeline`) is taken from the fitted pipeline and written
-only if its probabilities equal the pipeline's `predict_proba`, bit for bit, on every
-`load_iris` flower, in one batch and one by one.
+The serving form (`iris.onnx`) is converted from the fitted pipeline by skl2onnx and
+written only if, on every `load_iris` flower, ONNX Runtime gives the pipeline's species
+and its probabilities within `model.PROBABILITY_TOLERANCE`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 
 from models.artifacts import ServingForm, output_dir, print_written, write_artifact
 from models.iris import model
-from models.iris.pipeline import CompiledPipeline, compile_pipeline
+from models.onnx_export import check_parity, sklearn_to_onnx
 
 SEED = 0
 TEST_SIZE = 0.3  # 45 of the 150 flowers, 15 per species, never seen in training
@@ -82,16 +82,12 @@ def fit(seed: int = SEED, progress: bool = True) -> TrainingResult:
 
 
 def serving_form(pipeline: Any) -> ServingForm:
-    """The pipeline's serving arrays, after checking they predict exactly as the pipeline does."""
+    """The pipeline as ONNX, after checking it predicts as the pipeline does on every `load_iris` flower."""
     from sklearn.datasets import load_iris  # type: ignore[import-untyped]
 
-    arrays = compile_pipeline(pipeline)
-    compiled = CompiledPipeline(arrays, len(model.FEATURES), source=model.SERVING_FILE)
-    features = load_iris().data
-    batches = [features, *(features[i : i + 1] for i in range(len(features)))]
-    if not all(np.array_equal(compiled.predict_proba(rows), pipeline.predict_proba(rows)) for rows in batches):
-        raise RuntimeError(f"{model.SERVING_FILE}: the compiled pipeline's probabilities differ from scikit-learn's")
-    return ServingForm(model.SERVING_FILE, arrays)
+    data = sklearn_to_onnx(pipeline, len(model.FEATURES))
+    check_parity(model.SERVING_FILE, data, pipeline, load_iris().data, model.PROBABILITY_TOLERANCE)
+    return ServingForm(model.SERVING_FILE, data)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
