@@ -14,9 +14,12 @@ Pooling with mean_tokens, Normalize), without torch:
    mean to Euclidean length 1 (sentence-transformers' Pooling and Normalize, same
    formulas, same epsilons).
 
-A batch is sorted by length and cut into chunks of at most `chunk_size` texts, each
-padded only to its own longest text: a short text batched with a long one would
-otherwise pay for the long one's padding (attention is quadratic in it).
+A batch is sorted by length and cut into chunks of at most `chunk_size` texts and at
+most `chunk_tokens` word pieces once padded, each padded only to its own longest text:
+a short text batched with a long one would otherwise pay for the long one's padding
+(attention is quadratic in it), and the token cap keeps a batch of long texts from
+growing ONNX Runtime's memory arena, which keeps what it grew to (16 texts of 256
+pieces in one call: 126 MB more; in chunks of 8: 48 MB).
 tests/models/test_sentence_embedding_parity.py holds this against sentence-transformers.
 """
 
@@ -37,9 +40,11 @@ INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAME = "token_embeddings"
 EXPORT_COMMAND = "python -m models.sentence_embedding.export"
 
-# Texts per encoder call. Measured on 2 cores (docs/performance-heavy-models.md): with the
-# batch sorted by length, 16 served as many texts/s as 32 at a lower latency per call.
+# Texts per encoder call. Measured on 2 cores (docs/performance-heavy-models.md): CPU per
+# text falls until 16 texts per call, and no further at 32.
 DEFAULT_CHUNK_SIZE = 16
+# Padded word pieces per encoder call: 16 texts of up to 128 pieces, 8 of 256.
+DEFAULT_CHUNK_TOKENS = 2048
 
 
 class ModelFilesMissing(FileNotFoundError):
@@ -74,7 +79,14 @@ class SentenceEmbedder:
     run from several threads.
     """
 
-    def __init__(self, encoder: Encoder, tokenizer_file: Path, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+    def __init__(
+        self,
+        encoder: Encoder,
+        tokenizer_file: Path,
+        *,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+    ) -> None:
         """Embed with `encoder` (the exported graph) and the tokenizer in `tokenizer_file`.
 
         Raises `ValueError` when the tokenizer is not configured as the export writes it.
@@ -88,9 +100,13 @@ class SentenceEmbedder:
                 f"{_display(tokenizer_file)}: expected truncation at {MAX_TOKENS} and no padding, "
                 f"found truncation {truncation} and padding {self._tokenizer.padding}; run `{EXPORT_COMMAND}`"
             )
-        self._pad_id = int(self._tokenizer.token_to_id("[PAD]"))
+        pad_id = self._tokenizer.token_to_id("[PAD]")
+        if pad_id is None:
+            raise ValueError(f"{_display(tokenizer_file)}: no [PAD] token; run `{EXPORT_COMMAND}`")
+        self._pad_id = int(pad_id)
         self._encoder = encoder
         self._chunk_size = chunk_size
+        self._chunk_tokens = max(chunk_tokens, MAX_TOKENS)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Word pieces the model reads for each text: [CLS] and [SEP] included, at most 256."""
@@ -106,10 +122,21 @@ class SentenceEmbedder:
         # pool does not survive gunicorn's fork.
         ids = [self._tokenizer.encode(text).ids for text in texts]
         order = sorted(range(len(ids)), key=lambda index: len(ids[index]))
-        for start in range(0, len(order), self._chunk_size):
-            chunk = order[start : start + self._chunk_size]
+        for chunk in self._chunks(order, [len(ids[index]) for index in order]):
             result[chunk] = self._encode_chunk([ids[index] for index in chunk])
         return result
+
+    def _chunks(self, order: list[int], lengths: list[int]) -> list[list[int]]:
+        """`order` (sorted by length, `lengths` alike) cut into chunks within both caps."""
+        chunks: list[list[int]] = [[]]
+        for index, length in zip(order, lengths, strict=True):
+            chunk = chunks[-1]
+            # Sorted: this text is the chunk's longest, so it sets every row's padding.
+            if chunk and (len(chunk) >= self._chunk_size or (len(chunk) + 1) * length > self._chunk_tokens):
+                chunk = []
+                chunks.append(chunk)
+            chunk.append(index)
+        return chunks if chunks[0] else []
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """One unit-length embedding per text, as lists of Python floats, in order."""

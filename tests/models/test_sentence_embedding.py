@@ -78,6 +78,27 @@ def test_count_tokens_counts_the_word_pieces_the_model_reads(embedder: Any) -> N
     assert counts == [3, 9, embedding_model.MAX_TOKENS, 2]  # [CLS] and [SEP] included
 
 
+@pytest.mark.parametrize(
+    ("lengths", "expected"),
+    [
+        ([5] * 20, [16, 4]),  # short texts: 16 per call
+        ([256] * 20, [8, 8, 4]),  # long ones: 8 x 256 padded pieces per call
+        ([10] * 10 + [200] * 10, [10, 10]),  # the long texts start a chunk of their own
+        ([], []),
+    ],
+    ids=["short", "long", "mixed", "none"],
+)
+def test_a_batch_is_cut_by_texts_and_by_padded_word_pieces(
+    embedder: Any, lengths: list[int], expected: list[int]
+) -> None:
+    chunks = embedder._chunks(list(range(len(lengths))), lengths)
+
+    assert [len(chunk) for chunk in chunks] == expected
+    assert [index for chunk in chunks for index in chunk] == list(range(len(lengths)))
+    for chunk in chunks:
+        assert len(chunk) * max(lengths[i] for i in chunk) <= embedding_model.DEFAULT_CHUNK_TOKENS
+
+
 def test_an_empty_batch_gives_no_embeddings(embedder: Any) -> None:
     assert embedder.embed([]) == []
     assert sentence_embedding.predict_batch(embedder, []) == []
