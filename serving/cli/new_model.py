@@ -6,6 +6,11 @@ table), where `<name>` is `<Name>` in snake case. The generated model counts a t
 characters and words: it works, and its tests pass, as generated, so the first edit is
 replacing its inference with yours. Refuses (exit status 1, nothing written) when any of
 the files exists or a served model already has the name.
+
+`--from model.onnx` starts from an ONNX graph instead (serving/cli/onnx_scaffold.py): the
+schemas come from the graph's inputs and outputs (`--features a,b,c` names the columns of
+a single tabular input), the file is copied to `models/<name>.onnx`, and a graph a
+generated handler cannot serve is refused with what was found.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from serving.cli.onnx_scaffold import UnsupportedGraph, load_graph, onnx_scaffold_files, plan_graph
 from serving.config.settings import PROJECT_ROOT
 from serving.http.state import get_state
 from serving.runtime.registry import RESERVED_NAMES
@@ -213,23 +219,62 @@ def name_problem(name: str, served: set[str]) -> str | None:
     show_default=True,
     help="Project directory holding handlers/, models/ and tests/.",
 )
+@click.option(
+    "--from",
+    "source",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="An ONNX model to serve: the handler's schemas come from its inputs and outputs.",
+)
+@click.option(
+    "--features",
+    default=None,
+    help="With --from: names of the columns of the graph's single float input [N, k], comma-separated.",
+)
 @with_appcontext
-def new_model_command(name: str, directory: Path) -> None:
+def new_model_command(name: str, directory: Path, source: Path | None, features: str | None) -> None:
     """Write handlers/, models/ and tests/ files for a new model NAME (e.g. ImageTagger)."""
     served = {runtime.spec.name for runtime in get_state(current_app).registry}
     problem = name_problem(name, served)
     if problem:
         raise click.ClickException(f"cannot create model {name!r}: {problem}")
-    files = scaffold_files(name, directory.resolve())
+    if features is not None and source is None:
+        raise click.ClickException("--features describes the input of an ONNX model: use it with --from")
+    root = directory.resolve()
+    files: dict[Path, str | bytes] = {}
+    if source is None:
+        files.update(scaffold_files(name, root))
+    else:
+        files.update(_onnx_files(name, root, source, features))
     existing = [path for path in files if path.exists()]
     if existing:
         shown = ", ".join(str(path) for path in existing)
         raise click.ClickException(f"refusing to overwrite {shown}; nothing was written")
-    for path, text in files.items():
+    for path, content in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         # "x": fail rather than overwrite a file created since the check above.
-        with path.open("x", encoding="utf-8") as file:
-            file.write(text)
+        if isinstance(content, bytes):
+            with path.open("xb") as binary:
+                binary.write(content)
+        else:
+            with path.open("x", encoding="utf-8") as file:
+                file.write(content)
         click.echo(f"wrote {path}")
     test_file = next(path for path in files if path.parent.name == "tests")
     click.echo(f"next: edit the model, then run: python -m pytest {test_file}")
+
+
+def _onnx_files(name: str, root: Path, source: Path, features: str | None) -> dict[Path, str | bytes]:
+    """The scaffold for serving `source`, and the model file's copy under models/."""
+    module = module_name(name)
+    names = [part.strip() for part in features.split(",")] if features is not None else None
+    try:
+        plan = plan_graph(load_graph(source), names)
+    except UnsupportedGraph as exc:
+        raise click.ClickException(f"cannot serve {source} as model {name!r}: {exc}") from None
+    model_file = f"{module}.onnx"
+    files: dict[Path, str | bytes] = dict(
+        onnx_scaffold_files(name, module, name[0].upper() + name[1:], root, plan, model_file)
+    )
+    files[root / "models" / model_file] = source.read_bytes()
+    return files

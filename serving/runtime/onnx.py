@@ -124,9 +124,10 @@ class TensorSpec:
     """One input or output of a graph: its name, ONNX type, numpy dtype and shape.
 
     `shape` holds an int per fixed dimension, the dimension's name (e.g. "batch_size")
-    for a named dynamic one and None for an unnamed one; it is None when the rank is
-    unknown or the value is not a tensor. `dtype` is None for non-tensors (sequences,
-    maps) and element types numpy cannot hold.
+    for a named dynamic one and None for an unnamed one; it is None when the value is not
+    a tensor (ONNX Runtime shows a shape the graph does not declare as (), like a
+    scalar's). `dtype` is None for non-tensors (sequences, maps) and element types
+    numpy cannot hold.
     """
 
     name: str
