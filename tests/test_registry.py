@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from serving.runtime.registry import HandlerError, discover_handlers
+from serving.runtime.registry import HandlerError, Registry, discover_handlers
 from tests.conftest import FIXTURE_HANDLERS
 
 
@@ -80,3 +82,26 @@ def test_project_handlers_all_load() -> None:
     names = {spec.name for spec in discover_handlers(Settings().handlers_dir)}
 
     assert "XXXModel" in names
+
+
+@pytest.mark.parametrize(
+    ("raised", "status", "ready"),
+    [("ModelUnavailable", "unavailable", True), ("RuntimeError", "failed", False)],
+    ids=["unavailable-does-not-block-readiness", "failure-does"],
+)
+def test_setup_raising_model_unavailable_marks_the_model_unavailable(
+    tmp_path: Path, raised: str, status: str, ready: bool
+) -> None:
+    (tmp_path / "needs_files.py").write_text(
+        "from serving.contract import ModelUnavailable\n"
+        "INPUT_SCHEMA = {'type': 'object'}\n"
+        f"def setup():\n    raise {raised}('model.bin not found here; run make models')\n"
+        "def predict(model, payload):\n    return {}\n"
+    )
+    registry = Registry(discover_handlers(tmp_path))
+
+    assert registry.load_all() is ready
+    runtime = registry.get("needs_files")
+    assert runtime is not None
+    assert runtime.status.value == status
+    assert "model.bin not found here; run make models" in (runtime.reason or "")

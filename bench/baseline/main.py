@@ -19,39 +19,16 @@ the same digit, probabilities within 2e-6 (float32).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from flask import Flask, request
 from flask_cors import CORS
-from jsonschema import ValidationError, validate
 
+from bench.baseline.tutorial import validate_json
 from models.digits import image
 from models.digits.model import load_estimator
 from models.errors import InvalidInput
 from models.greeter import XXXModel
-
-
-def validate_json(schema: dict[str, Any]) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
-    """The tutorial's decorator: 400 without a JSON body or when it breaks `schema`."""
-
-    def decorator(f: Callable[[], Any]) -> Callable[[], Any]:
-        @wraps(f)
-        def wrapper() -> Any:
-            json_body = request.get_json(silent=True)
-            if json_body is None:
-                return {"message": "No JSON object"}, 400
-            try:
-                validate(json_body, schema)
-            except ValidationError as e:
-                return {"message": e.message}, 400
-            return f()
-
-        return wrapper
-
-    return decorator
-
 
 xxx_model_instance = XXXModel()
 xxx_model_schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}

@@ -8,7 +8,9 @@ A handler module (see `handlers/xxx_model.py`) declares at module level:
 - `setup()` (optional): loads the model, once per process; its return value is passed
   to `predict`. A handler whose files live elsewhere sets `ARTIFACTS` (a `gs://` URI or
   a local path, see `serving.config.artifacts`) and takes them as `setup(artifacts)`:
-  a `pathlib.Path` to a local directory holding them;
+  a `pathlib.Path` to a local directory holding them. Raising
+  `serving.contract.ModelUnavailable` marks the model unavailable (e.g. its files are
+  not installed here) instead of failed;
 - `predict(model, payload)`: the result for one request, JSON-serialisable;
 - optional: a docstring (first line is the description), `VERSION`, `REQUIRES` (module
   names that must be importable, else the model is *unavailable* rather than broken),
@@ -45,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.config.artifacts import ArtifactSource, parse_artifact_uri
+from serving.contract import ModelUnavailable
 from serving.runtime.artifact_cache import ArtifactCache, FetchedArtifacts
 from serving.runtime.cloud_storage import ArtifactError
 from serving.runtime.embeddings import EmbeddingsDeclarationError, EmbeddingsSpec, parse_embeddings
@@ -71,7 +74,7 @@ class ModelStatus(enum.StrEnum):
     LOADING = "loading"
     READY = "ready"
     FAILED = "failed"  # setup() raised: the reason is kept and shown
-    UNAVAILABLE = "unavailable"  # a REQUIRES module is not installed
+    UNAVAILABLE = "unavailable"  # a REQUIRES module is not installed, or setup() raised ModelUnavailable
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,11 @@ class ModelRuntime:
                 self._model = None
             else:
                 self._model = setup(directory) if self.spec.setup_takes_artifacts else setup()
+        except ModelUnavailable as exc:
+            self.status = ModelStatus.UNAVAILABLE
+            self.reason = str(exc)
+            log.warning("model %s is unavailable: %s", self.spec.name, exc, extra={"model": self.spec.name})
+            return
         except Exception as exc:  # a broken model must not take the server down
             self.status = ModelStatus.FAILED
             self.reason = f"setup() raised {exc.__class__.__name__}: {exc}"

@@ -22,7 +22,7 @@ def handler(module_name: str) -> types.ModuleType:
 def require_handler_packages(module: types.ModuleType) -> None:
     """Skip, naming what is missing, when a handler's REQUIRES are not installed."""
     for name in getattr(module, "REQUIRES", ()):
-        pytest.importorskip(name, reason=f"{module.NAME} needs {name}: pip install -r requirements-embedding.txt")
+        pytest.importorskip(name, reason=f"{module.NAME} needs {name}: pip install -r requirements.txt")
 
 
 @pytest.fixture(scope="session")

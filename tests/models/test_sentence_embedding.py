@@ -1,18 +1,29 @@
-"""The SentenceEmbedding handler; skipped, with the reason, without requirements-embedding.txt."""
+"""The SentenceEmbedding handler: ONNX Runtime, tokenizers and numpy, no torch.
+
+Parity with sentence-transformers is in test_sentence_embedding_parity.py; the export's
+reproducibility is at the end of this file.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from handlers import sentence_embedding
-from tests.servers import run_python
+from models.sentence_embedding import model as embedding_model
+from serving.contract import ModelUnavailable
+from serving.runtime.registry import ModelNotReady, ModelRuntime, ModelStatus, load_handler
+from tests.servers import PROJECT_ROOT, run_python
 
 for _name in sentence_embedding.REQUIRES:
-    pytest.importorskip(_name, reason=f"SentenceEmbedding needs {_name}: pip install -r requirements-embedding.txt")
+    pytest.importorskip(_name, reason=f"SentenceEmbedding needs {_name}: pip install -r requirements.txt")
 
 
 def _embed(model: Any, text: str) -> list[float]:
@@ -52,13 +63,83 @@ def test_long_text_within_the_schema_limit_is_accepted(embedder: Any) -> None:
 
 
 def test_concurrent_calls_from_threads_succeed(embedder: Any) -> None:
-    # Without the model's lock, the shared fast tokenizer fails with "Already borrowed".
+    # The tokenizer is configured once and only read: no "Already borrowed" from threads.
     texts = [f"sentence number {i} about topic {i % 7}" for i in range(24)]
     expected = [_embed(embedder, t) for t in texts]
     with ThreadPoolExecutor(max_workers=4) as pool:
         got = list(pool.map(lambda t: _embed(embedder, t), texts))
     for g, e in zip(got, expected, strict=True):
         assert g == pytest.approx(e, abs=1e-5)
+
+
+def test_count_tokens_counts_the_word_pieces_the_model_reads(embedder: Any) -> None:
+    counts = embedder.count_tokens(["hi", "A man is playing a guitar.", "word " * 1000, ""])
+
+    assert counts == [3, 9, embedding_model.MAX_TOKENS, 2]  # [CLS] and [SEP] included
+
+
+@pytest.mark.parametrize(
+    ("lengths", "expected"),
+    [
+        ([5] * 20, [16, 4]),  # short texts: 16 per call
+        ([256] * 20, [8, 8, 4]),  # long ones: 8 x 256 padded pieces per call
+        ([10] * 10 + [200] * 10, [10, 10]),  # the long texts start a chunk of their own
+        ([], []),
+    ],
+    ids=["short", "long", "mixed", "none"],
+)
+def test_a_batch_is_cut_by_texts_and_by_padded_word_pieces(
+    embedder: Any, lengths: list[int], expected: list[int]
+) -> None:
+    chunks = embedder._chunks(list(range(len(lengths))), lengths)
+
+    assert [len(chunk) for chunk in chunks] == expected
+    assert [index for chunk in chunks for index in chunk] == list(range(len(lengths)))
+    for chunk in chunks:
+        assert len(chunk) * max(lengths[i] for i in chunk) <= embedding_model.DEFAULT_CHUNK_TOKENS
+
+
+def test_an_empty_batch_gives_no_embeddings(embedder: Any) -> None:
+    assert embedder.embed([]) == []
+    assert sentence_embedding.predict_batch(embedder, []) == []
+
+
+def test_without_the_exported_files_the_model_is_unavailable_and_says_how_to_make_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(embedding_model, "MODEL_DIR", tmp_path)
+    runtime = ModelRuntime(load_handler(PROJECT_ROOT / "handlers" / "sentence_embedding.py"))
+
+    with pytest.raises(ModelUnavailable, match=r"model\.onnx, tokenizer\.json not found"):
+        sentence_embedding.setup()
+    with pytest.raises(ModelNotReady):
+        runtime.ensure_loaded()
+
+    assert runtime.status is ModelStatus.UNAVAILABLE
+    assert "python -m models.sentence_embedding.export" in (runtime.reason or "")
+
+
+def test_a_tokenizer_not_configured_as_the_export_writes_it_is_refused(tmp_path: Path) -> None:
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(embedding_model.MODEL_DIR / embedding_model.TOKENIZER_FILE))
+    tokenizer.enable_truncation(max_length=128)  # the file as the package ships it
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+
+    with pytest.raises(ValueError, match="expected truncation at 256"):
+        embedding_model.SentenceEmbedder(encoder=None, tokenizer_file=tmp_path / "tokenizer.json")  # type: ignore[arg-type]
+
+
+@pytest.mark.e2e
+def test_serving_imports_neither_torch_nor_transformers() -> None:
+    code = (
+        "import sys\n"
+        "from handlers import sentence_embedding as h\n"
+        "h.predict(h.setup(), {'text': 'no torch here'})\n"
+        "heavy = ('torch', 'transformers', 'sentence_transformers', 'sklearn', 'skops')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    assert run_python(code, timeout=120).stdout.strip() == "[]"
 
 
 def test_token_counts_are_what_the_model_reads(embedder: Any) -> None:
@@ -93,3 +174,20 @@ def test_loads_offline_without_environment_variables_or_network() -> None:
     result = run_python(code, timeout=240)
     assert result.stdout.strip() == "384 []"
     assert "Loading weights" not in result.stderr, "no progress bar in server logs"
+
+
+@pytest.mark.e2e
+def test_the_export_writes_the_recorded_bytes_again(tmp_path: Path) -> None:
+    # Reproducible: with the versions export.json records, the export gives its sha256s.
+    pytest.importorskip("torch", reason="the export needs requirements-export.txt")
+    recorded = json.loads((embedding_model.MODEL_DIR / "export.json").read_text())
+    installed = {name: metadata.version(name) for name in recorded["versions"] if name != "python"}
+    differing = {name: v for name, v in installed.items() if v != recorded["versions"][name]}
+    if differing:
+        pytest.skip(f"export.json was made with other versions than installed here: {differing}")
+
+    run_python(f"from models.sentence_embedding.export import main; main(['--output-dir', {str(tmp_path)!r}])", 300)
+
+    for name, entry in recorded["files"].items():
+        assert hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() == entry["sha256"], name
+    assert json.loads((tmp_path / "export.json").read_text())["files"] == recorded["files"]
