@@ -89,7 +89,8 @@ class PayloadTooLarge(ApiError):
 
 
 class TooManyInstances(PayloadTooLarge):
-    """A batch request carries more instances than `PREDICT_MAX_INSTANCES`."""
+    """A request asks for more predictions than `PREDICT_MAX_INSTANCES`: batch instances,
+    OpenAI embedding inputs or Open Inference (v2) rows."""
 
     code, message = "too_many_instances", "Too many instances in one request"
 

@@ -17,7 +17,9 @@ class VertexSettings:
     predict_max_instances: int = setting(
         "PREDICT_MAX_INSTANCES",
         1000,
-        "Most `instances` one `POST /v1/models/<Model>:predict` may carry; more get 413.",
+        "Most predictions one request may ask for: `instances` of `POST /v1/models/<Model>:predict` and "
+        "Vertex AI's predict route, texts of `POST /v1/embeddings`, rows of `POST /v2/models/<Model>/infer`; "
+        "more get 413.",
         parsers.int_between(1, 1_000_000),
     )
     default_model: str | None = setting(

@@ -8,8 +8,8 @@ first request. `settings_table()` renders the configuration table in docs/config
 keeps the two in step.
 
 The fields are declared by concern in the sibling modules (server, models, platform,
-jobs, security); `Settings` combines them into one flat, frozen object, so code reads
-`settings.jobs_store` without knowing which module declared it.
+jobs, security, artifacts_settings); `Settings` combines them into one flat, frozen
+object, so code reads `settings.jobs_store` without knowing which module declared it.
 """
 
 from __future__ import annotations
