@@ -305,6 +305,8 @@ class ${cls}:
 
     def predict_many(self, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """One result per payload, in order, from a single run of the graph."""
+        if not payloads:
+            return []  # a graph cannot run on zero rows of an unknown shape
         outputs = self.onnx.run(_feeds(payloads), outputs=list(OUTPUTS))
         return [{name: outputs[name][row].tolist() for name in OUTPUTS} for row in range(len(payloads))]
 
