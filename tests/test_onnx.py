@@ -10,6 +10,7 @@ import pytest
 from flask import Flask
 
 from serving.config.settings import Settings
+from serving.runtime import onnx as onnx_runtime
 from serving.runtime.onnx import (
     OnnxModel,
     OnnxModelError,
@@ -134,3 +135,13 @@ def test_options_from_settings_never_oversubscribe_by_default(
 def test_the_app_factory_configures_the_process(make_app: Callable[..., Flask], process_options: object) -> None:
     make_app(handlers_dir=Path(__file__).parent / "fixtures/handlers/ok", onnx_intra_op_threads=3)
     assert onnx_runtime_options().intra_op_threads == 3
+
+
+def test_the_heap_is_trimmed_before_a_fork_only_after_a_session_was_released(model: OnnxModel) -> None:
+    onnx_runtime._trim_heap_before_fork()  # whatever earlier tests left
+    model.warm()
+
+    assert onnx_runtime._trim_heap_before_fork() is False  # nothing released yet
+    model._release_before_fork()
+    assert onnx_runtime._trim_heap_before_fork() is True
+    assert onnx_runtime._trim_heap_before_fork() is False  # once per release
