@@ -200,12 +200,12 @@ def write_artifact(
         ),
     )
     directory.mkdir(parents=True, exist_ok=True)
-    _write_atomically(directory / filename, data)
+    write_atomically(directory / filename, data)
     if serving is not None:
-        _write_atomically(directory / serving.filename, serving_data)
+        write_atomically(directory / serving.filename, serving_data)
     # The manifest last: until it is replaced, a new file fails the old manifest's sha256
     # check (the model reports itself failed) rather than loading unverified.
-    _write_atomically(directory / MANIFEST_NAME, manifest.to_json().encode())
+    write_atomically(directory / MANIFEST_NAME, manifest.to_json().encode())
     return manifest
 
 
@@ -224,7 +224,8 @@ def print_written(manifest: Manifest, directory: Path) -> None:
         print(f"wrote {directory / serving.artifact} ({serving.size_bytes} bytes, sha256 {serving.sha256})")
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file and a rename."""
     # A reader (a server starting while training runs) sees the old file or the new one,
     # never half of one.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import platform
 import tempfile
 import warnings
@@ -36,6 +35,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from models.artifacts import write_atomically
 from models.sentence_embedding.model import (
     DIMENSIONS,
     INPUT_NAMES,
@@ -76,9 +76,9 @@ def export(output_dir: Path = MODEL_DIR) -> dict[str, Any]:
     }
     # The graph last among the two a server reads: a server starting meanwhile finds
     # either no graph (unavailable) or the old pair, never half a file.
-    _write_atomically(output_dir / TOKENIZER_FILE, tokenizer_bytes)
-    _write_atomically(output_dir / ONNX_FILE, onnx_bytes)
-    _write_atomically(output_dir / MANIFEST_FILE, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    write_atomically(output_dir / TOKENIZER_FILE, tokenizer_bytes)
+    write_atomically(output_dir / ONNX_FILE, onnx_bytes)
+    write_atomically(output_dir / MANIFEST_FILE, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     return manifest
 
 
@@ -148,18 +148,6 @@ def _tokenizer_bytes(path: Path) -> bytes:
     tokenizer.enable_truncation(max_length=MAX_TOKENS)
     tokenizer.no_padding()
     return tokenizer.to_str().encode()
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:
