@@ -31,7 +31,8 @@ from serving.platform.detect import adapt_to_platform, log_format, project_id
 from serving.runtime.inference import create_inference
 from serving.runtime.model_artifacts import artifact_cache, artifact_sources
 from serving.runtime.onnx import configure_onnx_runtime, options_from_settings
-from serving.runtime.registry import Registry, discover_handlers
+from serving.runtime.handlers import discover_handlers
+from serving.runtime.registry import Registry
 from serving.security.access import init_access_control, load_key_ring
 from serving.security.hardening import refuse_debug_in_production
 

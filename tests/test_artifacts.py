@@ -12,7 +12,7 @@ from flask import Flask
 
 from serving.config.artifacts import CloudStorageSource, LocalSource, parse_artifact_uri, parse_model_artifacts
 from serving.config.settings import PROJECT_ROOT, Settings, SettingsError
-from serving.runtime.registry import HandlerError
+from serving.runtime.handlers import HandlerError
 from tests.conftest import FIXTURE_HANDLERS
 
 ARTIFACT_HANDLERS = FIXTURE_HANDLERS / "artifacts"

@@ -9,7 +9,8 @@ from flask import Flask
 
 from serving.errors import BadRequest
 from serving.http.dispatch import JobRequest, job_request
-from serving.runtime.registry import ModelRuntime, Registry, discover_handlers
+from serving.runtime.handlers import discover_handlers
+from serving.runtime.registry import ModelRuntime, Registry
 from tests.conftest import FIXTURE_HANDLERS
 
 REGISTRY = Registry(discover_handlers(FIXTURE_HANDLERS / "jobs"))

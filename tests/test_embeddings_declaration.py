@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.runtime.registry import HandlerError, discover_handlers
+from serving.runtime.handlers import HandlerError, discover_handlers
 
 _INPUT = '{"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}'
 _VECTOR = '{"type": "array", "items": {"type": "number"}, "minItems": 3, "maxItems": 3}'

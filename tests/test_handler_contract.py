@@ -30,7 +30,7 @@ from jsonschema import Draft202012Validator
 
 from serving.app import create_app
 from serving.config.settings import Settings
-from serving.runtime.registry import NAME_PATTERN, ModelSpec, load_handler
+from serving.runtime.handlers import NAME_PATTERN, ModelSpec, load_handler
 from tests.servers import PROJECT_ROOT, ServerProcess, base_env, free_port, gunicorn_command, running_server
 
 HANDLERS_DIR = PROJECT_ROOT / "handlers"
@@ -52,7 +52,7 @@ _IMPORT_PROBE = """
 import contextlib, io, json, os, sys, threading
 project, handler = sys.argv[1], sys.argv[2]
 sys.path.insert(0, project)
-from serving.runtime.registry import load_handler
+from serving.runtime.handlers import load_handler
 
 reads = []
 watched = (os.path.join(project, "handlers"), os.path.join(project, "models"))

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from serving.observability.logs import JsonFormatter, TextFormatter
+from serving.observability.log_format import JsonFormatter, TextFormatter
 
 
 def _record(**extra: Any) -> logging.LogRecord:
@@ -65,7 +65,7 @@ def test_every_request_is_logged_with_its_id_status_and_model(client: Any, caplo
 def test_line_handler_keeps_every_line_whole_under_concurrent_threads(tmp_path: Any) -> None:
     import threading
 
-    from serving.observability.logs import LineHandler
+    from serving.observability.log_format import LineHandler
 
     path = tmp_path / "log.jsonl"
     with path.open("w") as stream:
@@ -92,7 +92,7 @@ def test_line_handler_keeps_every_line_whole_under_concurrent_threads(tmp_path: 
 def test_line_handler_falls_back_for_streams_without_a_file_descriptor() -> None:
     import io
 
-    from serving.observability.logs import LineHandler
+    from serving.observability.log_format import LineHandler
 
     stream = io.StringIO()
     handler = LineHandler(stream)
@@ -108,7 +108,7 @@ def test_line_handler_falls_back_for_streams_without_a_file_descriptor() -> None
 
 
 def test_line_handler_applies_filters_on_the_fast_path(tmp_path: Any) -> None:
-    from serving.observability.logs import LineHandler
+    from serving.observability.log_format import LineHandler
 
     path = tmp_path / "log.txt"
     with path.open("w") as stream:

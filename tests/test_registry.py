@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from serving.runtime.registry import HandlerError, Registry, discover_handlers
+from serving.runtime.handlers import HandlerError, discover_handlers
+from serving.runtime.registry import Registry
 from tests.conftest import FIXTURE_HANDLERS
 
 

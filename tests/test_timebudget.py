@@ -16,7 +16,7 @@ import requests
 from flask import Flask
 
 from serving.errors import GatewayTimeout, ModelUnavailable
-from serving.runtime.registry import discover_handlers
+from serving.runtime.handlers import discover_handlers
 from serving.runtime.timebudget import TimeBudget, _CallThreads
 from tests.conftest import FIXTURE_HANDLERS
 from tests.servers import PROJECT_ROOT

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from serving.runtime.registry import discover_handlers
+from serving.runtime.handlers import discover_handlers
 from serving.runtime.validation import SchemaValidator, uses_agreed_keywords_only
 from tests.servers import PROJECT_ROOT
 

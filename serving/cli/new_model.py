@@ -27,7 +27,7 @@ from flask.cli import with_appcontext
 from serving.cli.onnx_scaffold import UnsupportedGraph, load_graph, onnx_scaffold_files, plan_graph
 from serving.config.settings import PROJECT_ROOT
 from serving.http.state import get_state
-from serving.runtime.registry import RESERVED_NAMES
+from serving.runtime.handlers import RESERVED_NAMES
 
 # A class name and a URL segment at once: letters and digits, starting with a letter;
 # short enough that every generated line fits ruff's 120 columns.

@@ -16,28 +16,27 @@ nests them under the platform's own request log. The per-request line also carri
 `httpRequest` (method, URL, status, latency, sizes, user agent). Records with an exception
 carry its traceback in `message`, which is where Error Reporting looks for it.
 
-Formats: `json` (this module's formatter), `text` (one readable line), and `gcp`:
+Formats: `json` (serving/observability/log_format.py), `text` (one readable line), and `gcp`:
 google-cloud-logging's `StructuredLogHandler`, which writes the same JSON to the stream
 without credentials or network, adding source location and logger labels.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from flask import Request, Response, g, has_request_context, request
 from google.cloud.logging_v2.handlers import StructuredLogHandler
 from werkzeug.datastructures import Headers
+
+from serving.observability.log_format import ERROR_EVENT_TYPE, JsonFormatter, LineHandler, TextFormatter, record_extras
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -48,23 +47,6 @@ _REQUEST_ID = "_log_request_id"
 _TRACE = "_log_trace"
 _MODEL = "_log_model"
 _MODEL_VERSION = "_log_model_version"
-
-# Attributes every LogRecord has; anything else on a record came from `extra=` and is
-# emitted as a field of its own.
-_STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
-
-# Record attributes that are Cloud Logging's special fields, named as google-cloud-logging's
-# CloudLoggingFilter reads them from `extra=`, and the keys they take in a JSON line.
-_SPECIAL_FIELDS = {
-    "http_request": "httpRequest",
-    "trace": "logging.googleapis.com/trace",
-    "span_id": "logging.googleapis.com/spanId",
-    "trace_sampled": "logging.googleapis.com/trace_sampled",
-}
-# Attributes google-cloud-logging uses itself; never emitted as extras.
-_HANDLER_ATTRS = frozenset({"json_fields", "labels", "resource", "source_location"})
-# Error Reporting groups any log entry of this type by the traceback in its message.
-_ERROR_EVENT_TYPE = "type.googleapis.com/google.devtools.clouderrorreporting.v1beta1.ReportedErrorEvent"
 
 # W3C trace context: version-traceid-parentid-flags; version ff and all-zero ids are invalid.
 _TRACEPARENT = re.compile(r"^(?!ff)[0-9a-f]{2}-(?!0{32})([0-9a-f]{32})-(?!0{16})([0-9a-f]{16})-([0-9a-f]{2})(?:-.*)?$")
@@ -101,18 +83,6 @@ def parse_trace_headers(headers: Headers) -> TraceContext | None:
     return None
 
 
-def _extras(record: logging.LogRecord) -> dict[str, Any]:
-    """What `extra=` (or the request context) added to `record`, special fields excluded."""
-    return {
-        key: value
-        for key, value in record.__dict__.items()
-        if key not in _STANDARD_ATTRS
-        and key not in _SPECIAL_FIELDS
-        and key not in _HANDLER_ATTRS
-        and not key.startswith("_")
-    }
-
-
 class RequestLogContext(logging.Filter):
     """Adds the current request's id, model and trace to every record written while serving it."""
 
@@ -136,91 +106,6 @@ class RequestLogContext(logging.Filter):
         return True
 
 
-class JsonFormatter(logging.Formatter):
-    """Formats a record as one JSON line with `severity`, which Cloud Logging reads."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # Every request logs a line: format the date and time once per second, not per line.
-        self._second: tuple[int, str] = (-1, "")
-
-    def _timestamp(self, created: float) -> str:
-        whole = int(created)
-        second, prefix = self._second
-        if second != whole:
-            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-            self._second = (whole, prefix)
-        return f"{prefix}.{int((created - whole) * 1000):03d}+00:00"
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": self._timestamp(record.created),
-            "severity": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        entry.update(_extras(record))
-        for attr, key in _SPECIAL_FIELDS.items():
-            value = getattr(record, attr, None)
-            if value is not None:
-                entry[key] = value
-        if record.exc_info:
-            # Error Reporting groups errors by the traceback found in the message.
-            entry["message"] += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
-            entry["@type"] = _ERROR_EVENT_TYPE
-        try:
-            # orjson: a fifth of json.dumps' time, on a line written for every request.
-            return orjson.dumps(entry, default=str).decode()
-        except TypeError:  # e.g. an extra with non-string keys or a huge integer
-            return json.dumps(entry, default=str, ensure_ascii=False)
-
-
-class TextFormatter(logging.Formatter):
-    """A readable single line for a terminal, with extras as key=value."""
-
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
-        fields = _extras(record)
-        trace = getattr(record, "trace", None)
-        if trace:
-            fields["trace"] = trace
-        extras = " ".join(f"{key}={value}" for key, value in fields.items())
-        return f"{line} {extras}" if extras else line
-
-
-class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes each record as one line with one `write()` to the stream's file descriptor.
-
-    `StreamHandler` holds a lock while it formats and writes; with a record per request
-    and dozens of request threads, that lock was a tenth of a worker's time under load
-    (threads queueing on it, bench/RESULTS.md). One `write()` of a whole line needs no
-    lock: the kernel keeps each call's bytes together (on a pipe, lines up to 4 KiB are
-    atomic, as they are across gunicorn's processes anyway). A stream without a file
-    descriptor (a test's capture) gets the standard, locked path.
-    """
-
-    def handle(self, record: logging.LogRecord) -> bool:
-        try:
-            fd = self.stream.fileno()
-        except (AttributeError, OSError, ValueError):
-            return bool(super().handle(record))
-        passed: object = self.filter(record)
-        if isinstance(passed, logging.LogRecord):  # Python 3.12+: a filter may replace it
-            record = passed
-        if not passed:
-            return False
-        try:
-            data = (self.format(record) + self.terminator).encode("utf-8", "backslashreplace")
-            while data:
-                data = data[os.write(fd, data) :]
-        except Exception:  # noqa: BLE001 - logging must never break the request that logs
-            self.handleError(record)
-        return True
-
-
 class GoogleCloudHandler(StructuredLogHandler):
     """google-cloud-logging's structured handler, fed this app's request context and extras.
 
@@ -239,9 +124,9 @@ class GoogleCloudHandler(StructuredLogHandler):
     def filter(self, record: logging.LogRecord) -> bool:
         # Runs before the library's own filter, which reads these attributes.
         self._context.filter(record)
-        fields = {**getattr(record, "json_fields", {}), **_extras(record)}
+        fields = {**getattr(record, "json_fields", {}), **record_extras(record)}
         if record.exc_info:
-            fields["@type"] = _ERROR_EVENT_TYPE
+            fields["@type"] = ERROR_EVENT_TYPE
         record.json_fields = fields
         if not hasattr(record, "http_request"):
             record.http_request = None

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 from serving.errors import ApiError, InternalError, Overloaded
 from serving.runtime.forking import reset_in_forked_child
-from serving.runtime.registry import BatchPolicy
+from serving.runtime.handlers import BatchPolicy
 
 log = logging.getLogger("serving.runtime.batching")
 

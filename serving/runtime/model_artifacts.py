@@ -17,7 +17,7 @@ from serving.config.artifacts import ArtifactSource
 from serving.config.artifacts_settings import check_model_artifacts
 from serving.config.settings import Settings
 from serving.runtime.artifact_cache import ArtifactCache
-from serving.runtime.registry import HandlerError, ModelSpec
+from serving.runtime.handlers import HandlerError, ModelSpec
 
 log = logging.getLogger("serving.runtime.model_artifacts")
 

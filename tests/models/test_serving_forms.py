@@ -176,7 +176,7 @@ import json, shutil, sys, tempfile
 from pathlib import Path
 from serving.app import create_app
 from serving.config.settings import Settings
-from serving.runtime.registry import load_handler
+from serving.runtime.handlers import load_handler
 
 # Every handler of the project but those that declare they need torch (SentenceEmbedding,
 # until it runs on ONNX Runtime too): the server they make must never import the rest.
