@@ -17,8 +17,8 @@ from serving.config.settings import Settings
 from serving.errors import ApiError, InvalidInput, ModelUnavailable, Overloaded
 from serving.http.state import get_state
 from serving.runtime.batching import Batcher, BatchLimits
-from serving.runtime.inference import create_inference
 from serving.runtime.handlers import BatchPolicy
+from serving.runtime.inference import create_inference
 from tests.conftest import FIXTURE_HANDLERS
 
 BATCHING_HANDLERS = FIXTURE_HANDLERS / "batching"

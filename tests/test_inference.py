@@ -16,8 +16,8 @@ import pytest
 
 from serving.errors import InvalidInput
 from serving.runtime.batching import Batchers
-from serving.runtime.inference import Inference
 from serving.runtime.handlers import load_handler
+from serving.runtime.inference import Inference
 from serving.runtime.registry import ModelRuntime
 from serving.runtime.timebudget import TimeBudget
 from tests.servers import run_python

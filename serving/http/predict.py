@@ -18,8 +18,8 @@ from serving.http.openai_models import openai_model
 from serving.http.payload import read_input
 from serving.http.state import get_state
 from serving.observability.logs import tag_model
-from serving.runtime.inference import Arrival
 from serving.runtime.handlers import NAME_PATTERN, RESERVED_NAMES
+from serving.runtime.inference import Arrival
 from serving.runtime.registry import ModelRuntime
 from serving.security.access import authorize_model, may_use_model
 

@@ -16,8 +16,8 @@ from serving.jobs.runner import JobRunner, LeaseKeeper
 from serving.jobs.sql_engine import sqlite_url
 from serving.jobs.sql_store import SqlJobStore
 from serving.jobs.store import Claim
-from serving.runtime.inference import Inference, create_inference
 from serving.runtime.handlers import discover_handlers
+from serving.runtime.inference import Inference, create_inference
 from serving.runtime.registry import Registry
 from tests.conftest import FIXTURE_HANDLERS
 
