@@ -145,3 +145,19 @@ def test_the_heap_is_trimmed_before_a_fork_only_after_a_session_was_released(mod
     model._release_before_fork()
     assert onnx_runtime._trim_heap_before_fork() is True
     assert onnx_runtime._trim_heap_before_fork() is False  # once per release
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [([0.005, 0.015, 0.98], [0.005, 0.015, 0.98]), ([1e-9, 0.12345678], [1e-9, 0.12345678]), ([], [])],
+    ids=["forest-votes", "tiny-and-long", "empty"],
+)
+def test_json_floats_are_the_shortest_decimals_of_the_float32_values(
+    values: list[float], expected: list[float]
+) -> None:
+    array = np.asarray(values, dtype=np.float32)
+
+    floats = onnx_runtime.json_floats(array)
+
+    assert floats == expected
+    assert np.array_equal(np.asarray(floats, dtype=np.float32), array)  # nothing computed is lost

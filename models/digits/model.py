@@ -23,7 +23,7 @@ import numpy as np
 from models.artifacts import ArtifactError, display_path, load_artifact
 from models.digits import image
 from models.onnx_classifier import OnnxClassifier
-from serving.runtime.onnx import OnnxModel
+from serving.runtime.onnx import OnnxModel, json_floats
 
 ARTIFACT_DIR = Path(__file__).resolve().parent
 ARTIFACT_FILE = "digits.skops"
@@ -65,8 +65,8 @@ class DigitClassifier:
 
     def predict_features(self, rows: np.ndarray) -> list[dict[str, Any]]:
         """Results for rows of 64 `load_digits`-style features, in one model call."""
-        probabilities = self.predict_proba(rows).astype(np.float64)
-        return [{"digit": int(np.argmax(row)), "probabilities": row.tolist()} for row in probabilities]
+        probabilities = self.predict_proba(rows)
+        return [{"digit": int(np.argmax(row)), "probabilities": json_floats(row)} for row in probabilities]
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
         """float32 probabilities (n_rows, 10) for rows of 64 finite features; ValueError otherwise."""

@@ -20,7 +20,7 @@ import numpy as np
 
 from models.artifacts import ArtifactError, display_path, load_artifact
 from models.onnx_classifier import OnnxClassifier
-from serving.runtime.onnx import OnnxModel
+from serving.runtime.onnx import OnnxModel, json_floats
 
 ARTIFACT_DIR = Path(__file__).resolve().parent
 ARTIFACT_FILE = "iris.skops"
@@ -63,11 +63,11 @@ class IrisClassifier:
         if not flowers:
             return []
         rows = np.array([[float(flower[name]) for name in FEATURES] for flower in flowers], dtype=np.float64)
-        probabilities = self.predict_proba(rows).astype(np.float64)
+        probabilities = self.predict_proba(rows)
         return [
             {
                 "label": SPECIES[int(np.argmax(row))],
-                "probabilities": {species: float(p) for species, p in zip(SPECIES, row, strict=True)},
+                "probabilities": dict(zip(SPECIES, json_floats(row), strict=True)),
             }
             for row in probabilities
         ]

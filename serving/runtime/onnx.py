@@ -354,6 +354,16 @@ class OnnxModel:
             self._session()
 
 
+def json_floats(values: Any) -> list[float]:
+    """A float32 array's values as JSON numbers at float32's precision: 0.005, not 0.004999999888241291.
+
+    Each number is the shortest decimal that reads back as the same float32 (numpy's
+    conversion to text), so nothing the model computed is lost and nothing it did not
+    compute is shown.
+    """
+    return [float(text) for text in np.asarray(values, dtype=np.float32).ravel().astype(str)]
+
+
 def _by_name(specs: tuple[TensorSpec, ...], name: str, problem: str) -> TensorSpec:
     for spec in specs:
         if spec.name == name:

@@ -131,7 +131,9 @@ def test_the_digits_handler_results_are_the_served_forests(digits_model: Any, di
     rows = digits_train.split()[2].features
     results = digits_model.predict_features(rows)
     assert [r["digit"] for r in results] == list(digits_estimator.predict(rows))
-    np.testing.assert_array_equal([r["probabilities"] for r in results], digits_model.predict_proba(rows))
+    # JSON numbers at float32's precision: each reads back as exactly the float32 the graph gave.
+    served = np.asarray([r["probabilities"] for r in results], dtype=np.float32)
+    np.testing.assert_array_equal(served, digits_model.predict_proba(rows))
     assert all(type(p) is float for r in results for p in r["probabilities"])
 
 
