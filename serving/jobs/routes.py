@@ -25,7 +25,7 @@ from serving.errors import (
 )
 from serving.http.state import get_state
 from serving.jobs.records import Job, is_job_id
-from serving.jobs.service import JobService, get_jobs, jobs_disabled_reason
+from serving.jobs.service import JobService, get_jobs
 from serving.jobs.store import DocumentTooLarge, IdempotencyConflict, StoreError
 from serving.jobs.webhooks import WebhookRefused, check_url
 from serving.observability.logs import current_request_id
@@ -38,15 +38,10 @@ internal = Blueprint("jobs_internal", __name__, url_prefix="/internal/jobs")
 WEBHOOK_HEADER = "Webhook-Url"
 
 
-def jobs_enabled() -> bool:
-    """True when this app has a job store (asynchronous requests can be honoured)."""
-    return get_jobs(current_app) is not None
-
-
 def _service() -> JobService:
     service = get_jobs(current_app)
     if service is None:
-        raise JobsUnavailable(jobs_disabled_reason(get_state().settings))
+        raise JobsUnavailable(get_state().settings.jobs_disabled_reason())
     service.start()
     return service
 

@@ -28,7 +28,6 @@ from serving.jobs.records import Job, JobStatus, new_job_id, request_fingerprint
 from serving.jobs.runner import JobRunner, LeaseKeeper, worker_name
 from serving.jobs.store import Claim, JobStore, StoreError
 from serving.jobs.stores import build_store, on_serverless
-from serving.jobs.stores import jobs_disabled_reason as jobs_disabled_reason
 from serving.jobs.webhooks import WebhookPolicy, backoff_s, deliver
 from serving.observability.metrics import Metrics
 from serving.runtime.inference import Inference

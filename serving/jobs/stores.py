@@ -17,11 +17,6 @@ log = logging.getLogger("serving.jobs")
 SQLITE_FILE = "jobs.sqlite"
 
 
-def jobs_disabled_reason(settings: Settings) -> str:
-    """Why asynchronous requests are refused when `JOBS_STORE` resolved to `none`."""
-    return settings.jobs_disabled_reason()
-
-
 def on_serverless(settings: Settings) -> bool:
     """True on App Engine standard, Cloud Run or Cloud Functions: instances with throwaway disks."""
     # dev_appserver.py sets GAE_ENV=localdev: a developer's machine, whose disk stays.
@@ -46,7 +41,7 @@ def build_store(settings: Settings) -> JobStore | None:
     settings.check_dispatcher(kind, serverless=serverless, on_app_engine=settings.gae_env == "standard")
     if kind == "none":
         if settings.jobs_store == "auto":
-            log.warning("%s", jobs_disabled_reason(settings))
+            log.warning("%s", settings.jobs_disabled_reason())
         return None
     if kind == "postgresql":
         from serving.jobs.sql_store import SqlJobStore
