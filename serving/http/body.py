@@ -3,11 +3,19 @@
 Flask's `request.get_json()` accepts NaN and Infinity, keeps the last of duplicate keys,
 and answers a deeply nested document with `RecursionError` (a 500). Model inputs deserve
 better: this parser rejects each of those with a `MalformedJson` whose message says why.
+
+It also refuses a string holding a lone surrogate (`"\\ud800"`): valid JSON, which
+Python's decoder turns into a `str` that no UTF-8 encoder, tokenizer or logger takes,
+so it would fail deep in a model or an encoder as a 500. Every JSON body (each route,
+the v2 JSON part, JSON form fields) comes through `parse_json_bytes`, so this is the one
+place that refuses them, with a 400 naming the field. (orjson refuses them too, but
+cannot make the checks above.)
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, NoReturn
 
 from flask import Request
@@ -17,6 +25,9 @@ from serving.errors import MalformedJson, NoJsonObject, PayloadTooLarge
 # Python refuses to convert integers with more digits than this (CVE-2020-10735); say so
 # as a 400 instead of a ValueError deep in the decoder.
 _MAX_INT_DIGITS = 4300
+# A \u escape of a UTF-16 surrogate (D800-DFFF). Paired ones decode to one character;
+# only when the text has any is the document walked to find a lone one.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 def _reject_constant(name: str) -> NoReturn:
@@ -52,7 +63,7 @@ def parse_json_bytes(data: bytes) -> Any:
     if text.startswith("\ufeff"):
         text = text[1:]
     try:
-        return json.loads(
+        document = json.loads(
             text,
             parse_constant=_reject_constant,
             object_pairs_hook=_reject_duplicates,
@@ -66,6 +77,46 @@ def parse_json_bytes(data: bytes) -> Any:
         raise MalformedJson("Malformed JSON: nested too deeply") from None
     except ValueError as exc:
         raise MalformedJson(f"Malformed JSON: {exc}") from None
+    if _SURROGATE_ESCAPE.search(text):
+        _refuse_lone_surrogates(document)
+    return document
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _lone_surrogate_at(document: Any) -> str | None:
+    """The JSONPath of a key or string in `document` that is not Unicode text, or None."""
+    stack: list[tuple[Any, str]] = [(document, "$")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if not _is_text(value):
+                return path
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if not _is_text(key):
+                    return f"{path} (a key)"
+                stack.append((item, f"{path}.{key}" if key.isidentifier() else f"{path}[{json.dumps(key)}]"))
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}[{index}]") for index, item in enumerate(value))
+    return None
+
+
+def _refuse_lone_surrogates(document: Any) -> None:
+    path = _lone_surrogate_at(document)
+    if path is not None:
+        path = path[:200]
+        raise MalformedJson(
+            f"Malformed JSON: the string at {path} holds a lone UTF-16 surrogate (a \\uD800-\\uDFFF escape "
+            "without its pair), which is not Unicode text",
+            path=path,
+        )
 
 
 def read_body(request: Request) -> bytes:

@@ -41,6 +41,25 @@ def cors_extension(settings: Settings) -> Callable[[Flask], None]:
     return cors.init_app
 
 
+def vary_on_origin(settings: Settings) -> Callable[[Response], Response] | None:
+    """After-request step adding `Vary: Origin` when the answer depends on the caller's origin.
+
+    With named origins, `Access-Control-Allow-Origin` echoes the request's origin, or is
+    absent for an origin not allowed: a shared cache must keep one copy per origin.
+    Flask-CORS adds `Vary` only when several origins are configured; with one, a cache
+    could serve its answer without the header to the allowed origin, or the reverse.
+    With `*` the answer is the same for everyone: None (no step).
+    """
+    if settings.cors_origins == ("*",):
+        return None
+
+    def _vary(response: Response) -> Response:
+        response.vary.add("Origin")
+        return response
+
+    return _vary
+
+
 def preflight_no_content(response: Response) -> Response:
     """After-request step: Flask's automatic OPTIONS answer (an empty text/html 200) becomes a 204.
 

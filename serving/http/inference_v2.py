@@ -91,8 +91,9 @@ def server_metadata() -> Response:
 
 def _versioned(name: str, version: str | None) -> ModelRuntime:
     runtime = find_model(name)
-    if version is not None and version != runtime.spec.version:
-        raise ModelNotFound(f"Model {runtime.spec.name} serves version {runtime.spec.version!r}, not {version[:64]!r}")
+    # The handler's VERSION, or the full one with the artifacts' digest (X-Model-Version).
+    if version is not None and version not in (runtime.spec.version, runtime.version):
+        raise ModelNotFound(f"Model {runtime.spec.name} serves version {runtime.version!r}, not {version[:64]!r}")
     return runtime
 
 
@@ -107,7 +108,7 @@ def model_metadata(name: str, version: str | None = None) -> Response:
     tensors = _signature(runtime)
     body: dict[str, Any] = {
         "name": runtime.spec.name,
-        "versions": [runtime.spec.version],
+        "versions": [runtime.version],
         "platform": PLATFORM,
         "inputs": [spec.metadata() for spec in tensors.inputs],
         "outputs": [spec.metadata() for spec in tensors.outputs],
@@ -130,6 +131,22 @@ def model_ready(name: str, version: str | None = None) -> tuple[Response, int]:
     return jsonify(name=runtime.spec.name, ready=runtime.status is ModelStatus.READY), 200
 
 
+# What `infer` accepts: JSON, and the binary extension's raw bytes. tritonclient sends no
+# Content-Type at all, so none is accepted too. The types an HTML form can send
+# (text/plain, form-urlencoded, multipart) are refused: a cross-site form could otherwise
+# run inference without a CORS preflight.
+_INFER_TYPES = ("application/json", "application/octet-stream")
+
+
+def _check_content_type() -> None:
+    mimetype = request.mimetype
+    if mimetype and mimetype not in _INFER_TYPES and not mimetype.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"Content-Type {mimetype[:64]!r} is not accepted: send application/json, or "
+            "application/octet-stream with the binary tensor data extension"
+        )
+
+
 @blueprint.post("/models/<model:name>/infer")
 @blueprint.post("/models/<model:name>/versions/<version>/infer")
 def infer(name: str, version: str | None = None) -> Response:
@@ -138,6 +155,7 @@ def infer(name: str, version: str | None = None) -> Response:
     tensors = _signature(runtime)
     if tensors.problem is not None:
         raise ValidationFailed(f"Model {model} cannot be served over the Open Inference Protocol: {tensors.problem}")
+    _check_content_type()
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding != "identity":
         raise UnsupportedMediaType(f"Content-Encoding {encoding[:32]!r} is not supported: send the body uncompressed")
@@ -198,7 +216,7 @@ def infer(name: str, version: str | None = None) -> Response:
             log.error("result does not fit the output tensors: %s", exc, extra={"model": model})
             raise InternalError("The model's result does not fit its output tensors; quote the request id") from None
         answer.append(OutputTensor(spec.name, spec.datatype, shape, values, binary))
-    header: dict[str, Any] = {"model_name": model, "model_version": runtime.spec.version}
+    header: dict[str, Any] = {"model_name": model, "model_version": runtime.version}  # as X-Model-Version
     if parsed.request_id is not None:
         header["id"] = parsed.request_id
     body, json_length = encode_infer_response(header, answer)

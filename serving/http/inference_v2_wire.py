@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,13 @@ NUMERIC = {"INT64": "<i8", "INT32": "<i4", "FP64": "<f8", "FP32": "<f4", "BOOL":
 DATATYPES = (*NUMERIC, "BYTES")
 # Nested `data` arrays are flattened with an explicit stack; deeper than this is refused.
 MAX_DATA_DEPTH = 32
+# Shape bounds, checked before any multiplication: a shape's element count is a Python
+# integer without limit, so 150,000 dimensions of 2**62 cost a minute of CPU to multiply.
+# No tensor this server takes has more than 2 dimensions (the batch and a width); Triton
+# allows 8 and ONNX models rarely use more. A dimension above 2**31 - 1 cannot be an
+# element count a body under MAX_REQUEST_BYTES holds.
+MAX_SHAPE_RANK = 8
+MAX_DIMENSION = 2**31 - 1
 
 
 @dataclass
@@ -107,10 +115,14 @@ def _binary_values(datatype: str, raw: bytes, path: str) -> list[Any]:
     return list(array.tolist())
 
 
-def _shape(value: Any, path: str) -> list[int]:
+def _shape(value: Any, name: str, path: str) -> list[int]:
+    if isinstance(value, list) and len(value) > MAX_SHAPE_RANK:
+        raise _fail(f"input {name[:64]!r}: 'shape' has {len(value)} dimensions; at most {MAX_SHAPE_RANK}", path)
     valid = isinstance(value, list) and all(isinstance(d, int) and not isinstance(d, bool) for d in value)
     if not valid or not value or any(d < 0 for d in value):
-        raise _fail("'shape' must be a non-empty array of integers >= 0", path)
+        raise _fail(f"input {name[:64]!r}: 'shape' must be a non-empty array of integers >= 0", path)
+    if any(d > MAX_DIMENSION for d in value):
+        raise _fail(f"input {name[:64]!r}: a dimension of 'shape' is over {MAX_DIMENSION}", path)
     return list(value)
 
 
@@ -147,7 +159,7 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
         name, datatype = tensor["name"], tensor.get("datatype")
         if datatype not in DATATYPES:
             raise _fail(f"input {name[:64]!r}: 'datatype' must be one of {', '.join(DATATYPES)}", f"{path}.datatype")
-        shape = _shape(tensor.get("shape"), f"{path}.shape")
+        shape = _shape(tensor.get("shape"), name, f"{path}.shape")
         size = _parameters(tensor.get("parameters"), f"{path}.parameters").get("binary_data_size")
         if size is not None:
             if isinstance(size, bool) or not isinstance(size, int) or size < 0 or offset + size > len(binary):
@@ -158,9 +170,7 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
             values = _json_values(datatype, _flatten(tensor["data"], f"{path}.data"), f"{path}.data")
         else:
             raise _fail(f"input {name[:64]!r} has no 'data' (nor binary_data_size)", path)
-        count = 1
-        for dimension in shape:
-            count *= dimension
+        count = math.prod(shape)  # at most MAX_SHAPE_RANK factors under 2**31: cheap
         if count != len(values):
             raise _fail(f"input {name[:64]!r}: shape {shape} holds {count} elements, the data {len(values)}", path)
         inputs.append(InputTensor(name, datatype, shape, values))

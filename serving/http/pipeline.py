@@ -24,7 +24,7 @@ from flask import Flask, Response
 
 from serving.config.api_keys import KeyRing
 from serving.http.batch import tf_serving_marker
-from serving.http.cors import cors_extension, preflight_no_content
+from serving.http.cors import cors_extension, preflight_no_content, vary_on_origin
 from serving.http.inference_v2 import protocol_error_key
 from serving.http.model_version import version_header
 from serving.http.openai import openai_error_shape
@@ -89,7 +89,7 @@ def request_steps(state: ServingState, ring: KeyRing) -> list[Step]:
         Step("enforce-key", before=enforce_key),
         # Headers for every response that passed the steps above, refusals included.
         Step("security-headers", after=security_headers),
-        Step("cors", extension=cors_extension(settings)),
+        Step("cors", extension=cors_extension(settings), after=vary_on_origin(settings)),
         # Admitted requests only: a `POST /v1/<Name>` tells its model's batcher it is
         # coming while its body is still read; withdrawn at teardown if it never got there.
         Step(
