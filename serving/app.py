@@ -15,6 +15,7 @@ from serving.config.settings import Settings
 from serving.http import batch as batch_api
 from serving.http import docs, health, inference_v2, openai, web
 from serving.http import predict as api
+from serving.http.body import BodyReadDeadline
 from serving.http.error_handlers import register_error_handlers
 from serving.http.json_provider import FastJSONProvider
 from serving.http.model_version import report_model_versions
@@ -96,6 +97,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     # The platform in front: proxies to trust, and what was detected.
     adapt_to_platform(app, settings)
+    # A request body that stops arriving is a 408 and frees its thread (serving/http/body.py).
+    app.wsgi_app = BodyReadDeadline(app.wsgi_app, settings.body_read_timeout_s)  # type: ignore[method-assign]
 
     if settings.model_loading == "eager":
         registry.load_all()

@@ -119,6 +119,24 @@ class GatewayTimeout(ApiError):
     status, code, message = 504, "timeout", "The model did not answer in time"
 
 
+class RequestTimeout(ApiError):
+    """The request's body stopped arriving before its read deadline (BODY_READ_TIMEOUT_S)."""
+
+    status, code, message = 408, "request_timeout", "The request body did not arrive in time"
+
+
+class ClientGone(ApiError):
+    """The client closed its connection: nobody waits for the answer (nginx's 499, for the log)."""
+
+    status, code, message = 499, "client_closed_request", "The client closed the connection"
+
+
+class TooManyPixels(PayloadTooLarge):
+    """Images of one request would decode to more pixels than MAX_PIXELS_PER_REQUEST."""
+
+    code = "too_many_pixels"
+
+
 # --- asynchronous jobs ---
 
 

@@ -24,6 +24,7 @@ STEPS = [
     "enforce-key",
     "security-headers",
     "cors",
+    "request-scope",
     "announce-prediction",
     "tf-serving-errors",
     "openai-errors",
@@ -77,6 +78,7 @@ def test_flask_runs_the_hooks_of_the_steps_in_list_order_and_no_others(full_app:
         "key_identifier.<locals>._identify",  # identify-key
         "Limiter._check_request_limit",  # rate-limit (Flask-Limiter's own hook)
         "enforce_key",  # enforce-key
+        "open_request_scope",  # request-scope
         "announce_prediction",  # announce-prediction
         "tf_serving_marker.<locals>._mark",  # tf-serving-errors
     ]
@@ -93,7 +95,7 @@ def test_flask_runs_the_hooks_of_the_steps_in_list_order_and_no_others(full_app:
         "preflight_no_content",  # preflight-204
         "request_logger.<locals>._finish",  # request-log
     ]
-    assert teardown == ["withdraw_prediction", "Limiter.__release_context"]
+    assert teardown == ["withdraw_prediction", "close_request_scope", "Limiter.__release_context"]
 
 
 def test_a_refusal_still_passes_every_after_step(full_app: Flask, caplog: pytest.LogCaptureFixture) -> None:

@@ -144,6 +144,15 @@ def _jpeg_frame_size(data: bytes) -> tuple[int, int] | None:
     return size
 
 
+def declared_pixels(data: bytes) -> int:
+    """The pixels the image in `data` would decode to, from its header; `InvalidInput` when unusable."""
+    if len(data) > MAX_IMAGE_BYTES:
+        raise InvalidInput(f"image is too large: at most {MAX_IMAGE_BYTES // (1024 * 1024)} MiB")
+    _, width, height = declared_size(data)
+    _check_dimensions(width, height)
+    return width * height
+
+
 def open_image(data: bytes) -> Image.Image:
     """A fully decoded single-frame PNG or JPEG, after checking its declared size."""
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -232,5 +241,10 @@ def features_from_gray(gray: np.ndarray) -> np.ndarray:
 
 def features(text: str) -> np.ndarray:
     """The 64 features of the base64 image in `text`; `InvalidInput` if it is unusable."""
-    with open_image(decode_base64(text)) as image:
+    return features_from_bytes(decode_base64(text))
+
+
+def features_from_bytes(data: bytes) -> np.ndarray:
+    """The 64 features of the PNG or JPEG in `data`; `InvalidInput` if it is unusable."""
+    with open_image(data) as image:
         return features_from_gray(grayscale(image))

@@ -23,6 +23,7 @@ import numpy as np
 from models.artifacts import ArtifactError, display_path, load_artifact
 from models.digits import image
 from models.onnx_classifier import OnnxClassifier
+from serving.runtime import request_scope
 from serving.runtime.onnx import OnnxModel, json_floats
 
 ARTIFACT_DIR = Path(__file__).resolve().parent
@@ -58,10 +59,27 @@ class DigitClassifier:
         return self._classifier.onnx
 
     def predict(self, images: Sequence[str]) -> list[dict[str, Any]]:
-        """`{"digit", "probabilities"}` per base64 image; `InvalidInput` if one is unusable."""
+        """`{"digit", "probabilities"}` per base64 image; `InvalidInput` if one is unusable.
+
+        Within a request (serving/runtime/request_scope.py) the images' pixels are charged
+        to its allowance (MAX_PIXELS_PER_REQUEST) from their headers before any is decoded,
+        and decoding stops between images once nobody waits for the answer.
+        """
         if not images:
             return []
-        return self.predict_features(np.stack([image.features(text) for text in images]))
+        data = [image.decode_base64(text) for text in images]
+        pixels = sum(image.declared_pixels(item) for item in data)
+        request_scope.charge_pixels(pixels, f"{len(data)} images")
+        try:
+            rows = []
+            for item in data:
+                request_scope.check()
+                rows.append(image.features_from_bytes(item))
+        except BaseException:
+            # predict_batch's failure is retried image by image, which charges them again.
+            request_scope.refund_pixels(pixels)
+            raise
+        return self.predict_features(np.stack(rows))
 
     def predict_features(self, rows: np.ndarray) -> list[dict[str, Any]]:
         """Results for rows of 64 `load_digits`-style features, in one model call."""

@@ -70,6 +70,13 @@ class CallLimitSettings:
         "client gets 504. 0: no budget (the call runs on the request thread).",
         parsers.float_between(0, 3600),
     )
+    max_pixels_per_request: int = setting(
+        "MAX_PIXELS_PER_REQUEST",
+        4 * 4096 * 4096,
+        "Decoded image pixels one request may cost, over all its images (413 beyond; "
+        "checked from the images' headers before decoding). Default: four 4096x4096 images.",
+        parsers.int_between(1, 2**40),
+    )
     max_abandoned_calls: int = setting(
         "MAX_ABANDONED_CALLS",
         2,

@@ -50,6 +50,13 @@ class ServerSettings:
         "Seconds in-flight requests get to finish after SIGTERM (Cloud Run allows 10).",
         parsers.int_between(1, 3600),
     )
+    body_read_timeout_s: float = setting(
+        "BODY_READ_TIMEOUT_S",
+        60.0,
+        "Seconds a request's whole body may take to arrive, from the end of its headers; a "
+        "body that stops arriving gets 408 and its connection is closed. 0: no deadline.",
+        parsers.float_between(0, 3600),
+    )
     max_request_bytes: int = setting(
         "MAX_REQUEST_BYTES",
         _DEFAULT_MAX_REQUEST_BYTES,

@@ -27,6 +27,7 @@ from serving.http.instances import MAX_REPORTED_ERRORS, parse_batch_request, val
 from serving.http.predict import find_model
 from serving.http.state import get_state
 from serving.runtime.registry import ModelRuntime
+from serving.runtime.request_scope import check
 
 blueprint = Blueprint("batch_api", __name__, url_prefix="/v1/models")
 
@@ -67,6 +68,7 @@ def run_instances(runtime: ModelRuntime, instances: list[Any]) -> list[Any]:
     size = runtime.spec.batch.max_batch_size
     predictions: list[Any] = []
     for start in range(0, len(instances), size):
+        check(ask_client=True)  # no next chunk once the budget is spent or the client has gone
         outcomes = inference.predict_many(runtime, instances[start : start + size])
         failures = [(start + offset, o) for offset, o in enumerate(outcomes) if isinstance(o, ApiError)]
         if failures:

@@ -37,6 +37,7 @@ from serving.http.inference_v2_wire import HEADER_LENGTH, OutputTensor, encode_i
 from serving.http.predict import find_model
 from serving.http.state import get_state
 from serving.runtime.registry import ModelRuntime, ModelStatus
+from serving.runtime.request_scope import check
 from serving.runtime.rows import RowFailed, predict_rows
 from serving.runtime.tensors import ACCEPTED, OutputMismatch, Signature, TensorError, output_values, payloads, signature
 from serving.security.access import public
@@ -197,6 +198,7 @@ def infer(name: str, version: str | None = None) -> Response:
     except TensorError as exc:
         raise ValidationFailed(str(exc)) from None
     for index, payload in enumerate(rows_payloads):
+        check()  # a long validation stops once the request's budget is spent
         found = runtime.spec.input_validator.first_error(payload)
         if found is not None:
             raise ValidationFailed(f"row {index}: {found[0]}", path=found[1], index=index)

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from serving.errors import BadRequest, TooManyInstances, ValidationFailed
+from serving.runtime.request_scope import check
 from serving.runtime.validation import SchemaValidator
 
 # TF Serving's name for the one signature a model has when it was not named.
@@ -158,6 +159,7 @@ def validate_instances(validator: SchemaValidator, instances: list[Any]) -> None
     """
     errors: list[dict[str, Any]] = []
     for index, instance in enumerate(instances):
+        check()  # a long validation stops once the request's budget is spent
         found = validator.first_error(instance)
         if found is not None:
             message, path = found

@@ -29,6 +29,7 @@ from serving.http.predict import find_model
 from serving.http.state import get_state
 from serving.runtime.embeddings import EmbeddingsSpec
 from serving.runtime.registry import ModelRuntime
+from serving.runtime.request_scope import check
 from serving.runtime.rows import RowFailed, predict_rows
 
 log = logging.getLogger("serving.http.openai")
@@ -157,6 +158,7 @@ def embeddings() -> Response:
         )
     payloads = [spec.payload(text) for text in texts]
     for index, payload in enumerate(payloads):
+        check()  # a long validation stops once the request's budget is spent
         found = runtime.spec.input_validator.first_error(payload)
         if found is not None:
             raise _invalid(f"input[{index}]: {found[0]}", "input", "invalid_input")

@@ -29,6 +29,7 @@ from serving.http.inference_v2 import protocol_error_key
 from serving.http.model_version import version_header
 from serving.http.openai import openai_error_shape
 from serving.http.predict import announce_prediction, withdraw_prediction
+from serving.http.scope import close_request_scope, open_request_scope
 from serving.http.state import ServingState
 from serving.observability.logs import request_logger, start_request
 from serving.observability.metrics import request_observer
@@ -90,6 +91,9 @@ def request_steps(state: ServingState, ring: KeyRing) -> list[Step]:
         # Headers for every response that passed the steps above, refusals included.
         Step("security-headers", after=security_headers),
         Step("cors", extension=cors_extension(settings), after=vary_on_origin(settings)),
+        # Admitted requests only: what the request may still spend (time, decoded pixels)
+        # and whether its client is still there, for all the work done for it.
+        Step("request-scope", before=open_request_scope, teardown=close_request_scope),
         # Admitted requests only: a `POST /v1/<Name>` tells its model's batcher it is
         # coming while its body is still read; withdrawn at teardown if it never got there.
         Step(

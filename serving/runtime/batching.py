@@ -36,9 +36,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from serving.errors import ApiError, InternalError, Overloaded
+from serving.errors import ApiError, GatewayTimeout, InternalError, Overloaded
 from serving.runtime.forking import reset_in_forked_child
 from serving.runtime.handlers import BatchPolicy
+from serving.runtime.request_scope import RequestScope, current_scope
 
 log = logging.getLogger("serving.runtime.batching")
 
@@ -108,12 +109,13 @@ class BatchLimits:
 
 
 class _Waiter:
-    """One queued request: its payload, and a lock held until its outcome is set."""
+    """One queued request: its payload, its request's scope, and a lock held until its outcome is set."""
 
-    __slots__ = ("_done", "enqueued", "outcome", "payload")
+    __slots__ = ("_done", "enqueued", "outcome", "payload", "scope")
 
     def __init__(self, payload: Any) -> None:
         self.payload = payload
+        self.scope: RequestScope | None = current_scope()
         self.enqueued = time.monotonic()
         self.outcome: Any = None
         # A bare lock is the cheapest one-shot signal between two threads.
@@ -124,9 +126,19 @@ class _Waiter:
         self.outcome = outcome
         self._done.release()
 
-    def wait(self) -> Any:
-        self._done.acquire()
-        return self.outcome
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """True once the outcome is set; False when `timeout_s` passed first."""
+        return self._done.acquire(timeout=-1 if timeout_s is None else max(timeout_s, 0.0))
+
+    def over(self) -> ApiError | None:
+        """The error to answer instead of running, when nobody waits for this request any more."""
+        if self.scope is None or not self.scope.over(ask_client=True):
+            return None
+        try:
+            self.scope.check()
+        except ApiError as error:
+            return error
+        return None
 
 
 class Batcher:
@@ -196,7 +208,15 @@ class Batcher:
         if waiter is None:
             return self._run_alone(payload)
         self._observer.set_queue_depth(self.name, depth)
-        outcome = waiter.wait()
+        if not waiter.wait(waiter.scope.remaining() if waiter.scope is not None else None):
+            with self._lock:  # the request's budget is spent: leave the queue, unless it runs already
+                queued = waiter in self._queue
+                if queued:
+                    self._queue.remove(waiter)
+            if queued:
+                raise GatewayTimeout(f"Model {self.name} did not start this request within its time budget")
+            waiter.wait()  # in a model call, which its own budget bounds
+        outcome = waiter.outcome
         if isinstance(outcome, ApiError):
             raise outcome
         return outcome
@@ -242,11 +262,17 @@ class Batcher:
 
     def _serve(self) -> None:
         while True:
-            batch, depth = self._next_batch()
+            batch, depth, dropped = self._next_batch()
             self._observer.set_queue_depth(self.name, depth)
-            self._execute(batch)
+            for waiter, error in dropped:
+                waiter.resolve(error)
+            if batch:
+                self._execute(batch)
+            else:
+                with self._cond:
+                    self._busy = False
 
-    def _next_batch(self) -> tuple[list[_Waiter], int]:
+    def _next_batch(self) -> tuple[list[_Waiter], int, list[tuple[_Waiter, ApiError]]]:
         with self._cond:
             while self._busy or not self._queue:
                 self._cond.wait()
@@ -259,10 +285,18 @@ class Batcher:
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
-            size = min(len(self._queue), self._max_size)
-            batch = [self._queue.popleft() for _ in range(size)]
+            # Work nobody waits for (its budget spent, its client gone) is dropped unstarted.
+            batch: list[_Waiter] = []
+            dropped: list[tuple[_Waiter, ApiError]] = []
+            while self._queue and len(batch) < self._max_size:
+                waiter = self._queue.popleft()
+                error = waiter.over()
+                if error is None:
+                    batch.append(waiter)
+                else:
+                    dropped.append((waiter, error))
             self._busy = True
-            return batch, len(self._queue)
+            return batch, len(self._queue), dropped
 
     def _execute(self, batch: list[_Waiter]) -> None:
         started = time.perf_counter()

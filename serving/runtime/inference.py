@@ -20,10 +20,19 @@ from typing import Any
 
 from serving.config.settings import Settings
 from serving.contract import InvalidInput
-from serving.errors import ApiError, GatewayTimeout, InternalError, ModelUnavailable, Overloaded
+from serving.errors import (
+    ApiError,
+    ClientGone,
+    GatewayTimeout,
+    InternalError,
+    ModelUnavailable,
+    Overloaded,
+    TooManyPixels,
+)
 from serving.errors import InvalidInput as InvalidInputError
 from serving.runtime.batching import Batcher, Batchers, BatchObserver
 from serving.runtime.registry import ModelNotReady, ModelRuntime, ModelStatus
+from serving.runtime.request_scope import current_scope
 from serving.runtime.timebudget import TimeBudget
 
 log = logging.getLogger("serving.runtime.inference")
@@ -89,6 +98,9 @@ class Inference:
         batcher = self.batcher_for(runtime)
         if batcher is None:
             return self._predict_now(runtime, payload)
+        scope = current_scope()
+        if scope is not None:  # the budget runs while it waits in the queue too
+            scope.start_deadline(self.budget.timeout_for(runtime.spec.timeout_s))
         return batcher.submit(payload, announced=arrival is not None and arrival.take(batcher))
 
     def batcher_for(self, runtime: ModelRuntime) -> Batcher | None:
@@ -144,14 +156,17 @@ class Inference:
                     len(payloads),
                     extra={"model": runtime.spec.name},
                 )
-            except (GatewayTimeout, Overloaded, ModelUnavailable):
-                raise  # over the time budget, or degraded: retrying item by item would be worse
+            except (GatewayTimeout, ClientGone, TooManyPixels, Overloaded, ModelUnavailable):
+                raise  # over a budget, nobody waits, or degraded: retrying item by item would be worse
             except Exception:  # noqa: BLE001
                 # Not necessarily a bug: one unusable item (a corrupt image) fails the
                 # vectorised call; the per-item pass below finds which.
                 log.info("predict_batch raised; retrying item by item", extra={"model": runtime.spec.name})
         outcomes: list[Any | ApiError] = []
+        scope = current_scope()
         for payload in payloads:
+            if scope is not None:
+                scope.check()  # the request's budget may be spent by now
             try:
                 outcomes.append(self._predict_now(runtime, payload))
             except ApiError as error:

@@ -12,6 +12,7 @@ from typing import Any
 from serving.errors import ApiError
 from serving.runtime.inference import Inference
 from serving.runtime.registry import ModelRuntime
+from serving.runtime.request_scope import check
 
 
 class RowFailed(Exception):
@@ -32,6 +33,7 @@ def predict_rows(inference: Inference, runtime: ModelRuntime, payloads: list[Any
     size = runtime.spec.batch.max_batch_size
     results: list[Any] = []
     for start in range(0, len(payloads), size):
+        check(ask_client=True)  # no next chunk once the budget is spent or the client has gone
         outcomes = inference.predict_many(runtime, payloads[start : start + size])
         for offset, outcome in enumerate(outcomes):
             if isinstance(outcome, ApiError):

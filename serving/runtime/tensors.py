@@ -36,6 +36,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from serving.runtime.request_scope import check
+
 # What kind of JSON value a tensor element stands for.
 TEXT, BINARY, JSON_TEXT, INTEGER, NUMBER, BOOLEAN = "text", "binary", "json", "integer", "number", "boolean"
 DATATYPES = {TEXT: "BYTES", BINARY: "BYTES", JSON_TEXT: "BYTES", INTEGER: "INT64", NUMBER: "FP64", BOOLEAN: "BOOL"}
@@ -171,6 +173,7 @@ def payloads(spec_by_name: Mapping[str, TensorSpec], tensors: Mapping[str, tuple
     rows: int | None = None
     columns: dict[str, list[Any]] = {}
     for name, (shape, values) in tensors.items():
+        check()  # decoding a tensor's elements stops once the request's budget is spent
         spec = spec_by_name[name]
         if not shape or shape[0] < 1:
             raise TensorError(f"input {name!r}: the shape's first dimension is the batch size and must be >= 1")

@@ -19,6 +19,11 @@ runs on, but jobs are bounded by the runner's slots (held until the call really 
 not by degrading the model. A model call made inside a budgeted call (the job's own
 prediction) runs directly: the outer deadline already bounds it.
 
+Within a request, the budget is the request's (serving/runtime/request_scope.py): its
+first call starts it, later calls get what remains, none starts once it is spent or the
+client has gone, and an abandoned call's scope is marked so that loops inside it that
+`check()` stop at their next item rather than run to the end for nobody.
+
 The threads are daemon threads, so a call that never returns cannot block the process
 from exiting (gunicorn's graceful shutdown, SIGTERM). They are created lazily, after
 gunicorn forks its workers, and again in a forked child if the parent had any.
@@ -36,6 +41,7 @@ from typing import Any, TypeVar, cast
 
 from serving.errors import GatewayTimeout, ModelUnavailable
 from serving.runtime.forking import reset_in_forked_child
+from serving.runtime.request_scope import current_scope
 
 log = logging.getLogger("serving.runtime.timebudget")
 
@@ -191,6 +197,15 @@ class TimeBudget:
         budget = self.timeout_for(timeout_s)
         if budget <= 0 or _WITHIN_BUDGET.get():
             return fn()
+        # The request's budget spans all its calls (serving/runtime/request_scope.py):
+        # nothing starts once it is spent or its client has gone, and a call gets what is left.
+        scope, wait_s = current_scope(), budget
+        if scope is not None:
+            scope.start_deadline(budget)
+            scope.check(ask_client=True)
+            remaining = scope.remaining()
+            if remaining is not None:
+                wait_s = min(budget, max(remaining, 0.001))
         if degrade and self.degraded(model):
             error = ModelUnavailable(
                 f"Model {model} is degraded: earlier requests overran its {budget:g} s time budget "
@@ -205,9 +220,11 @@ class TimeBudget:
         thread = self._threads.take()
         thread.run(functools.partial(context.run, fn))
         late = (lambda: self._finished(model)) if degrade else _nothing
-        if not thread.wait(budget) and self._threads.abandon(thread, late):
+        if not thread.wait(wait_s) and self._threads.abandon(thread, late):
             if degrade:
                 self._abandon(model)
+            if scope is not None:
+                scope.abandon()  # the call's own loops stop at their next check()
             raise GatewayTimeout(f"Model {model} did not answer within its {budget:g} s time budget", timeout_s=budget)
         result, failure = thread.result, thread.error
         self._threads.give_back(thread)

@@ -1,0 +1,171 @@
+"""What one request may still spend, seen by every piece of code that works for it.
+
+A `RequestScope` is opened when a request starts (serving/http/pipeline.py) and closed
+when it ends. It holds:
+
+- the request's **deadline**: its model's time budget (`TIMEOUT_S`, else
+  `PREDICT_TIMEOUT_S`), counted from when its body has arrived (the upload's own time is
+  bounded by BODY_READ_TIMEOUT_S), or from its first model call when the URL names no
+  model (OpenAI's `model` is in the body). Every model call of the request gets only what
+  remains, so a request of many chunks has one budget, not one per chunk;
+- whether nobody waits any more: the caller gave up on a call (504, then the call runs
+  on abandoned) or the **client closed its connection** (a probe the HTTP layer gives,
+  asked only at coarse steps: it is a system call);
+- an allowance of **decoded pixels** (`MAX_PIXELS_PER_REQUEST`), charged by image
+  decoders from the images' headers before they decode anything.
+
+Loops that work for a request call `check()` between items: once the deadline has
+passed or the scope is abandoned it raises, so work nobody waits for stops at the next
+item instead of running to its end. A batcher drops queued work whose scope is over
+before it starts. Model code may call `check()` and `charge_pixels()` too; outside any
+request (a job, a test) both do nothing.
+
+The scope travels in a context variable: `TimeBudget.call` copies the caller's context
+onto the call thread, so a model call sees the scope of the request it runs for.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from serving.errors import ClientGone, GatewayTimeout, TooManyPixels
+
+_SCOPE: contextvars.ContextVar[RequestScope | None] = contextvars.ContextVar("serving_request_scope", default=None)
+
+
+def _never_gone() -> bool:
+    return False
+
+
+class RequestScope:
+    """One request's deadline, abandonment and pixel allowance (thread-safe)."""
+
+    __slots__ = ("_client_gone", "_lock", "abandoned", "budget_s", "deadline", "gone", "pixels_left")
+
+    def __init__(
+        self,
+        *,
+        budget_s: float = 0.0,
+        max_pixels: int | None = None,
+        client_gone: Callable[[], bool] | None = None,
+    ) -> None:
+        """`budget_s`: the deadline `start_deadline()` sets (0: none until a model call sets one);
+        `client_gone()` says whether the client closed its connection (None: never asked)."""
+        self.budget_s = budget_s
+        self.deadline: float | None = None  # time.monotonic() value
+        self.abandoned = False
+        self.gone = False  # the client closed its connection
+        self.pixels_left = max_pixels
+        self._client_gone = client_gone or _never_gone
+        self._lock = threading.Lock()
+
+    def start_deadline(self, seconds: float | None = None) -> None:
+        """Set the deadline `seconds` (default `budget_s`) from now, unless one is set already (0: none)."""
+        if seconds is None:
+            seconds = self.budget_s
+        if self.deadline is None and seconds > 0:
+            self.deadline = time.monotonic() + seconds
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (may be <= 0); None without one."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def abandon(self) -> None:
+        """Nobody waits for this request's work any more: the next `check()` raises."""
+        self.abandoned = True
+
+    def client_gone(self) -> bool:
+        """True once the client has closed its connection (asks the probe: a system call)."""
+        if not self.gone and self._client_gone():
+            self.gone = self.abandoned = True
+        return self.gone
+
+    def over(self, *, ask_client: bool = False) -> bool:
+        """True when work for this request should not start: abandoned, past its deadline, client gone."""
+        if self.abandoned or (self.deadline is not None and time.monotonic() >= self.deadline):
+            return True
+        return ask_client and self.client_gone()
+
+    def check(self, *, ask_client: bool = False) -> None:
+        """Raise `GatewayTimeout` (504) or `ClientGone` (499) when work for this request should stop."""
+        if not self.over(ask_client=ask_client):
+            return
+        if self.gone:
+            raise ClientGone()
+        raise GatewayTimeout("The request's time budget is spent")
+
+    def charge_pixels(self, pixels: int, what: str = "images") -> None:
+        """Take `pixels` from the allowance; `TooManyPixels` (413) when it would go below 0."""
+        with self._lock:
+            if self.pixels_left is None:
+                return
+            if pixels > self.pixels_left:
+                raise TooManyPixels(
+                    f"The {what} of this request decode to more pixels than a request may "
+                    f"({self.pixels_left:,} left of MAX_PIXELS_PER_REQUEST): send fewer or smaller images",
+                    limit=self.pixels_left,
+                )
+            self.pixels_left -= pixels
+
+    def refund_pixels(self, pixels: int) -> None:
+        """Give back what `charge_pixels` took for work that failed and will be redone."""
+        with self._lock:
+            if self.pixels_left is not None:
+                self.pixels_left += pixels
+
+
+def current_scope() -> RequestScope | None:
+    """The scope of the request this code works for, if any."""
+    return _SCOPE.get()
+
+
+@contextmanager
+def opened_scope(scope: RequestScope) -> Iterator[RequestScope]:
+    """`scope` is the current one inside the block."""
+    token = _SCOPE.set(scope)
+    try:
+        yield scope
+    finally:
+        _SCOPE.reset(token)
+
+
+def enter_scope(scope: RequestScope | None) -> contextvars.Token[RequestScope | None]:
+    """Make `scope` current until `exit_scope(token)`: for hooks that open and close in two calls."""
+    return _SCOPE.set(scope)
+
+
+def exit_scope(token: contextvars.Token[RequestScope | None]) -> None:
+    """Undo `enter_scope`."""
+    _SCOPE.reset(token)
+
+
+def body_arrived() -> None:
+    """The request's body has been read: its time budget starts now (see the module's docstring)."""
+    scope = _SCOPE.get()
+    if scope is not None:
+        scope.start_deadline()
+
+
+def check(*, ask_client: bool = False) -> None:
+    """`RequestScope.check` of the current scope; nothing outside a request."""
+    scope = _SCOPE.get()
+    if scope is not None:
+        scope.check(ask_client=ask_client)
+
+
+def charge_pixels(pixels: int, what: str = "images") -> None:
+    """`RequestScope.charge_pixels` of the current scope; nothing outside a request."""
+    scope = _SCOPE.get()
+    if scope is not None:
+        scope.charge_pixels(pixels, what)
+
+
+def refund_pixels(pixels: int) -> None:
+    """`RequestScope.refund_pixels` of the current scope; nothing outside a request."""
+    scope = _SCOPE.get()
+    if scope is not None:
+        scope.refund_pixels(pixels)
