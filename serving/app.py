@@ -15,7 +15,7 @@ from serving.config.settings import Settings
 from serving.http import batch as batch_api
 from serving.http import docs, health, inference_v2, openai, web
 from serving.http import predict as api
-from serving.http.body import BodyReadDeadline
+from serving.http.body_deadline import BodyReadDeadline
 from serving.http.error_handlers import register_error_handlers
 from serving.http.json_provider import FastJSONProvider
 from serving.http.model_version import report_model_versions

@@ -14,20 +14,14 @@ cannot make the checks above.)
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import socket
-import time
-from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NoReturn
 
 from flask import Request
 
-from serving.errors import MalformedJson, NoJsonObject, PayloadTooLarge, RequestTimeout
+from serving.errors import MalformedJson, NoJsonObject, PayloadTooLarge
 from serving.runtime.request_scope import body_arrived
-
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 # Python refuses to convert integers with more digits than this (CVE-2020-10735); say so
 # as a 400 instead of a ValueError deep in the decoder.
@@ -150,81 +144,3 @@ def read_json(request: Request) -> Any:
     if not data.strip():
         raise NoJsonObject()
     return parse_json_bytes(data)
-
-
-class _DeadlineInput:
-    """`wsgi.input` whose reads end at the request's body deadline with `RequestTimeout` (408).
-
-    Before each read the connection's socket gets the time left as its timeout, and its
-    own timeout back after: so the deadline is for the whole body, not per `recv` (a
-    client sending a byte every few seconds cannot stretch it), and nothing else (the
-    response, gunicorn's keep-alive) sees it. Once it has fired, reads return nothing:
-    an after-request step reading the body again gets an empty body, not a second error.
-    """
-
-    def __init__(self, stream: Any, sock: socket.socket, deadline: float) -> None:
-        self._stream = stream
-        self._sock = sock
-        self._deadline = deadline
-        self._expired = False
-
-    def _guarded(self, read: Callable[..., Any], empty: Any, *args: Any) -> Any:
-        if self._expired:
-            return empty
-        remaining = self._deadline - time.monotonic()
-        previous = self._sock.gettimeout()
-        try:
-            if remaining <= 0:
-                raise TimeoutError
-            self._sock.settimeout(remaining)
-            return read(*args)
-        except TimeoutError:  # socket.timeout: the body stopped arriving
-            self._expired = True
-            raise RequestTimeout(
-                "The request body did not arrive within BODY_READ_TIMEOUT_S; the connection is closed"
-            ) from None
-        finally:
-            with contextlib.suppress(OSError):  # closed meanwhile
-                self._sock.settimeout(previous)
-
-    def read(self, *args: Any) -> bytes:
-        data: bytes = self._guarded(self._stream.read, b"", *args)
-        return data
-
-    def readline(self, *args: Any) -> bytes:
-        line: bytes = self._guarded(self._stream.readline, b"", *args)
-        return line
-
-    def readlines(self, *args: Any) -> list[bytes]:
-        lines: list[bytes] = self._guarded(self._stream.readlines, [], *args)
-        return lines
-
-    def __iter__(self) -> Iterator[bytes]:
-        while line := self.readline():
-            yield line
-
-
-class BodyReadDeadline:
-    """WSGI middleware: each request's body must arrive within `timeout_s` of its headers.
-
-    Without it a client that sends headers and part of a body, then nothing, holds a
-    gunicorn thread for as long as the connection stays open: gthread reads bodies with
-    a blocking socket, and gunicorn's `timeout` only watches the worker's heartbeat,
-    which the main loop keeps beating. Here, at the depth where the body is read (the
-    app's `wsgi.input`), the connection's socket (`gunicorn.socket` in the WSGI
-    environment) gets a timeout of the time left before each read; when it fires the
-    app answers 408 with a JSON body and gunicorn, seeing the body read failed, closes
-    the connection and frees the thread. Under a server that gives no socket (Flask's
-    test client, `python main.py`), requests pass unchanged. 0 turns it off.
-    """
-
-    def __init__(self, app: WsgiApp, timeout_s: float) -> None:
-        self.app = app
-        self.timeout_s = timeout_s
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        sock = environ.get("gunicorn.socket")
-        if self.timeout_s > 0 and isinstance(sock, socket.socket):
-            deadline = time.monotonic() + self.timeout_s
-            environ["wsgi.input"] = _DeadlineInput(environ["wsgi.input"], sock, deadline)
-        return self.app(environ, start_response)

@@ -16,6 +16,9 @@ when the time is up. So a connection waits at most `DEFER_S` longer than before 
 never refused; when the workers hold equal numbers, whoever wakes first accepts at once.
 With one worker nothing changes.
 
+It also closes a connection that ends on the request's thread, not on the worker's main
+loop (see `handle`).
+
 gunicorn.conf.py selects it with `worker_class`; all the rest (keep-alive, graceful
 shutdown, timeouts) is gthread's own.
 """
@@ -95,6 +98,21 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is u
             return
         super().set_accept_enabled(enabled)
 
+    def handle(self, conn: Any) -> Any:
+        """gthread's, except that a connection it will close is closed here, on this thread.
+
+        gthread closes it later on the worker's main loop, with a lingering close (RFC 9112
+        section 9.6) that waits up to 2 s for the client to close its side. A client that
+        keeps its connection open after the answer (a stalled body answered 408 does) so
+        froze the whole loop, accepting and every kept-alive connection, for 2 s each:
+        16 of them, 5 s of /healthz not answering. Here the linger costs this thread only.
+        """
+        result = super().handle(conn)
+        if result is False:
+            conn.close(graceful=True)
+            conn.close = _already_closed  # the main loop's close is then a no-op
+        return result
+
     def wait_for_and_dispatch_events(self, timeout: float) -> None:
         """gthread's event loop step; publishes this worker's count, ends deferrals on time."""
         self._table[self._slot + 1] = self.nr_conns  # connections also end in this loop
@@ -112,3 +130,7 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is u
             else:
                 timeout = min(timeout, remaining)
         super().wait_for_and_dispatch_events(timeout)
+
+
+def _already_closed(graceful: bool = False) -> None:
+    """`TConn.close` of a connection `BalancedThreadWorker.handle` has closed already."""
