@@ -157,12 +157,12 @@ def test_a_body_trickling_in_cannot_stretch_the_deadline(server: ServerProcess) 
 # --- 3. work nobody waits for stops ---
 
 
-def _big_digit_base64() -> str:
-    """A 4096x4096 PNG of a bar (a '1'): small to send, 2 s or so of decoding here."""
+def _big_digit_base64(side: int = 4096) -> str:
+    """A `side` x `side` PNG of a bar (a '1'): small to send; at 4096, 2 s or so of decoding here."""
     from PIL import Image
 
-    pixels = np.full((4096, 4096), 255, np.uint8)
-    pixels[1000:3000, 1800:2200] = 0
+    pixels = np.full((side, side), 255, np.uint8)
+    pixels[side // 4 : 3 * side // 4, 7 * side // 16 : 9 * side // 16] = 0
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "PNG")
     return base64.b64encode(buffer.getvalue()).decode()
@@ -203,6 +203,27 @@ def test_calls_that_overrun_stop_decoding_and_the_model_keeps_serving(server: Se
         time.sleep(0.5)
     assert response.status_code == 200, response.text[:300]
     assert_clean_log(server)
+
+
+def test_a_client_that_leaves_stops_its_work(server: ServerProcess) -> None:
+    """The client closes its connection while its 8 images (2048x2048, half a second or so
+    each) decode: the call stops after the image in hand, logged as 499, before the 2 s
+    budget would end it."""
+    body = _digits_infer([_big_digit_base64(2048)] * 8).encode()
+    request_id = "client-leaves-0001"
+    headers = {**JSON, "X-Request-Id": request_id}
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request_bytes("POST", "/v2/models/Digits/infer", body, headers))
+        time.sleep(0.3)  # the first image is decoding
+    left = time.monotonic()
+
+    line = None
+    while line is None and time.monotonic() - left < 10:
+        time.sleep(0.2)
+        line = next((json.loads(x) for x in server.log().splitlines() if request_id in x and '"status"' in x), None)
+    assert line is not None
+    assert line["status"] == 499, line
+    assert line["latency_ms"] < BUDGET_S * 1000
 
 
 # --- 4. a lone surrogate is a 400 naming the field, on every route ---
