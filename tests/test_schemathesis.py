@@ -148,3 +148,38 @@ def test_protected_operations_refuse_requests_without_a_key(start_gunicorn: Any,
         _assert_clean(result, server)
 
     assert "generated" in result.stdout
+
+
+def _tested_operations(tmp_path: Path) -> set[str]:
+    """The operations (`METHOD /path`) the junit report of the run names."""
+    names: set[str] = set()
+    for report in tmp_path.glob("junit*.xml"):
+        names.update(re.findall(r'<testcase[^>]* name="([A-Z]+ /[^"]*)"', report.read_text()))
+    return names
+
+
+def test_the_protocol_routes_conform_under_fuzzing(start_gunicorn: Any, tmp_path: Path) -> None:
+    """The OpenAI and Open Inference Protocol operations on their own, with more examples each:
+    hostile tensors, shapes and texts (issue 22) are what these routes get."""
+    with start_gunicorn({"JOBS_DATA_DIR": str(tmp_path / "jobs")}) as server:
+        result = _schemathesis(
+            server.url,
+            tmp_path,
+            "--include-tag",
+            "openai",
+            "--include-tag",
+            "open-inference",
+            "--max-examples",
+            "100",
+        )
+        report = result.stdout[-8000:] + result.stderr[-2000:]
+        assert result.returncode == 0, report
+        assert "Failures:" not in result.stdout, report
+        assert "Traceback" not in server.log()
+        assert '"status":500' not in server.log()
+
+    tested = _tested_operations(tmp_path)
+    assert "POST /v1/embeddings" in tested, tested
+    assert any(re.fullmatch(r"POST /v2/models/\w+/infer", name) for name in tested), tested
+    assert any(re.fullmatch(r"GET /v2/models/\w+", name) for name in tested), tested
+    assert "GET /v2/health/ready" in tested, tested
