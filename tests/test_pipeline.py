@@ -24,10 +24,6 @@ STEPS = [
     "enforce-key",
     "security-headers",
     "cors",
-    "announce-prediction",
-    "tf-serving-errors",
-    "openai-errors",
-    "v2-errors",
 ]
 KEY = "pipeline-secret-0123456789abcdef"
 
@@ -77,12 +73,8 @@ def test_flask_runs_the_hooks_of_the_steps_in_list_order_and_no_others(full_app:
         "key_identifier.<locals>._identify",  # identify-key
         "Limiter._check_request_limit",  # rate-limit (Flask-Limiter's own hook)
         "enforce_key",  # enforce-key
-        "announce_prediction",  # announce-prediction
-        "tf_serving_marker.<locals>._mark",  # tf-serving-errors
     ]
     assert after == [
-        "protocol_error_key",  # v2-errors
-        "openai_error_shape",  # openai-errors
         "make_after_request_function.<locals>.cors_after_request",  # cors (Flask-CORS's own hook)
         "security_headers",  # security-headers
         "retry_after.<locals>._retry_after",  # rate-limit
@@ -93,7 +85,7 @@ def test_flask_runs_the_hooks_of_the_steps_in_list_order_and_no_others(full_app:
         "preflight_no_content",  # preflight-204
         "request_logger.<locals>._finish",  # request-log
     ]
-    assert teardown == ["withdraw_prediction", "Limiter.__release_context"]
+    assert teardown == ["Limiter.__release_context"]
 
 
 def test_a_refusal_still_passes_every_after_step(full_app: Flask, caplog: pytest.LogCaptureFixture) -> None:
@@ -106,7 +98,7 @@ def test_a_refusal_still_passes_every_after_step(full_app: Flask, caplog: pytest
     assert body["request_id"] == response.headers["X-Request-Id"]  # request-log
     assert response.headers["Content-Security-Policy"]  # security-headers
     assert response.headers["Access-Control-Allow-Origin"] == "*"  # cors
-    assert "error" not in body  # refused before tf-serving-errors: the plain format
+    assert "error" not in body  # the native protocol's shape
     (line,) = [r for r in caplog.records if r.name == "serving.request"]
     assert line.__dict__["status"] == 401
     metrics = full_app.test_client().get("/metrics", headers={"X-API-Key": KEY}).get_data(as_text=True)

@@ -27,7 +27,7 @@ from flask.cli import with_appcontext
 from serving.cli.onnx_scaffold import UnsupportedGraph, load_graph, onnx_scaffold_files, plan_graph
 from serving.config.settings import PROJECT_ROOT
 from serving.http.state import get_state
-from serving.runtime.handlers import RESERVED_NAMES
+from serving.protocols import reserved_names
 
 # A class name and a URL segment at once: letters and digits, starting with a letter;
 # short enough that every generated line fits ruff's 120 columns.
@@ -201,7 +201,7 @@ def name_problem(name: str, served: set[str]) -> str | None:
     """Why `name` cannot be a new model's name, or None when it can."""
     if not SCAFFOLD_NAME.fullmatch(name):
         return "a model name is letters and digits, starting with a letter, at most 32 (e.g. ImageTagger)"
-    if name.lower() in RESERVED_NAMES:
+    if name.lower() in reserved_names():
         return f"{name!r} is used by the API's own routes"
     if keyword.iskeyword(module_name(name)):
         return f"{module_name(name)!r} is a Python keyword and cannot be a module name"

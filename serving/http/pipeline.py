@@ -16,19 +16,15 @@ in `init_app`: the pipeline calls it at the step's place, so their hooks run the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response
 
 from serving.config.api_keys import KeyRing
-from serving.http.batch import tf_serving_marker
 from serving.http.cors import cors_extension, preflight_no_content
-from serving.http.inference_v2 import protocol_error_key
 from serving.http.model_version import version_header
-from serving.http.openai import openai_error_shape
-from serving.http.predict import announce_prediction, withdraw_prediction
 from serving.http.state import ServingState
 from serving.observability.logs import request_logger, start_request
 from serving.observability.metrics import request_observer
@@ -52,15 +48,14 @@ class Step:
     extension: Callable[[Flask], None] | None = None
 
 
-def request_steps(state: ServingState, ring: KeyRing) -> list[Step]:
-    """Every request's steps, outermost first."""
+def request_steps(state: ServingState, ring: KeyRing, *, exposed_headers: Iterable[str] = ()) -> list[Step]:
+    """Every request's steps, outermost first; `exposed_headers` are the protocols' own, for CORS."""
     settings = state.settings
     limiter = create_limiter(
         limits=settings.rate_limits,
         storage_url=settings.rate_limit_storage_url,
         key_prefix=settings.rate_limit_key_prefix,
     )
-    batching = state.inference.batchers is not None
     return [
         # First in, last out: every response carries the request id, every request is
         # logged once with its final status, and the log context has the id from the start.
@@ -89,20 +84,7 @@ def request_steps(state: ServingState, ring: KeyRing) -> list[Step]:
         Step("enforce-key", before=enforce_key),
         # Headers for every response that passed the steps above, refusals included.
         Step("security-headers", after=security_headers),
-        Step("cors", extension=cors_extension(settings)),
-        # Admitted requests only: a `POST /v1/<Name>` tells its model's batcher it is
-        # coming while its body is still read; withdrawn at teardown if it never got there.
-        Step(
-            "announce-prediction",
-            before=announce_prediction if batching else None,
-            teardown=withdraw_prediction if batching else None,
-        ),
-        # Errors of TF Serving's routes carry `error` too; those refused above (401, 429) do not.
-        Step("tf-serving-errors", before=tf_serving_marker(settings.aip_predict_route)),
-        # The error shapes other protocols' clients parse, for every error on their routes
-        # (refusals above included): OpenAI's on /v1/embeddings, `error` on /v2.
-        Step("openai-errors", after=openai_error_shape),
-        Step("v2-errors", after=protocol_error_key),
+        Step("cors", extension=cors_extension(settings, exposed_headers)),
     ]
 
 

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask
 
 from serving.config.settings import Settings
-from serving.http.state import get_state
 from serving.jobs.pool import WorkerPool
 from serving.jobs.records import Job, JobStatus, new_job_id, request_fingerprint
 from serving.jobs.runner import JobRunner, LeaseKeeper, worker_name
@@ -359,10 +358,11 @@ class JobService:
             log.warning("job sweep failed: %s", exc)
 
 
-def init_jobs(app: Flask, settings: Settings, registry: Registry, inference: Inference) -> JobService | None:
+def init_jobs(
+    app: Flask, settings: Settings, registry: Registry, inference: Inference, metrics: Metrics
+) -> JobService | None:
     """Build the app's `JobService` (None when jobs are off); refuses unsafe combinations."""
     store = build_store(settings)
-    metrics = get_state(app).metrics
     service = JobService(settings, registry, inference, store, metrics=metrics) if store is not None else None
     app.extensions[EXTENSION_KEY] = service
     if service is None:

@@ -26,16 +26,18 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
-from flask import Response, request
+from flask import Response, current_app, request
 
 from serving.observability.logs import current_model, current_model_version, current_request_id, request_started
 
 log = logging.getLogger("serving.prediction")
 
-# The endpoints whose requests are predictions.
-PREDICTION_ENDPOINTS = frozenset({"api.predict", "batch_api.predict", "batch_api.predict_version", "vertex_predict"})
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Set on a view function by `logs_predictions`.
+_PREDICTION_ATTR = "_serving_logs_predictions"
 MAX_LOGGED_INPUT_BYTES = 64 * 1024
 _QUEUE_SIZE = 1024
 
@@ -97,6 +99,17 @@ class PredictionLog:
                 entries.task_done()
 
 
+def logs_predictions(view: F) -> F:
+    """Mark a view function as a prediction: its requests are sampled into the prediction log."""
+    setattr(view, _PREDICTION_ATTR, True)
+    return view
+
+
+def _is_prediction() -> bool:
+    view = current_app.view_functions.get(request.endpoint or "")
+    return bool(getattr(view, _PREDICTION_ATTR, False))
+
+
 def create_prediction_log(enabled: bool, sample_rate: float, include_input: bool) -> PredictionLog | None:
     """The prediction log `PREDICTION_LOG*` ask for, or None when it is off."""
     if not enabled or sample_rate <= 0:
@@ -109,7 +122,7 @@ def prediction_logger(prediction_log: PredictionLog) -> Callable[[Response], Res
 
     def _log_prediction(response: Response) -> Response:
         try:
-            if request.endpoint not in PREDICTION_ENDPOINTS or not prediction_log.sampled():
+            if not _is_prediction() or not prediction_log.sampled():
                 return response
             started = request_started()
             fields = {

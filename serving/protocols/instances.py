@@ -1,5 +1,8 @@
 """The `instances` / `predictions` wire format: TensorFlow Serving REST, KServe v1, Vertex AI.
 
+Two protocols speak it (serving/protocols/tfserving/ and vertex/), so it sits beside
+them rather than in either: `predict_instances` answers the current request.
+
 A batch request is `{"instances": [...], "parameters": {...}?, "signature_name": ...?}`;
 each instance is one payload of the model's INPUT_SCHEMA. This module turns such a body
 into the list of payloads, or raises a 4xx naming the JSON path of what is wrong.
@@ -13,6 +16,12 @@ alphabet with padding, so the handler decodes it with `base64.b64decode`.
 
 Not supported: TF Serving's columnar `{"inputs": ...}` form (its answer, `outputs`, would
 need the model's output to be named tensors); it gets a 400 saying to send `instances`.
+
+The request fails as a whole, as TF Serving's does: an invalid instance is a 400 naming
+its index and JSON path before any model code runs, and an instance the model rejects
+(or fails on) fails the request with that instance's status, index and message. Clients
+retry a whole request, so a partial answer would only hide which predictions are missing.
+Errors carry `error` (what TF Serving clients read) beside `message`: `error_body`.
 """
 
 from __future__ import annotations
@@ -21,7 +30,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from serving.errors import BadRequest, TooManyInstances, ValidationFailed
+from flask import Response, jsonify, request
+
+from serving.errors import ApiError, BadRequest, TooManyInstances, ValidationFailed
+from serving.http.body import read_json
+from serving.http.error_handlers import standard_error_body
+from serving.http.state import get_state
+from serving.runtime.registry import ModelRuntime
 from serving.runtime.validation import SchemaValidator
 
 # TF Serving's name for the one signature a model has when it was not named.
@@ -169,3 +184,51 @@ def validate_instances(validator: SchemaValidator, instances: list[Any]) -> None
         raise ValidationFailed(
             f"instances[{first['index']}]: {first['message']}", path=first["path"], index=first["index"], errors=errors
         )
+
+
+def predict_instances(runtime: ModelRuntime) -> Response:
+    """Answer the current request's `{"instances": [...]}` with `{"predictions": [...]}`."""
+    state = get_state()
+    instances = parse_batch_request(
+        read_json(request), model=runtime.spec.name, max_instances=state.settings.predict_max_instances
+    )
+    validate_instances(runtime.spec.input_validator, instances)
+    return jsonify(predictions=run_instances(runtime, instances))
+
+
+def run_instances(runtime: ModelRuntime, instances: list[Any]) -> list[Any]:
+    """Every instance's prediction, in chunks of the handler's `max_batch_size`.
+
+    Raises the first failing instance's `ApiError`, its message prefixed with
+    `instances[i]` and with `index`, `path` and (when several failed) `errors`.
+    """
+    inference = get_state().inference
+    size = runtime.spec.batch.max_batch_size
+    predictions: list[Any] = []
+    for start in range(0, len(instances), size):
+        outcomes = inference.predict_many(runtime, instances[start : start + size])
+        failures = [(start + offset, o) for offset, o in enumerate(outcomes) if isinstance(o, ApiError)]
+        if failures:
+            # The request fails whole: later chunks would only cost model time.
+            raise _instance_error(failures)
+        predictions.extend(outcomes)
+    return predictions
+
+
+def _instance_error(failures: list[tuple[int, ApiError]]) -> ApiError:
+    index, error = failures[0]
+    if len(failures) > 1:
+        error.details["errors"] = [
+            {"index": i, "code": e.code, "message": e.message} for i, e in failures[:MAX_REPORTED_ERRORS]
+        ]
+    error.message = f"instances[{index}]: {error.message}"
+    error.details.setdefault("path", f"$.instances[{index}]")
+    error.details["index"] = index
+    return error
+
+
+def error_body(error: ApiError) -> dict[str, Any]:
+    """The standard error body with `error` beside `message`: what TF Serving's clients read."""
+    body = standard_error_body(error)
+    body.setdefault("error", error.message)
+    return body

@@ -36,7 +36,7 @@ import math
 import re
 import sys
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,8 +47,6 @@ from serving.runtime.validation import SchemaValidator, schema_problem
 
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 ASYNC_MODES = ("never", "allowed", "always")
-# URL segments under /v1/ that belong to the core, so no model may take them.
-RESERVED_NAMES = frozenset({"models", "jobs", "embeddings"})
 
 
 class HandlerError(Exception):
@@ -93,9 +91,18 @@ class ModelSpec:
     # Set when the handler declares EMBEDDINGS (served by POST /v1/embeddings too).
     embeddings: EmbeddingsSpec | None = None
 
+    @property
+    def input_examples(self) -> list[Any]:
+        """The `examples` of INPUT_SCHEMA: the request examples of the model's operations."""
+        examples = self.input_schema.get("examples")
+        return list(examples) if isinstance(examples, list) else []
 
-def discover_handlers(directory: Path) -> list[ModelSpec]:
-    """Import every handler module in `directory` and check it against the contract."""
+
+def discover_handlers(directory: Path, reserved_names: Collection[str] = ()) -> list[ModelSpec]:
+    """Import every handler module in `directory` and check it against the contract.
+
+    No NAME may be one of `reserved_names` (see `load_handler`).
+    """
     if not directory.is_dir():
         raise HandlerError(directory, "a directory of handler modules", "no such directory")
     specs: list[ModelSpec] = []
@@ -103,7 +110,7 @@ def discover_handlers(directory: Path) -> list[ModelSpec]:
     for path in sorted(directory.glob("*.py")):
         if path.name.startswith("_"):
             continue
-        spec = load_handler(path)
+        spec = load_handler(path, reserved_names)
         if spec.name in seen:
             raise HandlerError(path, f"a NAME not used by another handler ({seen[spec.name]})", repr(spec.name))
         seen[spec.name] = path
@@ -156,16 +163,21 @@ def _callable(module: types.ModuleType, path: Path, attr: str, arity: int, requi
     return func
 
 
-def load_handler(path: Path) -> ModelSpec:
-    """Import one handler module and return its checked `ModelSpec`."""
+def load_handler(path: Path, reserved_names: Collection[str] = ()) -> ModelSpec:
+    """Import one handler module and return its checked `ModelSpec`.
+
+    Its NAME may not be one of `reserved_names` (any case): the app passes the names its
+    URLs take (`serving.protocols.reserved_names()` and the jobs'), which this layer
+    cannot know.
+    """
     module = _import_file(path)
     name = getattr(module, "NAME", path.stem)
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise HandlerError(
             path, "NAME to be letters, digits, '_', '.' or '-' (at most 64, starting with a letter)", repr(name)
         )
-    if name.lower() in RESERVED_NAMES:
-        raise HandlerError(path, f"a NAME other than {', '.join(sorted(RESERVED_NAMES))} (used by the API)", repr(name))
+    if name.lower() in reserved_names:
+        raise HandlerError(path, f"a NAME other than {', '.join(sorted(reserved_names))} (used by the API)", repr(name))
 
     if not hasattr(module, "INPUT_SCHEMA"):
         raise HandlerError(path, "INPUT_SCHEMA (a JSON Schema dict)", "none")

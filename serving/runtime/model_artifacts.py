@@ -40,9 +40,11 @@ def artifact_sources(settings: Settings, specs: list[ModelSpec]) -> dict[str, Ar
     sources.update(settings.model_artifacts)
 
     if settings.aip_storage_uri is not None and settings.vertex_ai:
-        vertex_model = _vertex_model(settings, specs)
+        # The model Vertex AI's routes serve, by the one rule (`Settings.default_model_name`).
+        vertex_name = settings.default_model_name([spec.name for spec in specs])
+        vertex_model = next((spec for spec in specs if spec.name == vertex_name), None)
         if vertex_model is None:
-            pass  # serving/http/vertex.py refuses to start without one model to serve
+            pass  # serving/protocols/vertex/ refuses to start without one model to serve
         elif not vertex_model.setup_takes_artifacts:
             log.warning(
                 "AIP_STORAGE_URI=%s is ignored: model %s's setup() takes no artifacts parameter",
@@ -61,10 +63,3 @@ def artifact_sources(settings: Settings, specs: list[ModelSpec]) -> dict[str, Ar
             )
     return sources
 
-
-def _vertex_model(settings: Settings, specs: list[ModelSpec]) -> ModelSpec | None:
-    # The same choice as serving.http.vertex.default_model, made on specs before the
-    # registry exists: DEFAULT_MODEL, else the only model.
-    if settings.default_model is not None:
-        return next((spec for spec in specs if spec.name == settings.default_model), None)
-    return specs[0] if len(specs) == 1 else None

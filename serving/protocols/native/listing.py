@@ -1,4 +1,4 @@
-"""OpenAI's `Model` object for a served model, so `client.models.list()` works.
+"""OpenAI's `Model` object for a served model, so `client.models.list()` works on the native listing.
 
 `GET /v1/models` answers OpenAI's `{"object": "list", "data": [...]}` beside its own
 `models` list, and `GET /v1/models/<Name>` carries the same four keys beside its own.

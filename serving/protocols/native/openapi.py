@@ -1,18 +1,27 @@
-"""The OpenAPI description of the model routes (predict.py, batch.py): predicting, and listing models."""
+"""The OpenAPI description of the native routes: `POST /v1/<Model>`, and the model listing with OpenAI's keys."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from serving.http.instances import DEFAULT_SIGNATURE
 from serving.http.state import ServingState
 from serving.http.uploads_openapi import describe_uploads
-from serving.runtime.registry import ModelRuntime
 
 if TYPE_CHECKING:
     from serving.openapi.builder import OpenApiDocument
 
+
+# OpenAI's `Model` object, which the listing carries beside its own keys (listing.py).
+OPENAI_MODEL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "object": {"const": "model"},
+        "created": {"type": "integer", "description": "The handler file's modification time (Unix seconds)."},
+        "owned_by": {"type": "string"},
+    },
+    "required": ["id", "object", "created", "owned_by"],
+}
 
 MODEL_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -44,39 +53,13 @@ MODEL_SCHEMA: dict[str, Any] = {
 }
 
 
-def input_examples(runtime: ModelRuntime) -> list[Any]:
-    """The `examples` of a handler's INPUT_SCHEMA (the request examples of its operations)."""
-    examples = runtime.spec.input_schema.get("examples")
-    return list(examples) if isinstance(examples, list) else []
+def native_routes(doc: OpenApiDocument, state: ServingState) -> None:
+    """`POST /v1/<Model>` for every model in the registry, and the model listing."""
+    _model_routes(doc, state)
+    _listing_routes(doc, state)
 
 
-def _batch_request_schema(input_ref: Mapping[str, Any], max_instances: int) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "description": 'TF Serving / KServe v1 / Vertex AI row format. A `{"b64": "..."}` object stands for '
-        "its base64 string wherever it appears in an instance.",
-        "properties": {
-            # No maxItems: more than the limit is a 413, which a schema cannot say.
-            "instances": {
-                "type": "array",
-                "items": dict(input_ref),
-                "description": f"One input per prediction; at most {max_instances} (PREDICT_MAX_INSTANCES), else 413.",
-            },
-            "parameters": {
-                "type": ["object", "null"],
-                "maxProperties": 0,
-                "description": "Accepted for compatibility; models take no parameters, so it must be empty.",
-            },
-            "signature_name": {"enum": [DEFAULT_SIGNATURE, None]},
-        },
-        "required": ["instances"],
-        "additionalProperties": False,
-    }
-
-
-def model_routes(doc: OpenApiDocument, state: ServingState) -> None:
-    """`POST /v1/<Model>` and its batch forms, for every model in the registry."""
-    max_instances = state.settings.predict_max_instances
+def _model_routes(doc: OpenApiDocument, state: ServingState) -> None:
     for runtime in state.registry:
         spec = runtime.spec
         name = spec.name
@@ -97,17 +80,7 @@ def model_routes(doc: OpenApiDocument, state: ServingState) -> None:
                 "additionalProperties": False,
             },
         )
-        batch_ref = doc.add_schema(f"{name}.BatchRequest", _batch_request_schema(input_ref, max_instances))
-        predictions_ref = doc.add_schema(
-            f"{name}.Predictions",
-            {
-                "type": "object",
-                "properties": {"predictions": {"type": "array", "items": output_ref}},
-                "required": ["predictions"],
-                "additionalProperties": False,
-            },
-        )
-        examples = input_examples(runtime)
+        examples = spec.input_examples
         doc.add_operation(
             f"/v1/{name}",
             "post",
@@ -125,53 +98,33 @@ def model_routes(doc: OpenApiDocument, state: ServingState) -> None:
         )
         # The same input as a form, or as a raw body where it is one file (docs/uploads.md).
         describe_uploads(doc.paths[f"/v1/{name}"]["post"], doc.schemas[f"{name}.Input"])
-        batch_examples = [{"instances": examples}] if examples else []
-        batch_responses = {
-            "200": doc.json_response("One prediction per instance, in order.", predictions_ref),
-            **doc.error_responses(400, 413, 500, 503, schema="BatchError"),
-        }
-        doc.add_operation(
-            f"/v1/models/{name}:predict",
-            "post",
-            {
-                "tags": [name],
-                "operationId": f"predict_instances_{name}",
-                "summary": f"Predict many with {name} (TF Serving, KServe v1, Vertex AI format)",
-                "description": "The whole request fails when one instance is invalid or fails; the error names "
-                "its `index` and JSON `path`.",
-                "requestBody": doc.json_request_body(batch_ref, batch_examples),
-                "responses": batch_responses,
-            },
-        )
-        doc.add_operation(
-            f"/v1/models/{name}/versions/{{version}}:predict",
-            "post",
-            {
-                "tags": [name],
-                "operationId": f"predict_instances_version_{name}",
-                "summary": f"Predict many with {name}, naming the version (TF Serving's URL form)",
-                "parameters": [
-                    {
-                        "name": "version",
-                        "in": "path",
-                        "required": True,
-                        "description": f"Must be the served version, {spec.version!r}; any other is a 404.",
-                        "schema": {"type": "string", "examples": [spec.version]},
-                    }
-                ],
-                "requestBody": doc.json_request_body(batch_ref, batch_examples),
-                "responses": {**batch_responses, **doc.error_responses(404, schema="BatchError")},
-            },
-        )
 
 
-def listing_routes(doc: OpenApiDocument, state: ServingState) -> None:
-    """`GET /v1/models` and `GET /v1/models/{name}`."""
+def _listing_routes(doc: OpenApiDocument, state: ServingState) -> None:
+    """`GET /v1/models` and `GET /v1/models/{name}`, with OpenAI's keys beside ours."""
     doc.add_tag("discovery", "What is served here and how to call it.")
-    model_ref = doc.add_schema("Model", MODEL_SCHEMA)
+    openai_model_ref = doc.add_schema("OpenAIModel", OPENAI_MODEL_SCHEMA)
+    model_ref = doc.add_schema(
+        "Model",
+        {
+            **MODEL_SCHEMA,
+            "properties": {
+                **MODEL_SCHEMA["properties"],
+                **{key: OPENAI_MODEL_SCHEMA["properties"][key] for key in ("id", "object")},
+            },
+        },
+    )
     list_ref = doc.add_schema(
         "ModelList",
-        {"type": "object", "properties": {"models": {"type": "array", "items": model_ref}}, "required": ["models"]},
+        {
+            "type": "object",
+            "properties": {
+                "models": {"type": "array", "items": model_ref},
+                "object": {"const": "list"},
+                "data": {"type": "array", "items": openai_model_ref, "description": "OpenAI's model list."},
+            },
+            "required": ["models"],
+        },
     )
     doc.add_operation(
         "/v1/models",
@@ -200,27 +153,5 @@ def listing_routes(doc: OpenApiDocument, state: ServingState) -> None:
                 }
             ],
             "responses": {"200": doc.json_response("The model.", model_ref), **doc.error_responses(404)},
-        },
-    )
-    doc.add_operation(
-        "/openapi.json",
-        "get",
-        {
-            "tags": ["discovery"],
-            "operationId": "openapi_document",
-            "summary": "This document",
-            "responses": {"200": doc.json_response("The OpenAPI 3.1 document.", {"type": "object"})},
-        },
-    )
-    doc.add_operation(
-        "/docs",
-        "get",
-        {
-            "tags": ["discovery"],
-            "operationId": "api_docs",
-            "summary": "Interactive API documentation (Swagger UI)",
-            "responses": {
-                "200": {"description": "An HTML page.", "content": {"text/html": {"schema": {"type": "string"}}}}
-            },
         },
     )

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from serving.http.inference_v2_wire import DATATYPES, HEADER_LENGTH
 from serving.http.state import ServingState
-from serving.runtime.tensors import signature
+from serving.protocols.oip.tensors import signature
+from serving.protocols.oip.wire import DATATYPES, HEADER_LENGTH
 
 if TYPE_CHECKING:
     from serving.openapi.builder import OpenApiDocument
@@ -125,12 +125,13 @@ def _version_parameter(version: str) -> dict[str, Any]:
         "name": "version",
         "in": "path",
         "required": True,
-        "description": f"Must be the served version, {version!r}; any other is a 404.",
+        "description": f"Must be the served version, {version!r} (or with its artifacts' digest, as "
+        "`X-Model-Version` shows it); any other is a 404.",
         "schema": {"type": "string", "examples": [version]},
     }
 
 
-def inference_v2_routes(doc: OpenApiDocument, state: ServingState) -> None:
+def oip_routes(doc: OpenApiDocument, state: ServingState) -> None:
     """`/v2` health and metadata, and every model's metadata, readiness and infer."""
     json_request_body, json_response = doc.json_request_body, doc.json_response
 

@@ -2,15 +2,16 @@
 
 - `GET /v2/health/live`, `GET /v2/health/ready` (503 until every model has loaded, like
   `/readyz`), `GET /v2` (server metadata): public, like the other probes.
-- `GET /v2/models/<Name>[/versions/<v>]`: the model's tensors (see
-  `serving/runtime/tensors.py` for how its schemas map to them).
+- `GET /v2/models/<Name>[/versions/<v>]`: the model's tensors (see `tensors.py` for how
+  its schemas map to them).
 - `GET /v2/models/<Name>[/versions/<v>]/ready`: loads the model when loading is lazy; 200
   when it serves, 503 saying why not.
 - `POST /v2/models/<Name>[/versions/<v>]/infer`: one payload per batch row, run through
-  the model's batched path; JSON or binary tensor data (`inference_v2_wire.py`).
+  the model's batched path; JSON or binary tensor data (`wire.py`).
 
 Errors carry `error` (what the protocol and tritonclient read) beside our `message` and
-`code`, for every status on `/v2` paths, including 404s and 405s of unknown URLs. The
+`code`, for every status on `/v2` paths, including 404s and 405s of unknown URLs
+(`error_body`). A `<v>` is the version served, in either form `find_model` accepts. The
 protocol's text says "a 4xx status" for a health check that is false; 503 is what
 KServe's server answers, what load balancers expect and what `/readyz` answers, and
 clients only compare with 200.
@@ -18,53 +19,51 @@ clients only compare with 200.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
 from serving.errors import (
+    ApiError,
     InternalError,
-    ModelNotFound,
     ModelUnavailable,
     TooManyInstances,
     UnsupportedMediaType,
     ValidationFailed,
 )
 from serving.http.body import read_body
-from serving.http.inference_v2_wire import HEADER_LENGTH, OutputTensor, encode_infer_response, parse_infer_request
-from serving.http.predict import find_model
+from serving.http.error_handlers import standard_error_body
+from serving.http.model_route import find_model
 from serving.http.state import get_state
+from serving.protocols.oip.tensors import (
+    ACCEPTED,
+    OutputMismatch,
+    Signature,
+    TensorError,
+    output_values,
+    payloads,
+    signature,
+)
+from serving.protocols.oip.wire import HEADER_LENGTH, OutputTensor, encode_infer_response, parse_infer_request
 from serving.runtime.registry import ModelRuntime, ModelStatus
 from serving.runtime.rows import RowFailed, predict_rows
-from serving.runtime.tensors import ACCEPTED, OutputMismatch, Signature, TensorError, output_values, payloads, signature
 from serving.security.access import public
 
-log = logging.getLogger("serving.http.inference_v2")
+log = logging.getLogger("serving.protocols.oip")
 
-blueprint = Blueprint("inference_v2", __name__, url_prefix="/v2")
+blueprint = Blueprint("oip", __name__, url_prefix="/v2")
 
 SERVER_NAME = "model-serving"
 PLATFORM = "model-serving"
 EXTENSIONS = ["binary_tensor_data"]
 
 
-def protocol_error_key(response: Response) -> Response:
-    """After-request step: every JSON error on /v2 gets the protocol's `error` (refusals too).
-
-    A step of its own (serving/http/pipeline.py) rather than the TF Serving marker: that
-    one is set after the access-control steps, and these errors must carry it too.
-    """
-    if response.status_code < 400 or not response.is_json:
-        return response
-    if request.path != "/v2" and not request.path.startswith("/v2/"):
-        return response
-    body = response.get_json(silent=True)
-    if isinstance(body, dict) and "error" not in body and isinstance(body.get("message"), str):
-        body["error"] = body["message"]
-        response.set_data(json.dumps(body))
-    return response
+def error_body(error: ApiError) -> dict[str, Any]:
+    """The standard error body with the protocol's `error` beside `message`."""
+    body = standard_error_body(error)
+    body.setdefault("error", error.message)
+    return body
 
 
 @blueprint.get("/health/live")
@@ -89,13 +88,6 @@ def server_metadata() -> Response:
     return jsonify(name=SERVER_NAME, version="1", extensions=EXTENSIONS)
 
 
-def _versioned(name: str, version: str | None) -> ModelRuntime:
-    runtime = find_model(name)
-    if version is not None and version != runtime.spec.version:
-        raise ModelNotFound(f"Model {runtime.spec.name} serves version {runtime.spec.version!r}, not {version[:64]!r}")
-    return runtime
-
-
 def _signature(runtime: ModelRuntime) -> Signature:
     return signature(runtime.spec.input_schema, runtime.spec.output_schema)
 
@@ -103,7 +95,7 @@ def _signature(runtime: ModelRuntime) -> Signature:
 @blueprint.get("/models/<model:name>")
 @blueprint.get("/models/<model:name>/versions/<version>")
 def model_metadata(name: str, version: str | None = None) -> Response:
-    runtime = _versioned(name, version)
+    runtime = find_model(name, version)
     tensors = _signature(runtime)
     body: dict[str, Any] = {
         "name": runtime.spec.name,
@@ -120,7 +112,7 @@ def model_metadata(name: str, version: str | None = None) -> Response:
 @blueprint.get("/models/<model:name>/ready")
 @blueprint.get("/models/<model:name>/versions/<version>/ready")
 def model_ready(name: str, version: str | None = None) -> tuple[Response, int]:
-    runtime = _versioned(name, version)
+    runtime = find_model(name, version)
     try:
         get_state().inference.model_for(runtime)  # loads it first when MODEL_LOADING=lazy
     except ModelUnavailable as error:
@@ -133,7 +125,7 @@ def model_ready(name: str, version: str | None = None) -> tuple[Response, int]:
 @blueprint.post("/models/<model:name>/infer")
 @blueprint.post("/models/<model:name>/versions/<version>/infer")
 def infer(name: str, version: str | None = None) -> Response:
-    runtime = _versioned(name, version)
+    runtime = find_model(name, version)
     model = runtime.spec.name
     tensors = _signature(runtime)
     if tensors.problem is not None:

@@ -23,7 +23,7 @@ length, a property with no `type`) is BYTES holding its JSON. A result that is n
 object (or a handler without OUTPUT_SCHEMA) is one tensor named `result`.
 
 This module turns decoded tensor values into payloads and results into tensor values;
-`serving/http/inference_v2_wire.py` reads and writes the bytes.
+`serving/protocols/oip/wire.py` reads and writes the bytes.
 """
 
 from __future__ import annotations

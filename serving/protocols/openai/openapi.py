@@ -1,21 +1,20 @@
-"""The OpenAPI description of `POST /v1/embeddings` and of OpenAI's keys in the model list.
+"""The OpenAPI description of `POST /v1/embeddings`.
 
-Registered in `serving/openapi/document.py`'s `ROUTE_GROUPS` after the listing routes,
-whose `ModelList` and `Model` schemas it extends. Every error status of the route is
-described with OpenAI's error shape, 401/403/429/504 included: the security pass adds
-those with our usual error shape, but only to operations that do not describe them yet,
-so this module describes them first, under the same conditions (keys on, a key that may
-be scoped, rate limits on).
+Every error status of the route is described with OpenAI's error shape, 401/403/429/504
+included: the security pass adds those with our usual error shape, but only to
+operations that do not describe them yet, so this module describes them first, under the
+same conditions (keys on, a key that may be scoped, rate limits on). OpenAI's keys in the
+model list are the native listing's (serving/protocols/native/openapi.py).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from serving.http.state import ServingState
 from serving.runtime.embeddings import EmbeddingsSpec
 
 if TYPE_CHECKING:
+    from serving.http.state import ServingState
     from serving.openapi.builder import OpenApiDocument
 
 TAG = "openai"
@@ -37,17 +36,6 @@ OPENAI_ERROR_SCHEMA: dict[str, Any] = {
         "request_id": {"type": "string"},
     },
     "required": ["error"],
-}
-
-OPENAI_MODEL_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "string"},
-        "object": {"const": "model"},
-        "created": {"type": "integer", "description": "The handler file's modification time (Unix seconds)."},
-        "owned_by": {"type": "string"},
-    },
-    "required": ["id", "object", "created", "owned_by"],
 }
 
 _STATUSES = {
@@ -75,18 +63,8 @@ def _text_schema(models: list[tuple[str, EmbeddingsSpec, Any]]) -> dict[str, Any
 
 
 def openai_routes(doc: OpenApiDocument, state: ServingState) -> None:
-    """`POST /v1/embeddings`, and OpenAI's `object`/`data` beside the model list."""
+    """`POST /v1/embeddings`."""
     json_request_body, json_response = doc.json_request_body, doc.json_response
-
-    model_ref = doc.add_schema("OpenAIModel", OPENAI_MODEL_SCHEMA)
-    listing = doc.schemas.get("ModelList")
-    if listing is not None:
-        listing["properties"]["object"] = {"const": "list"}
-        listing["properties"]["data"] = {"type": "array", "items": model_ref, "description": "OpenAI's model list."}
-    described = doc.schemas.get("Model")
-    if described is not None:
-        described["properties"].update({key: OPENAI_MODEL_SCHEMA["properties"][key] for key in ("id", "object")})
-
     settings = state.settings
     statuses = [400, 404, 413, 500, 503, 504]
     if settings.api_keys or settings.api_keys_secret:

@@ -16,26 +16,26 @@ status (401s and 404s included), takes OpenAI's shape `{"error": {"message", "ty
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from typing import Any
 
 import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
-from serving.errors import InternalError, ModelNotFound, TooManyInstances, ValidationFailed
+from serving.errors import ApiError, InternalError, ModelNotFound, TooManyInstances, ValidationFailed
 from serving.http.body import read_json
-from serving.http.predict import find_model
+from serving.http.error_handlers import standard_error_body
+from serving.http.model_route import find_model
 from serving.http.state import get_state
 from serving.runtime.embeddings import EmbeddingsSpec
 from serving.runtime.registry import ModelRuntime
 from serving.runtime.rows import RowFailed, predict_rows
 
-log = logging.getLogger("serving.http.openai")
+log = logging.getLogger("serving.protocols.openai")
 
-blueprint = Blueprint("openai", __name__, url_prefix="/v1")
-
-ROUTE = "/v1/embeddings"
+blueprint = Blueprint("openai", __name__, url_prefix="/v1/embeddings")
+# `POST /v1/embeddings` is not a model called "embeddings".
+RESERVED_NAMES = frozenset({"embeddings"})
 ENCODING_FORMATS = ("float", "base64")
 REQUEST_KEYS = ("model", "input", "encoding_format", "dimensions", "user")
 # OpenAI's error `type` for each status; any other 4xx is an invalid request.
@@ -142,7 +142,7 @@ def encode(vector: list[float], encoding_format: str) -> list[float] | str:
     return vector
 
 
-@blueprint.post("/embeddings")
+@blueprint.post("")
 def embeddings() -> Response:
     body, texts = _read_request()
     runtime, spec = _embedding_model(body["model"])
@@ -183,8 +183,10 @@ def embeddings() -> Response:
     )
 
 
-def openai_error(body: dict[str, Any], status: int) -> dict[str, Any]:
-    """Our error body (`message`, `code`, ...) in OpenAI's shape."""
+def error_body(error: ApiError) -> dict[str, Any]:
+    """`{"error": {"message", "type", "param", "code"}, "request_id"}`: OpenAI's shape, which its clients parse."""
+    body = standard_error_body(error)
+    status = error.status
     error_type = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     shaped: dict[str, Any] = {
         "error": {
@@ -197,13 +199,3 @@ def openai_error(body: dict[str, Any], status: int) -> dict[str, Any]:
     if "request_id" in body:
         shaped["request_id"] = body["request_id"]
     return shaped
-
-
-def openai_error_shape(response: Response) -> Response:
-    """After-request step: reshape every JSON error of `ROUTE` (routing, auth and rate-limit errors included)."""
-    if response.status_code < 400 or request.path.rstrip("/") != ROUTE or not response.is_json:
-        return response
-    body = response.get_json(silent=True)
-    if isinstance(body, dict) and "message" in body and not isinstance(body.get("error"), dict):
-        response.set_data(json.dumps(openai_error(body, response.status_code)))
-    return response

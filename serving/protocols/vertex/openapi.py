@@ -1,14 +1,14 @@
-"""The OpenAPI description of Vertex AI's custom container routes (vertex.py)."""
+"""The OpenAPI description of Vertex AI's custom container routes (routes.py)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from serving.http.predict_openapi import input_examples
-from serving.http.state import ServingState
-from serving.http.vertex import default_model
+from serving.protocols.instances_openapi import instances_schemas
+from serving.protocols.vertex.routes import default_model
 
 if TYPE_CHECKING:
+    from serving.http.state import ServingState
     from serving.openapi.builder import OpenApiDocument
 
 
@@ -20,7 +20,8 @@ def vertex_routes(doc: OpenApiDocument, state: ServingState) -> None:
         return
     name = runtime.spec.name
     doc.add_tag("vertex-ai", f"Vertex AI custom container routes, serving {name}.")
-    examples = input_examples(runtime)
+    examples = runtime.spec.input_examples
+    batch_ref, predictions_ref = instances_schemas(doc, runtime, settings.predict_max_instances)
     doc.add_operation(
         settings.aip_health_route,
         "get",
@@ -48,11 +49,9 @@ def vertex_routes(doc: OpenApiDocument, state: ServingState) -> None:
             "tags": ["vertex-ai"],
             "operationId": "vertex_predict",
             "summary": f"Predict many with {name}",
-            "requestBody": doc.json_request_body(
-                doc.ref(f"{name}.BatchRequest"), [{"instances": examples}] if examples else []
-            ),
+            "requestBody": doc.json_request_body(batch_ref, [{"instances": examples}] if examples else []),
             "responses": {
-                "200": doc.json_response("One prediction per instance, in order.", doc.ref(f"{name}.Predictions")),
+                "200": doc.json_response("One prediction per instance, in order.", predictions_ref),
                 **doc.error_responses(400, 413, 500, 503, schema="BatchError"),
             },
         },

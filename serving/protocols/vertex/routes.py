@@ -5,23 +5,30 @@ Vertex AI starts a custom serving container with `AIP_HTTP_PORT`, `AIP_HEALTH_RO
 deployment: `DEFAULT_MODEL`, or the only model in handlers/. The health route answers 200
 only when that model is ready (loading it first, if loading is lazy) and 503 otherwise;
 the predict route takes `{"instances": [...]}` and answers `{"predictions": [...]}` exactly
-like `POST /v1/models/<Name>:predict`.
+like `POST /v1/models/<Name>:predict`, and its errors carry `error` beside `message` as
+TF Serving's do.
 """
 
 from __future__ import annotations
 
-from flask import Flask, Response, jsonify
+from flask import Blueprint, Response, jsonify
+from flask.blueprints import BlueprintSetupState
 
 from serving.config.settings import Settings
-from serving.http.batch import predict_instances
 from serving.http.state import get_state
 from serving.observability.logs import tag_model
+from serving.observability.prediction_log import logs_predictions
+from serving.protocols.instances import predict_instances
 from serving.runtime.registry import ModelRuntime, Registry
 from serving.security.access import public
 
+# Its two routes are the paths Vertex AI names, so they are added as the blueprint is
+# registered, from the app's settings.
+blueprint = Blueprint("vertex", __name__)
+
 
 def default_model(settings: Settings, registry: Registry) -> ModelRuntime | None:
-    """The model `DEFAULT_MODEL` names, else the only model served, else None.
+    """The model Vertex AI's routes serve: the one `DEFAULT_MODEL` names, else the only one, else None.
 
     Raises `SettingsError` when `DEFAULT_MODEL` names no served model.
     """
@@ -29,12 +36,13 @@ def default_model(settings: Settings, registry: Registry) -> ModelRuntime | None
     return None if name is None else registry.get(name)
 
 
-def register_vertex_routes(app: Flask) -> None:
+@blueprint.record_once
+def _add_routes(setup: BlueprintSetupState) -> None:
     """Add Vertex AI's health and predict routes when its variables are set.
 
     Raises `SettingsError` when they are set but no single model is to be served.
     """
-    state = get_state(app)
+    state = get_state(setup.app)
     settings = state.settings
     runtime = default_model(settings, state.registry)
     if settings.aip_health_route is None or settings.aip_predict_route is None:
@@ -43,17 +51,17 @@ def register_vertex_routes(app: Flask) -> None:
         settings.refuse_vertex_without_model([r.spec.name for r in state.registry])
     name = runtime.spec.name
 
-    def vertex_health() -> Response:
+    def health() -> Response:
         tag_model(name)
         # Loads the model on first call when MODEL_LOADING=lazy; a 503 says why it cannot serve.
         get_state().inference.model_for(runtime)
         return jsonify(status="ready", model=name)
 
-    def vertex_predict() -> Response:
+    def predict() -> Response:
         tag_model(name)
         return predict_instances(runtime)
 
     # Vertex AI checks callers with IAM before it forwards a request, and cannot forward an
     # API key: its two routes are open to whoever reaches the container.
-    app.add_url_rule(settings.aip_health_route, "vertex_health", public(vertex_health), methods=["GET"])
-    app.add_url_rule(settings.aip_predict_route, "vertex_predict", public(vertex_predict), methods=["POST"])
+    setup.add_url_rule(settings.aip_health_route, "health", public(health), methods=["GET"])
+    setup.add_url_rule(settings.aip_predict_route, "predict", public(logs_predictions(predict)), methods=["POST"])
