@@ -62,4 +62,3 @@ def artifact_sources(settings: Settings, specs: list[ModelSpec]) -> dict[str, Ar
                 "neither",
             )
     return sources
-
