@@ -22,7 +22,7 @@ destroys it and joins threads it does not have. So a session never crosses a for
   where their threads exist), so the master holds no session while workers serve;
 - a session a child inherits anyway (a fork the hook did not see, or one a parent
   thread was running at the fork) is never used and never destroyed in the child.
-tests/runtime/test_onnx_fork.py proves it with real forks and a real gunicorn.
+tests/test_onnx_fork.py proves it with real forks and a real gunicorn.
 
 onnxruntime is imported on first use, not with this module: the app factory imports
 this module to configure it even when no handler serves an ONNX model.
