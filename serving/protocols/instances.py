@@ -3,7 +3,7 @@
 Two protocols speak it (serving/protocols/tfserving/ and vertex/), so it sits beside
 them rather than in either: `predict_instances` answers the current request.
 
-A batch request is `{"instances": [...], "parameters": {...}?, "signature_name": ...?}`;
+A request is `{"instances": [...], "parameters": {...}?, "signature_name": ...?}`;
 each instance is one payload of the model's INPUT_SCHEMA. This module turns such a body
 into the list of payloads, or raises a 4xx naming the JSON path of what is wrong.
 
@@ -22,6 +22,10 @@ its index and JSON path before any model code runs, and an instance the model re
 (or fails on) fails the request with that instance's status, index and message. Clients
 retry a whole request, so a partial answer would only hide which predictions are missing.
 Errors carry `error` (what TF Serving clients read) beside `message`: `error_body`.
+
+"Batch" in this server means request batching (serving/runtime/batching.py); only the
+names clients already know keep it here: the messages' "batch request", and the OpenAPI
+schemas `<Model>.BatchRequest` and `BatchError`.
 """
 
 from __future__ import annotations
@@ -41,8 +45,8 @@ from serving.runtime.validation import SchemaValidator
 
 # TF Serving's name for the one signature a model has when it was not named.
 DEFAULT_SIGNATURE = "serving_default"
-BATCH_KEYS = ("instances", "parameters", "signature_name")
-# An invalid batch lists at most this many invalid instances; the first is the message.
+REQUEST_KEYS = ("instances", "parameters", "signature_name")
+# An invalid request lists at most this many invalid instances; the first is the message.
 MAX_REPORTED_ERRORS = 20
 
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
@@ -64,8 +68,8 @@ def json_path(parent: str, key: str | int) -> str:
     return f"{parent}[{key!r}]"
 
 
-def parse_batch_request(body: Any, *, model: str, max_instances: int) -> list[Any]:
-    """The instances of a batch request body, with `{"b64": ...}` values replaced.
+def parse_instances_request(body: Any, *, model: str, max_instances: int) -> list[Any]:
+    """The instances of a request body, with `{"b64": ...}` values replaced.
 
     Raises `ValidationFailed` (400) for a body of the wrong shape, `UnsupportedFormat` (400)
     for the columnar `inputs` form and `TooManyInstances` (413) above `max_instances`.
@@ -80,7 +84,7 @@ def parse_batch_request(body: Any, *, model: str, max_instances: int) -> list[An
             '{"instances": [...]}, one object per prediction',
             path="$.inputs",
         )
-    unknown = [key for key in body if key not in BATCH_KEYS]
+    unknown = [key for key in body if key not in REQUEST_KEYS]
     if unknown:
         raise ValidationFailed(
             f"Unknown key {unknown[0]!r}: a batch request has 'instances' and optionally 'parameters'",
@@ -189,7 +193,7 @@ def validate_instances(validator: SchemaValidator, instances: list[Any]) -> None
 def predict_instances(runtime: ModelRuntime) -> Response:
     """Answer the current request's `{"instances": [...]}` with `{"predictions": [...]}`."""
     state = get_state()
-    instances = parse_batch_request(
+    instances = parse_instances_request(
         read_json(request), model=runtime.spec.name, max_instances=state.settings.predict_max_instances
     )
     validate_instances(runtime.spec.input_validator, instances)

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from serving.openapi.builder import OpenApiDocument
 
 
-def _batch_request_schema(input_ref: Mapping[str, Any], max_instances: int) -> dict[str, Any]:
+def _instances_request_schema(input_ref: Mapping[str, Any], max_instances: int) -> dict[str, Any]:
     return {
         "type": "object",
         "description": 'TF Serving / KServe v1 / Vertex AI row format. A `{"b64": "..."}` object stands for '
@@ -42,7 +42,9 @@ def instances_schemas(doc: OpenApiDocument, runtime: ModelRuntime, max_instances
     They refer to `<Model>.Input` and `<Model>.Output`, which the native protocol's group adds.
     """
     name = runtime.spec.name
-    batch_ref = doc.add_schema(f"{name}.BatchRequest", _batch_request_schema(doc.ref(f"{name}.Input"), max_instances))
+    request_ref = doc.add_schema(
+        f"{name}.BatchRequest", _instances_request_schema(doc.ref(f"{name}.Input"), max_instances)
+    )
     predictions_ref = doc.add_schema(
         f"{name}.Predictions",
         {
@@ -52,4 +54,4 @@ def instances_schemas(doc: OpenApiDocument, runtime: ModelRuntime, max_instances
             "additionalProperties": False,
         },
     )
-    return batch_ref, predictions_ref
+    return request_ref, predictions_ref

@@ -17,10 +17,10 @@ def tfserving_routes(doc: OpenApiDocument, state: ServingState) -> None:
     for runtime in state.registry:
         spec = runtime.spec
         name = spec.name
-        batch_ref, predictions_ref = instances_schemas(doc, runtime, max_instances)
+        request_ref, predictions_ref = instances_schemas(doc, runtime, max_instances)
         examples = spec.input_examples
-        batch_examples = [{"instances": examples}] if examples else []
-        batch_responses = {
+        request_examples = [{"instances": examples}] if examples else []
+        responses = {
             "200": doc.json_response("One prediction per instance, in order.", predictions_ref),
             **doc.error_responses(400, 413, 500, 503, schema="BatchError"),
         }
@@ -33,8 +33,8 @@ def tfserving_routes(doc: OpenApiDocument, state: ServingState) -> None:
                 "summary": f"Predict many with {name} (TF Serving, KServe v1, Vertex AI format)",
                 "description": "The whole request fails when one instance is invalid or fails; the error names "
                 "its `index` and JSON `path`.",
-                "requestBody": doc.json_request_body(batch_ref, batch_examples),
-                "responses": batch_responses,
+                "requestBody": doc.json_request_body(request_ref, request_examples),
+                "responses": responses,
             },
         )
         doc.add_operation(
@@ -54,7 +54,7 @@ def tfserving_routes(doc: OpenApiDocument, state: ServingState) -> None:
                         "schema": {"type": "string", "examples": [spec.version]},
                     }
                 ],
-                "requestBody": doc.json_request_body(batch_ref, batch_examples),
-                "responses": {**batch_responses, **doc.error_responses(404, schema="BatchError")},
+                "requestBody": doc.json_request_body(request_ref, request_examples),
+                "responses": {**responses, **doc.error_responses(404, schema="BatchError")},
             },
         )

@@ -21,7 +21,7 @@ def vertex_routes(doc: OpenApiDocument, state: ServingState) -> None:
     name = runtime.spec.name
     doc.add_tag("vertex-ai", f"Vertex AI custom container routes, serving {name}.")
     examples = runtime.spec.input_examples
-    batch_ref, predictions_ref = instances_schemas(doc, runtime, settings.predict_max_instances)
+    request_ref, predictions_ref = instances_schemas(doc, runtime, settings.predict_max_instances)
     doc.add_operation(
         settings.aip_health_route,
         "get",
@@ -49,7 +49,7 @@ def vertex_routes(doc: OpenApiDocument, state: ServingState) -> None:
             "tags": ["vertex-ai"],
             "operationId": "vertex_predict",
             "summary": f"Predict many with {name}",
-            "requestBody": doc.json_request_body(batch_ref, [{"instances": examples}] if examples else []),
+            "requestBody": doc.json_request_body(request_ref, [{"instances": examples}] if examples else []),
             "responses": {
                 "200": doc.json_response("One prediction per instance, in order.", predictions_ref),
                 **doc.error_responses(400, 413, 500, 503, schema="BatchError"),
