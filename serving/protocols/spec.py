@@ -18,7 +18,8 @@ from serving.errors import ApiError
 from serving.http.error_handlers import standard_error_body
 
 if TYPE_CHECKING:
-    from serving.openapi.document import RouteGroup
+    from serving.http.state import ServingState
+    from serving.openapi.builder import OpenApiDocument
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class WireProtocol:
     # rendered by `error_body`; so is a 404 under the blueprint's `url_prefix`.
     blueprint: Blueprint
     # Writes its operations into the OpenAPI document: `(doc, state) -> None`.
-    openapi: RouteGroup | None = None
+    openapi: Callable[[OpenApiDocument, ServingState], None] | None = None
     # Model NAMEs its URLs would shadow: `POST /v1/embeddings` is not a model called embeddings.
     reserved_names: frozenset[str] = frozenset()
     # The JSON body of an error, in the shape this protocol's clients parse.
