@@ -3,11 +3,11 @@
 With `PREDICTION_LOG=true`, a `PREDICTION_LOG_SAMPLE_RATE` fraction of the requests to a
 model's predict routes (the views marked `@logs_predictions`: `POST /v1/<Name>`,
 `POST /v1/models/<Name>:predict` and Vertex AI's predict route) each gets one entry from
-the `serving.prediction` logger, message `prediction`, with the fields `model`, `model_version`, `request_id`, `status`,
-`latency_ms`, `input_bytes` and `input_sha256` (a digest of the request body), and
-`input` (the body as text, at most 64 KiB) only when `PREDICTION_LOG_INPUT=true`. Cloud
-Logging reads the line from stdout; a log sink to BigQuery makes it a table (see
-docs/artifacts.md).
+the `serving.prediction` logger, message `prediction`, with the fields `model`,
+`model_version`, `request_id`, `status`, `latency_ms`, `input_bytes` and `input_sha256`
+(a digest of the request body), and `input` (the body as text, at most 64 KiB) only when
+`PREDICTION_LOG_INPUT=true`. Cloud Logging reads the line from stdout; a log sink to
+BigQuery makes it a table (see docs/artifacts.md).
 
 Logging must never fail or slow a request: the request thread only samples and hands
 the entry to a bounded queue (dropping it, and counting the drop, when the queue is
