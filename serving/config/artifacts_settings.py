@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from serving.config import parsers
-from serving.config.artifacts import ArtifactSource, parse_model_artifacts, parse_storage_directory
+from serving.config.artifact_uris import ArtifactSource, parse_model_artifacts, parse_storage_directory
 from serving.config.fields import SettingsError, setting
 
 # Under /tmp: App Engine standard's only writable place.

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import logging
 
-from serving.config.artifacts import ArtifactSource
+from serving.config.artifact_uris import ArtifactSource
 from serving.config.artifacts_settings import check_model_artifacts
 from serving.config.settings import Settings
 from serving.runtime.artifact_cache import ArtifactCache
 from serving.runtime.handlers import HandlerError, ModelSpec
 
-log = logging.getLogger("serving.runtime.model_artifacts")
+log = logging.getLogger("serving.runtime.artifact_sources")
 
 
 def artifact_cache(settings: Settings) -> ArtifactCache:
