@@ -90,12 +90,7 @@ class Settings(
 
     def check(self) -> None:
         """Reject combinations of values that are each valid alone but not together."""
-        # GAE_ENV, K_SERVICE and FUNCTION_TARGET (PlatformSettings) mark a Google Cloud
-        # runtime, where FLASK_DEBUG is refused.
-        if self.flask_debug and self.google_cloud_runtime:
-            raise SettingsError(
-                f"FLASK_DEBUG is refused on Google Cloud ({self.google_cloud_runtime} is set): debug must not be public"
-            )
+        self.check_debug(self.flask_debug)
         self.check_http()
         self.check_vertex()
 
