@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from models.onnx_classifier import INPUT_NAME, LABEL_OUTPUT, PROBABILITIES_OUTPUT, OnnxClassifier
-from serving.runtime.onnx import OnnxModel
+from serving.kit import OnnxModel
 
 # ONNX's main domain and the classic-ML one (TreeEnsembleClassifier, LinearClassifier).
 TARGET_OPSET = {"": 21, "ai.onnx.ml": 3}

@@ -27,9 +27,9 @@ from serving.observability.prediction_log import create_prediction_log
 from serving.openapi import document as openapi
 from serving.platform.detect import adapt_to_platform, log_format, project_id
 from serving.protocols import PROTOCOLS, reserved_names
+from serving.runtime.artifact_sources import artifact_cache, artifact_sources
 from serving.runtime.handlers import discover_handlers
 from serving.runtime.inference import create_inference
-from serving.runtime.model_artifacts import artifact_cache, artifact_sources
 from serving.runtime.onnx import configure_onnx_runtime, options_from_settings
 from serving.runtime.registry import Registry
 from serving.security.access import init_access_control, load_key_ring

@@ -23,7 +23,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from serving.config.artifacts import parse_model_artifacts
+from serving.config.artifact_uris import parse_model_artifacts
 from serving.config.settings import PROJECT_ROOT
 from tests.conftest import FIXTURE_HANDLERS, require_service
 from tests.servers import free_port, gunicorn_command, running_server

@@ -14,7 +14,7 @@ import pytest
 from flask import Flask
 
 from serving.config.settings import Settings
-from serving.errors import ApiError, InvalidInput, ModelUnavailable, Overloaded
+from serving.errors import ApiError, InputRejected, ModelNotServing, Overloaded
 from serving.http.state import get_state
 from serving.runtime.batching import Batcher, BatchLimits
 from serving.runtime.handlers import BatchPolicy
@@ -53,12 +53,12 @@ class FakeModel:
     def predict_now(self, runtime: Any, payload: Any) -> Any:
         self._enter([payload])
         if payload == "bad":
-            raise InvalidInput("bad payload")
+            raise InputRejected("bad payload")
         return payload * 2
 
     def predict_many(self, runtime: Any, payloads: list[Any]) -> list[Any]:
         self._enter(list(payloads))
-        return [InvalidInput("bad payload") if p == "bad" else p * 2 for p in payloads]
+        return [InputRejected("bad payload") if p == "bad" else p * 2 for p in payloads]
 
 
 def _batcher(
@@ -150,7 +150,7 @@ def test_one_bad_item_fails_only_itself(pool: ThreadPoolExecutor) -> None:
     first.result(5)
     assert good.result(5) == 2
     assert other.result(5) == 6
-    with pytest.raises(InvalidInput, match="bad payload"):
+    with pytest.raises(InputRejected, match="bad payload"):
         bad.result(5)
 
 
@@ -174,7 +174,7 @@ def test_an_error_for_the_whole_batch_reaches_every_request_as_its_own_copy(pool
     model = FakeModel()
 
     def unavailable(runtime: Any, payloads: list[Any]) -> list[Any]:
-        error = ModelUnavailable("Model Fake is failed")
+        error = ModelNotServing("Model Fake is failed")
         error.headers["Retry-After"] = "5"
         raise error
 
@@ -187,7 +187,7 @@ def test_an_error_for_the_whole_batch_reaches_every_request_as_its_own_copy(pool
 
     first.result(5)
     errors = [future.exception(5) for future in queued]
-    assert all(isinstance(error, ModelUnavailable) for error in errors)
+    assert all(isinstance(error, ModelNotServing) for error in errors)
     assert errors[0] is not errors[1]
     assert [error.headers["Retry-After"] for error in errors if isinstance(error, ApiError)] == ["5", "5"]
 

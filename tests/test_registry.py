@@ -95,7 +95,7 @@ def test_setup_raising_model_unavailable_marks_the_model_unavailable(
     tmp_path: Path, raised: str, status: str, ready: bool
 ) -> None:
     (tmp_path / "needs_files.py").write_text(
-        "from serving.contract import ModelUnavailable\n"
+        "from serving.kit import ModelUnavailable\n"
         "INPUT_SCHEMA = {'type': 'object'}\n"
         f"def setup():\n    raise {raised}('model.bin not found here; run make models')\n"
         "def predict(model, payload):\n    return {}\n"

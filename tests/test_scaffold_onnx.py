@@ -14,7 +14,7 @@ from flask import Flask
 from onnx import TensorProto, helper
 
 from serving.cli.onnx_scaffold import GraphPlan, plan_graph, python_literal
-from serving.runtime.onnx import OnnxModel
+from serving.kit import OnnxModel
 from tests.servers import VENV_BIN
 from tests.test_scaffold import _run, project_copy  # noqa: F401 - project_copy is a fixture
 

@@ -35,7 +35,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from models.artifacts import write_atomically
+from models.artifact_writer import write_atomically
 from models.sentence_embedding.model import (
     DIMENSIONS,
     INPUT_NAMES,

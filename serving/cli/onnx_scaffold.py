@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from serving.cli import onnx_templates as templates
-from serving.runtime.onnx import OnnxModel, OnnxModelError, TensorSpec
+from serving.kit import OnnxModel, OnnxModelError, TensorSpec
 
 _FEATURE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 

@@ -60,7 +60,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.runtime.onnx import OnnxModel
+from serving.kit import OnnxModel
 
 MODEL_FILE = Path(__file__).with_name("${model_file}")
 ${feeds_table}

@@ -30,9 +30,9 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from serving.config.artifacts import ArtifactSource, CloudStorageSource, LocalSource
+from serving.config.artifact_uris import ArtifactSource, CloudStorageSource, LocalSource
 from serving.config.artifacts_settings import DEFAULT_ARTIFACTS_CACHE_DIR
-from serving.runtime.cloud_storage import ArtifactError, create_client, digest_of, download, list_objects
+from serving.runtime.cloud_storage import ArtifactFetchError, create_client, digest_of, download, list_objects
 
 log = logging.getLogger("serving.runtime.artifact_cache")
 
@@ -74,7 +74,7 @@ class ArtifactCache:
         self.emulator_host = emulator_host
 
     def fetch(self, source: ArtifactSource) -> FetchedArtifacts:
-        """The artifacts `source` names, on local disk; `ArtifactError` naming the URI when they cannot be."""
+        """The artifacts `source` names, on local disk; `ArtifactFetchError` naming the URI when they cannot be."""
         if isinstance(source, LocalSource):
             return self._local(source)
         return self._cloud_storage(source)
@@ -85,13 +85,13 @@ class ArtifactCache:
             if path.is_dir():
                 return FetchedArtifacts(source.uri, path, local_digest(path))
             if not path.is_file():
-                raise ArtifactError(source.uri, "no such file or directory")
+                raise ArtifactFetchError(source.uri, "no such file or directory")
             digest = local_digest(path)
             target = self.directory / f"local-{digest[:32]}"
             self._fill_once(source.uri, target, lambda directory: (directory / path.name).symlink_to(path))
             return FetchedArtifacts(source.uri, target, digest)
         except OSError as exc:
-            raise ArtifactError(source.uri, f"{exc.__class__.__name__}: {exc}") from exc
+            raise ArtifactFetchError(source.uri, f"{exc.__class__.__name__}: {exc}") from exc
 
     def _cloud_storage(self, source: CloudStorageSource) -> FetchedArtifacts:
         from google.cloud.storage.retry import DEFAULT_RETRY
@@ -129,7 +129,7 @@ class ArtifactCache:
             try:
                 self._fill_once(source.uri, target, fill)
             except OSError as exc:
-                raise ArtifactError(
+                raise ArtifactFetchError(
                     source.uri, f"cannot write to ARTIFACTS_CACHE_DIR={str(self.directory)!r}: {exc}"
                 ) from exc
         finally:
@@ -169,7 +169,7 @@ class ArtifactCache:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         status = self.directory.stat()
         if status.st_uid != os.getuid() or status.st_mode & 0o022:
-            raise ArtifactError(
+            raise ArtifactFetchError(
                 uri,
                 f"ARTIFACTS_CACHE_DIR={str(self.directory)!r} belongs to another user or others may write to it; "
                 "set ARTIFACTS_CACHE_DIR to a directory of this user's",

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from serving.errors import ApiError, InternalError, Overloaded
-from serving.runtime.forking import reset_in_forked_child
+from serving.kit.forking import reset_in_forked_child
 from serving.runtime.handlers import BatchPolicy
 from serving.runtime.registry import ModelRuntime
 

@@ -9,7 +9,7 @@ A handler module (see `handlers/xxx_model.py`) declares at module level:
   to `predict`. A handler whose files live elsewhere sets `ARTIFACTS` (a `gs://` URI or
   a local path, see `serving.config.artifacts`) and takes them as `setup(artifacts)`:
   a `pathlib.Path` to a local directory holding them. Raising
-  `serving.contract.ModelUnavailable` marks the model unavailable (e.g. its files are
+  `serving.kit.ModelUnavailable` marks the model unavailable (e.g. its files are
   not installed here) instead of failed;
 - `predict(model, payload)`: the result for one request, JSON-serialisable;
 - optional: a docstring (first line is the description), `VERSION`, `REQUIRES` (module
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from serving.config.artifacts import ArtifactSource, parse_artifact_uri
+from serving.config.artifact_uris import ArtifactSource, parse_artifact_uri
 from serving.runtime.embeddings import EmbeddingsDeclarationError, EmbeddingsSpec, parse_embeddings
 from serving.runtime.validation import SchemaValidator, schema_problem
 
@@ -85,7 +85,7 @@ class ModelSpec:
     input_validator: SchemaValidator = field(repr=False, compare=False)
     output_validator: SchemaValidator | None = field(repr=False, compare=False)
     # Where `setup(artifacts)` finds its files, from the handler's ARTIFACTS (settings may
-    # override it: see serving.runtime.model_artifacts), and whether setup takes them.
+    # override it: see serving.runtime.artifact_sources), and whether setup takes them.
     artifacts: ArtifactSource | None = None
     setup_takes_artifacts: bool = False
     # Set when the handler declares EMBEDDINGS (served by POST /v1/embeddings too).

@@ -21,9 +21,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from serving.config.settings import Settings
-from serving.contract import InvalidInput
-from serving.errors import ApiError, GatewayTimeout, InternalError, ModelUnavailable, Overloaded
-from serving.errors import InvalidInput as InvalidInputError
+from serving.errors import ApiError, GatewayTimeout, InputRejected, InternalError, ModelNotServing, Overloaded
+from serving.kit import InvalidInput
 from serving.runtime.batching import Batcher, Batchers, BatchObserver
 from serving.runtime.registry import ModelNotReady, ModelRuntime, ModelStatus
 from serving.runtime.timebudget import TimeBudget
@@ -119,7 +118,7 @@ class Inference:
         try:
             result = self.call_model(runtime, lambda: runtime.spec.predict(model, payload))
         except InvalidInput as exc:
-            raise InvalidInputError(str(exc) or "The model could not use this input") from None
+            raise InputRejected(str(exc) or "The model could not use this input") from None
         except ApiError:
             raise
         except Exception:
@@ -154,7 +153,7 @@ class Inference:
                     len(payloads),
                     extra={"model": runtime.spec.name},
                 )
-            except (GatewayTimeout, Overloaded, ModelUnavailable):
+            except (GatewayTimeout, Overloaded, ModelNotServing):
                 raise  # over the time budget, or degraded: retrying item by item would be worse
             except Exception:  # noqa: BLE001
                 # Not necessarily a bug: one unusable item (a corrupt image) fails the
@@ -175,11 +174,11 @@ class Inference:
         return self.budget.call(runtime.spec.name, runtime.spec.timeout_s, fn)
 
     def model_for(self, runtime: ModelRuntime) -> Any:
-        """The loaded model, or `ModelUnavailable` (503) saying why it cannot serve."""
+        """The loaded model, or `ModelNotServing` (503) saying why it cannot serve."""
         try:
             return runtime.ensure_loaded()
         except ModelNotReady as exc:
-            error = ModelUnavailable(
+            error = ModelNotServing(
                 f"Model {exc.name} is {exc.status.value}" + (f": {exc.reason}" if exc.reason else ""),
                 status=exc.status.value,
             )

@@ -18,7 +18,7 @@ import pytest
 
 from handlers import sentence_embedding
 from models.sentence_embedding import model as embedding_model
-from serving.contract import ModelUnavailable
+from serving.kit import ModelUnavailable
 from serving.runtime.handlers import load_handler
 from serving.runtime.registry import ModelNotReady, ModelRuntime, ModelStatus
 from tests.servers import PROJECT_ROOT, run_python

@@ -27,7 +27,7 @@ from flask import Blueprint, Response, jsonify, request
 from serving.errors import (
     ApiError,
     InternalError,
-    ModelUnavailable,
+    ModelNotServing,
     TooManyInstances,
     UnsupportedMediaType,
     ValidationFailed,
@@ -115,7 +115,7 @@ def model_ready(name: str, version: str | None = None) -> tuple[Response, int]:
     runtime = find_model(name, version)
     try:
         get_state().inference.model_for(runtime)  # loads it first when MODEL_LOADING=lazy
-    except ModelUnavailable as error:
+    except ModelNotServing as error:
         error.details["ready"] = False
         error.details["name"] = runtime.spec.name
         raise

@@ -5,21 +5,21 @@ model, and in Vertex AI mode `AIP_STORAGE_URI` (the Model resource's artifact UR
 overrides the artifacts of the model that Vertex AI's predict route serves, since that is
 where Vertex AI put the model's files. Mistakes stop start-up: a name that no handler
 has, or artifacts for a `setup()` that cannot take them, raise `SettingsError` naming the
-variable (checked in `serving.config.artifacts_settings`); a `setup(artifacts)` with no
+variable (checked here, where the served models are known); a `setup(artifacts)` with no
 artifacts from anywhere raises `HandlerError` naming its file.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
-from serving.config.artifacts import ArtifactSource
-from serving.config.artifacts_settings import check_model_artifacts
-from serving.config.settings import Settings
+from serving.config.artifact_uris import ArtifactSource
+from serving.config.settings import Settings, SettingsError
 from serving.runtime.artifact_cache import ArtifactCache
 from serving.runtime.handlers import HandlerError, ModelSpec
 
-log = logging.getLogger("serving.runtime.model_artifacts")
+log = logging.getLogger("serving.runtime.artifact_sources")
 
 
 def artifact_cache(settings: Settings) -> ArtifactCache:
@@ -62,3 +62,21 @@ def artifact_sources(settings: Settings, specs: list[ModelSpec]) -> dict[str, Ar
                 "neither",
             )
     return sources
+
+
+def check_model_artifacts(
+    overrides: tuple[tuple[str, ArtifactSource], ...], setup_takes_artifacts: Mapping[str, bool]
+) -> None:
+    """Refuse `MODEL_ARTIFACTS` for a model that is not served, or whose `setup()` takes no artifacts.
+
+    `setup_takes_artifacts` maps each served model's name to whether its setup has the parameter.
+    """
+    served = ", ".join(sorted(setup_takes_artifacts)) or "none"
+    for name, _source in overrides:
+        takes = setup_takes_artifacts.get(name)
+        if takes is None:
+            raise SettingsError(f"MODEL_ARTIFACTS names {name!r}, which is not a served model (served: {served})")
+        if not takes:
+            raise SettingsError(
+                f"MODEL_ARTIFACTS gives artifacts to {name!r}, but its setup() takes no artifacts parameter"
+            )

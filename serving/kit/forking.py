@@ -1,7 +1,8 @@
 """Resetting per-process state in a child after `fork()` (gunicorn's preload_app).
 
 Threads do not survive a fork: an object that keeps threads (batch runners, call
-threads) must forget them in the child and start new ones there when needed.
+threads) must forget them in the child and start new ones there when needed. Part of
+`serving.kit`: model code that keeps threads or native pools uses it as the server does.
 """
 
 from __future__ import annotations
