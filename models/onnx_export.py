@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -104,16 +105,21 @@ def torch_to_onnx(
     module.eval()
     buffer = io.BytesIO()
     example = torch.zeros((2, n_features), dtype=torch.float32)
-    torch.onnx.export(
-        module,
-        (example,),
-        buffer,
-        input_names=[input_name],
-        output_names=[output_name],
-        dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
-        opset_version=TORCH_OPSET,
-        dynamo=False,
-    )
+    with warnings.catch_warnings():
+        # The TorchScript exporter, and the torch internals it calls, warn that they are
+        # deprecated in favour of dynamo=True, which needs onnxscript (not installed here);
+        # it still exports such modules exactly (checked in tests/test_scaffold_matrix.py).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            module,
+            (example,),
+            buffer,
+            input_names=[input_name],
+            output_names=[output_name],
+            dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
+            opset_version=TORCH_OPSET,
+            dynamo=False,
+        )
     return buffer.getvalue()
 
 
