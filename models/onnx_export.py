@@ -37,8 +37,8 @@ def sklearn_to_onnx(estimator: Any, n_features: int) -> bytes:
     A classifier's graph is `X` -> `label` [N], `probabilities` [N, classes]; a regressor's
     is `X` -> `variable` [N, 1] (skl2onnx's names).
     """
-    from sklearn.base import is_classifier  # type: ignore[import-untyped]
     from skl2onnx import to_onnx  # type: ignore[import-untyped]
+    from sklearn.base import is_classifier  # type: ignore[import-untyped]
 
     with _integer_missing_flags():
         model = to_onnx(
@@ -91,9 +91,7 @@ def _integer_missing_flags() -> Iterator[None]:
         tree_ensemble.add_node = original
 
 
-def torch_to_onnx(
-    module: Any, n_features: int, input_name: str = "features", output_name: str = "scores"
-) -> bytes:
+def torch_to_onnx(module: Any, n_features: int, input_name: str = "features", output_name: str = "scores") -> bytes:
     """The serialized ONNX model of a PyTorch `module` mapping float32 rows [N, n_features] to one output.
 
     The batch dimension is dynamic (named `batch`), so the server can stack requests into
