@@ -78,7 +78,8 @@ class ${cls}:
         if not payloads:
             return []  # a graph cannot run on zero rows of an unknown shape
         outputs = self.onnx.run(_feeds(payloads), outputs=list(OUTPUTS))
-        return [_result(outputs, row) for row in range(len(payloads))]
+        columns = {name: outputs[name].tolist() for name in OUTPUTS}  # numpy arrays -> Python values
+        return [_result(columns, row) for row in range(len(payloads))]
 
 
 ${feeds_function}
@@ -97,8 +98,8 @@ def _feeds(payloads: list[dict[str, Any]]) -> dict[str, np.ndarray]:
 """
 
 RESULT_BY_OUTPUT = """\
-def _result(outputs: dict[str, np.ndarray], row: int) -> dict[str, Any]:
-    return {name: outputs[name][row].tolist() for name in OUTPUTS}
+def _result(columns: dict[str, list[Any]], row: int) -> dict[str, Any]:
+    return {name: columns[name][row] for name in OUTPUTS}
 """
 
 # A classifier's result: its scores keyed by class name, its label a class name.
@@ -116,8 +117,8 @@ LABEL_ADDED = """\
 LABEL = ${label}  # added to each result (the graph has no label output): the class with the highest score"""
 
 RESULT_BY_CLASS = Template("""\
-def _result(outputs: dict[str, np.ndarray], row: int) -> dict[str, Any]:
-    result = {name: outputs[name][row].tolist() for name in OUTPUTS}
+def _result(columns: dict[str, list[Any]], row: int) -> dict[str, Any]:
+    result = {name: columns[name][row] for name in OUTPUTS}
     scores = result[SCORES]
     result[SCORES] = dict(zip(CLASSES, scores, strict=True))
     result[LABEL] = CLASSES[${label_index}]
