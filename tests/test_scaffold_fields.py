@@ -106,7 +106,9 @@ def test_real_feature_names_become_fields_titled_with_the_original() -> None:
 @pytest.mark.parametrize(
     ("names", "message"),
     [
-        pytest.param(["a", "b", "c", "%%"], "--features: '%%' has no letter or digit to make a field name of", id="no-field-name"),
+        pytest.param(
+            ["a", "b", "c", "%%"], "--features: '%%' has no letter or digit to make a field name of", id="no-field-name"
+        ),
         pytest.param(
             ["a b", "a-b", "c", "d"], "--features: 'a-b' and 'a b' both become the field 'a_b'", id="same-field"
         ),
