@@ -71,8 +71,9 @@ def _integer_missing_flags() -> Iterator[None]:
     No upstream report of this exact error was found; the code path is the one
     https://github.com/onnx/sklearn-onnx/issues/1253 describes
     (`add_tree_to_attribute_pairs_hist_gradient_boosting` copies `missing_go_to_left`).
-    Remove this when a skl2onnx release casts the flag itself: the test matrix in
-    tests/test_scaffold_matrix.py converts HistGradientBoosting models with and without it.
+    Remove this when a skl2onnx release casts the flag itself: tests/test_onnx_export.py
+    fails then (it checks that the plain conversion still breaks, and that this one
+    matches scikit-learn on rows with missing values).
     """
     from skl2onnx.common import tree_ensemble
 
