@@ -75,9 +75,9 @@ def project_copy(tmp_path: Path) -> Path:
     return copy_project(tmp_path / "project")
 
 
-def copy_project(copy: Path) -> Path:
-    """Copy this project's code (not its .venv) to the new directory `copy`, and return it."""
-    for part in PROJECT_PARTS:
+def copy_project(copy: Path, extra: tuple[str, ...] = ()) -> Path:
+    """Copy this project's code (not its .venv), and the `extra` parts, to the new directory `copy`."""
+    for part in [*PROJECT_PARTS, *extra]:
         source = PROJECT_ROOT / part
         target = copy / part
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     from models.onnx_export import sklearn_to_onnx
 
     root = tmp_path_factory.mktemp("wine")
-    project = copy_project(root / "project")
+    project = copy_project(root / "project", extra=("web",))
     wine = load_wine()
     pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(wine.data, wine.target)
     source = root / "wine.onnx"
@@ -54,13 +54,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     result = runner.invoke(args=["new-model", "WineKind", "--from", str(source), *options])
     assert result.exit_code == 0, result.output
     port = free_port()
-    env = {"PORT": str(port), "HOST": "127.0.0.1", "GUNICORN_WORKERS": "1", "MODEL_LOADING": "lazy"}
+    env = {"PORT": str(port), "HOST": "127.0.0.1", "GUNICORN_WORKERS": "1"}
     with running_server(gunicorn_command(), port=port, log_path=root / "gunicorn.log", env=env, cwd=project) as server:
         expected = CULTIVARS[int(pipeline.predict(wine.data[:1])[0])]
         yield Served(server, first, list(wine.feature_names), expected)
-        log = server.log()
-    assert "Traceback" not in log
-    assert "was sent SIG" not in log
 
 
 def test_the_demo_page_shows_real_names_fills_the_real_row_and_names_the_class(
@@ -85,3 +82,6 @@ def test_the_demo_page_shows_real_names_fills_the_real_row_and_names_the_class(
     expect(bars.first).to_contain_text(served.expected_cultivar)
     assert sorted(bars.locator(".msw-bar-label").all_text_contents()) == sorted(CULTIVARS)
     assert page_errors.all() == []
+    log = served.server.log()
+    assert "Traceback" not in log
+    assert "was sent SIG" not in log
