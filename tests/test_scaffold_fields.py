@@ -217,6 +217,7 @@ def test_examples_are_real_rows_given_as_arrays_or_objects_with_the_original_nam
         pytest.param(None, '{"X": [1, 2, "x", 4]}', "--example does not fit the input schema at $.X[2]", id="string"),
         pytest.param(None, '{"X": [1, 2, 3, 4], "Y": 1}', "at $: Additional properties", id="unknown-field"),
         pytest.param(None, "3", "--example must be a JSON object", id="scalar"),
+        pytest.param(None, '{"X": [1, 2, NaN, 4]}', "--example: NaN is not a JSON number", id="nan"),
     ],
 )
 def test_an_example_that_does_not_fit_is_refused_saying_where(

@@ -219,9 +219,11 @@ def parse_examples(
     for number, text in enumerate(texts, start=1):
         where = f"--example {number}" if len(texts) > 1 else "--example"
         try:
-            row = json.loads(text)
+            row = json.loads(text, parse_constant=_not_a_number)
         except json.JSONDecodeError as exc:
             raise UnsupportedGraph(f"{where} is not JSON: {exc}") from None
+        except ValueError as exc:
+            raise UnsupportedGraph(f"{where}: {exc}") from None
         if isinstance(row, list):
             if features is not None:
                 if len(row) != len(properties):
@@ -244,3 +246,8 @@ def parse_examples(
             raise UnsupportedGraph(f"{where} does not fit the input schema at {path}: {error.message}")
         examples.append(row)
     return examples
+
+
+def _not_a_number(constant: str) -> Any:
+    """Python's json reads NaN and Infinity, which JSON (and a request) cannot carry: refuse them."""
+    raise ValueError(f"{constant} is not a JSON number")
