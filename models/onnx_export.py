@@ -68,6 +68,7 @@ def _integer_missing_flags() -> Iterator[None]:
     convert. The converter looks `add_node` up in skl2onnx.common.tree_ensemble at each
     call, so for the conversion's duration that name is a wrapper passing the flag as the
     int it means (True -> 1: a missing value follows the true branch, as in scikit-learn).
+    The name is the module's, so convert in one thread at a time (training scripts do).
     No upstream report of this exact error was found; the code path is the one
     https://github.com/onnx/sklearn-onnx/issues/1253 describes
     (`add_tree_to_attribute_pairs_hist_gradient_boosting` copies `missing_go_to_left`).
