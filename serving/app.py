@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from serving.cli.command_logs import command_log_level
 from serving.cli.new_model import new_model_command
 from serving.config.security import check_key_scopes
 from serving.config.settings import Settings
@@ -43,7 +44,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     `HandlerError` here, naming the file, so a bad deployment never starts serving.
     """
     settings = settings or Settings.from_env()
-    configure_logging(settings.log_level, log_format(settings), project_id(settings))
+    # A `flask --app main <command>` prints only the command's output and errors.
+    configure_logging(command_log_level(settings.log_level), log_format(settings), project_id(settings))
     # Model names the protocols' own URLs take: no handler may be called so.
     reserved = reserved_names()
     app = _flask_app(settings, reserved)

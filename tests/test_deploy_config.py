@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -374,6 +375,22 @@ def test_make_test_is_lint_typecheck_and_the_whole_suite() -> None:
 
     (recipe,) = re.findall(r"^test:(.*)$", makefile, flags=re.MULTILINE)
     assert shlex.split(recipe) == ["lint", "typecheck", "pytest"]
+
+
+def test_make_run_serves_on_the_port_the_readme_shows() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    (port,) = re.findall(r"^make run PORT=(\d+) ", readme, flags=re.MULTILINE)
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+
+    # -n prints the recipes without running any of them (nothing is installed or started).
+    dry_run = subprocess.run(
+        [make, "-n", "run", f"PORT={port}"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+    )
+
+    (serve,) = [line for line in dry_run.stdout.splitlines() if "gunicorn -c gunicorn.conf.py main:app" in line]
+    assert f"PORT={port} " in serve
 
 
 def test_dockerignore_keeps_local_state_out_of_the_image() -> None:
