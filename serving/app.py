@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import Flask
 
 from serving.cli.new_model import new_model_command
+from serving.cli.score import score_command
 from serving.config.security import check_key_scopes
 from serving.config.settings import Settings
 from serving.http import batch as batch_api
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(docs.blueprint)
     register_vertex_routes(app)
     app.cli.add_command(new_model_command)
+    app.cli.add_command(score_command)
     app.register_blueprint(web.blueprint)
     app.register_blueprint(job_routes.blueprint)
     app.register_blueprint(job_routes.internal)
