@@ -44,9 +44,12 @@ _IRIS_RANGES = {
 
 def iris_rows(count: int, seed: int = 21) -> list[dict[str, Any]]:
     """`count` Iris payloads with an `id`, measurements drawn across the data set's ranges."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - varied test inputs, not secrets
     return [
-        {"id": f"iris-{index}", **{name: round(rng.uniform(low, high), 1) for name, (low, high) in _IRIS_RANGES.items()}}
+        {
+            "id": f"iris-{index}",
+            **{name: round(rng.uniform(low, high), 1) for name, (low, high) in _IRIS_RANGES.items()},
+        }
         for index in range(count)
     ]
 
@@ -55,7 +58,7 @@ def digits_rows(count: int, seed: int = 21) -> list[dict[str, Any]]:
     """`count` Digits payloads with an `id`: each digit drawn at a varied size and stroke width."""
     from models.digits.rendering import as_base64, draw_digit
 
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - varied test inputs, not secrets
     rows = []
     for index in range(count):
         png = draw_digit(index % 10, size=rng.choice((24, 32, 48, 64, 96)), pen=rng.uniform(0.06, 0.14))
@@ -95,7 +98,9 @@ def _pipeline(handler_path: Path, source: Path, out: Path) -> tuple[float, int]:
     from serving.offline.pipeline import ScoreJob, score
 
     handler = HandlerModelHandler(handler_path)
-    summary = score(handler, ScoreJob(str(source), str(out / "scores"), str(out / "scores.errors"), "id"), PipelineOptions([]))
+    summary = score(
+        handler, ScoreJob(str(source), str(out / "scores"), str(out / "scores.errors"), "id"), PipelineOptions([])
+    )
     if summary.dead_letters:
         raise RuntimeError(f"{summary.dead_letters} rows failed in the benchmark's pipeline")
     return summary.seconds, summary.scored

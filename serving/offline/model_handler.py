@@ -158,15 +158,19 @@ class HandlerModelHandler(ModelHandler[Any, PredictionResult, LoadedHandler]):
         """
         spec = load_handler(handler)
         if spec.setup_takes_artifacts and artifacts is None and spec.artifacts is None:
-            raise HandlerError(handler, "ARTIFACTS (where `setup(artifacts)` finds its files), or artifacts given", "none")
+            raise HandlerError(
+                handler, "ARTIFACTS (where `setup(artifacts)` finds its files), or artifacts given", "none"
+            )
         if artifacts is not None:
             parse_artifact_uri(artifacts)  # a bad URI fails here, not on a worker
         super().__init__(min_batch_size=1, max_batch_size=max_batch_size or spec.batch.max_batch_size)
         # Relative to the project root when under it: on Dataflow workers the project is
         # installed elsewhere (site-packages), and the path is resolved there.
-        self._handler = str(handler.resolve().relative_to(PROJECT_ROOT)) if handler.resolve().is_relative_to(
-            PROJECT_ROOT
-        ) else str(handler.resolve())
+        self._handler = (
+            str(handler.resolve().relative_to(PROJECT_ROOT))
+            if handler.resolve().is_relative_to(PROJECT_ROOT)
+            else str(handler.resolve())
+        )
         self._artifacts = artifacts
         self._fetching = fetching or ArtifactFetching()
         self._validate_output = validate_output
@@ -220,7 +224,9 @@ class HandlerModelHandler(ModelHandler[Any, PredictionResult, LoadedHandler]):
         outcomes = self._predict(model, [_payload(element) for element in batch])
         failed = sum(isinstance(outcome, ModelFailure) for outcome in outcomes)
         self._counter("scored").inc(len(outcomes) - failed)
-        return [PredictionResult(element, outcome, model.model_id) for element, outcome in zip(batch, outcomes, strict=True)]
+        return [
+            PredictionResult(element, outcome, model.model_id) for element, outcome in zip(batch, outcomes, strict=True)
+        ]
 
     def get_metrics_namespace(self) -> str:
         return f"model_serving/{self.name}"

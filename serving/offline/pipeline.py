@@ -71,12 +71,14 @@ def add_scoring(pipeline: beam.Pipeline, handler: HandlerModelHandler, job: Scor
         lines = lines | "Progress" >> beam.ParDo(_Progress(handler.name, sys.stderr))
     lines | "Write" >> WriteToText(job.output, file_name_suffix=SHARD_SUFFIX)
 
-    dead: list[beam.PCollection[str]] = [parsed[_UNPARSABLE]]
+    dead: list[Any] = [parsed[_UNPARSABLE]]
     for index, failed in enumerate([*errors.failed_preprocessing, *errors.failed_postprocessing]):
         dead.append(failed | f"DeadRow{index}" >> beam.Map(_dead_row))
     dead.append(errors.failed_inferences | "DeadBatch" >> beam.FlatMap(_dead_batch, namespace))
-    dead | "DeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> WriteToText(
-        job.dead_letter, file_name_suffix=SHARD_SUFFIX
+    (
+        dead
+        | "DeadLetters" >> beam.Flatten()
+        | "WriteDeadLetters" >> WriteToText(job.dead_letter, file_name_suffix=SHARD_SUFFIX)
     )
 
 
@@ -102,7 +104,7 @@ def score(
 _UNPARSABLE = "unparsable"
 
 
-class _ParseLine(beam.DoFn):  # type: ignore[misc]
+class _ParseLine(beam.DoFn):
     """One input line as a `Row`, or a dead letter saying why it is not a payload."""
 
     def __init__(self, key: str | None, namespace: str) -> None:
@@ -113,7 +115,9 @@ class _ParseLine(beam.DoFn):  # type: ignore[misc]
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            yield self._reject(raw.decode("utf-8", errors="replace"), f"not UTF-8 text: {exc.reason} at byte {exc.start}")
+            yield self._reject(
+                raw.decode("utf-8", errors="replace"), f"not UTF-8 text: {exc.reason} at byte {exc.start}"
+            )
             return
         if not line.strip():
             return
@@ -131,12 +135,12 @@ class _ParseLine(beam.DoFn):  # type: ignore[misc]
         key = payload.pop(self._key)
         yield Row(payload, key, line)
 
-    def _reject(self, line: str, error: str) -> beam.pvalue.TaggedOutput:
+    def _reject(self, line: str, error: str) -> Any:
         self._unparsable.inc()
         return beam.pvalue.TaggedOutput(_UNPARSABLE, _json({"line": line, "error": error}))
 
 
-class _Progress(beam.DoFn):  # type: ignore[misc]
+class _Progress(beam.DoFn):
     """Passes lines through, and says on `stream` how many this worker has written, every few seconds."""
 
     def __init__(self, name: str, stream: TextIO) -> None:

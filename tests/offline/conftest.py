@@ -29,7 +29,11 @@ class Outcome:
 
 def read_shards(prefix: Path) -> list[dict[str, Any]]:
     """Every JSON line of the shards `prefix-*` (in shard order)."""
-    return [json.loads(line) for path in sorted(prefix.parent.glob(prefix.name + "-*")) for line in path.read_text().splitlines()]
+    return [
+        json.loads(line)
+        for path in sorted(prefix.parent.glob(prefix.name + "-*"))
+        for line in path.read_text().splitlines()
+    ]
 
 
 @pytest.fixture
@@ -44,15 +48,17 @@ def run_inference(tmp_path: Path) -> Any:
         out = tmp_path / f"run-{len(list(tmp_path.glob('run-*')))}"
         out.mkdir()
         pipeline = beam.Pipeline(options=PipelineOptions(flags or []))
-        results, errors = (
-            pipeline | beam.Create(list(elements)) | RunInference(handler).with_exception_handling()
-        )
+        results, errors = pipeline | beam.Create(list(elements)) | RunInference(handler).with_exception_handling()
         _ = (
             results
-            | "Results" >> beam.Map(lambda r: json.dumps({"example": r.example, "inference": r.inference, "model_id": r.model_id}))
+            | "Results"
+            >> beam.Map(lambda r: json.dumps({"example": r.example, "inference": r.inference, "model_id": r.model_id}))
             | "WriteResults" >> beam.io.WriteToText(str(out / "results"))
         )
-        for name, failures in (("invalid", errors.failed_preprocessing[0]), ("failed", errors.failed_postprocessing[0])):
+        for name, failures in (
+            ("invalid", errors.failed_preprocessing[0]),
+            ("failed", errors.failed_postprocessing[0]),
+        ):
             _ = (
                 failures
                 | f"{name}Format" >> beam.Map(_failure_json)
@@ -66,7 +72,9 @@ def run_inference(tmp_path: Path) -> Any:
             for c in result.metrics().query(MetricsFilter().with_namespace(handler.get_metrics_namespace()))["counters"]
             if c.key.metric.name in ("scored", "invalid", "failed")
         }
-        return Outcome(read_shards(out / "results"), read_shards(out / "invalid"), read_shards(out / "failed"), counters)
+        return Outcome(
+            read_shards(out / "results"), read_shards(out / "invalid"), read_shards(out / "failed"), counters
+        )
 
     return run
 

@@ -23,10 +23,10 @@ from tests.storage_emulator import StorageEmulator, emulator_installed, running_
 
 pytest.importorskip("apache_beam", reason=BEAM_MISSING)
 
-from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
+from apache_beam.options.pipeline_options import PipelineOptions
 
-from serving.offline.model_handler import ArtifactFetching, HandlerModelHandler  # noqa: E402
-from serving.offline.pipeline import ScoreJob, score  # noqa: E402
+from serving.offline.model_handler import ArtifactFetching, HandlerModelHandler
+from serving.offline.pipeline import ScoreJob, score
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +35,9 @@ REMOTE = FIXTURE_HANDLERS / "offline" / "remote.py"  # ARTIFACTS = "gs://offline
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StorageEmulator]:
-    require_service(emulator_installed(), "gcp-storage-emulator is not installed (pip install -r requirements-beam-test.txt)")
+    require_service(
+        emulator_installed(), "gcp-storage-emulator is not installed (pip install -r requirements-beam-test.txt)"
+    )
     with running_storage_emulator(tmp_path_factory.mktemp("gcs")) as server:
         server.upload("offline-fixture", {"weights/weights.json": json.dumps({"weight": 3}).encode()})
         yield server
@@ -49,14 +51,16 @@ def _score(handler: HandlerModelHandler, tmp_path: Path, rows: list[Any], *flags
     return summary, out
 
 
-def test_gs_artifacts_are_fetched_once_and_set_up_once_per_worker_process(emulator: StorageEmulator, tmp_path: Path) -> None:
+def test_gs_artifacts_are_fetched_once_and_set_up_once_per_worker_process(
+    emulator: StorageEmulator, tmp_path: Path
+) -> None:
     cache = tmp_path / "cache"
-    handler = HandlerModelHandler(REMOTE, fetching=ArtifactFetching(cache_dir=cache, timeout_s=10, emulator_host=emulator.url))
+    handler = HandlerModelHandler(
+        REMOTE, fetching=ArtifactFetching(cache_dir=cache, timeout_s=10, emulator_host=emulator.url)
+    )
     rows = [{"id": index, "x": index} for index in range(400)]
 
-    summary, out = _score(
-        handler, tmp_path, rows, "--direct_num_workers=2", "--direct_running_mode=multi_processing"
-    )
+    summary, out = _score(handler, tmp_path, rows, "--direct_num_workers=2", "--direct_running_mode=multi_processing")
 
     results = read_shards(out)
     assert summary.scored == 400

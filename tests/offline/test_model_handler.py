@@ -13,8 +13,8 @@ from tests.offline.conftest import BEAM_MISSING
 
 pytest.importorskip("apache_beam", reason=BEAM_MISSING)
 
-from serving.offline.model_handler import HandlerModelHandler, Row  # noqa: E402
-from serving.runtime.handlers import HandlerError  # noqa: E402
+from serving.offline.model_handler import HandlerModelHandler, Row
+from serving.runtime.handlers import HandlerError
 
 BATCHED = FIXTURE_HANDLERS / "batch" / "batched.py"  # doubles x; BATCH max 4; reject/crash flags
 SHOUT = FIXTURE_HANDLERS / "batch" / "shout.py"  # a bare string in, upper-cased out
@@ -34,13 +34,19 @@ def test_a_row_the_model_crashes_on_fails_alone_and_the_rest_of_its_batch_is_sco
 
     assert sorted(r["inference"]["double"] for r in outcome.results) == [2 * x for x in range(1, 11) if x != 5]
     assert outcome.failed == [
-        {"example": {"x": 5, "crash": True}, "type": "ModelFailed", "reason": "predict raised RuntimeError: secret internal detail"}
+        {
+            "example": {"x": 5, "crash": True},
+            "type": "ModelFailed",
+            "reason": "predict raised RuntimeError: secret internal detail",
+        }
     ]
     assert outcome.invalid == []
     assert outcome.counters == {"scored": 9, "failed": 1}
 
 
-def test_invalid_rows_are_refused_before_batching_with_the_reason(batched: HandlerModelHandler, run_inference: Any) -> None:
+def test_invalid_rows_are_refused_before_batching_with_the_reason(
+    batched: HandlerModelHandler, run_inference: Any
+) -> None:
     elements = [{"x": 1}, {"x": "a"}, {}, {"x": 2, "colour": "red"}, {"x": 3}, {"x": 4}]
 
     outcome = run_inference(batched, elements)
@@ -52,13 +58,17 @@ def test_invalid_rows_are_refused_before_batching_with_the_reason(batched: Handl
     assert reasons == {
         "{'x': 'a'}": "invalid input at $.x: 'a' is not of type 'integer'",
         "{}": "invalid input at $: 'x' is a required property",
-        "{'x': 2, 'colour': 'red'}": "invalid input at $: Additional properties are not allowed ('colour' was unexpected)",
+        "{'x': 2, 'colour': 'red'}": (
+            "invalid input at $: Additional properties are not allowed ('colour' was unexpected)"
+        ),
     }
     assert {f["type"] for f in outcome.invalid} == {"InvalidElement"}
     assert outcome.counters == {"scored": 3, "invalid": 3}
 
 
-def test_input_the_model_rejects_is_invalid_like_the_servers_400(batched: HandlerModelHandler, run_inference: Any) -> None:
+def test_input_the_model_rejects_is_invalid_like_the_servers_400(
+    batched: HandlerModelHandler, run_inference: Any
+) -> None:
     outcome = run_inference(batched, [{"x": 1}, {"x": 3, "reject": True}])
 
     assert [r["inference"]["double"] for r in outcome.results] == [2]
@@ -90,12 +100,12 @@ def test_rows_keep_their_key_and_line_and_bare_payloads_work(run_inference: Any)
 
 
 def test_the_handler_pickles_without_its_module_and_loads_again(batched: HandlerModelHandler) -> None:
-    copy = pickle.loads(pickle.dumps(batched))
+    copy = pickle.loads(pickle.dumps(batched))  # noqa: S301 - our own bytes, as Beam ships them
 
     assert copy._loaded_spec is None  # the module's functions were not pickled
     loaded = copy.load_model()
     assert loaded.model_id == "Batched/3"
-    assert list(copy.run_inference([{"x": 2}], loaded))[0].inference == {"double": 4, "via": "single"}
+    assert next(iter(copy.run_inference([{"x": 2}], loaded))).inference == {"double": 4, "via": "single"}
 
 
 @pytest.mark.parametrize(
@@ -118,6 +128,6 @@ def test_a_handler_outside_the_project_is_kept_by_absolute_path(tmp_path: Path) 
     path = tmp_path / "echo.py"
     path.write_text('NAME = "Echo"\nINPUT_SCHEMA = {}\n\ndef predict(model, payload):\n    return payload\n')
 
-    handler = pickle.loads(pickle.dumps(HandlerModelHandler(path)))
+    handler = pickle.loads(pickle.dumps(HandlerModelHandler(path)))  # noqa: S301 - our own bytes, as Beam ships them
 
-    assert list(handler.run_inference([{"a": 1}], handler.load_model()))[0].inference == {"a": 1}
+    assert next(iter(handler.run_inference([{"a": 1}], handler.load_model()))).inference == {"a": 1}

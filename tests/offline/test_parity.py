@@ -31,10 +31,29 @@ pytestmark = pytest.mark.e2e
 
 # (row, the reason's beginning) spread through the Iris file.
 IRIS_INVALID: list[tuple[Any, str]] = [
-    ({"id": "bad-0", "sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4}, "invalid input at $: 'petal_width'"),
-    ({"id": "bad-1", "sepal_length": "5.1", "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}, "invalid input at $.sepal_length"),
-    ({"id": "bad-2", "sepal_length": 51, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}, "invalid input at $.sepal_length: 51 is greater than the maximum of 30"),
-    ({"id": "bad-3", "sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2, "colour": "blue"}, "invalid input at $: Additional properties"),
+    (
+        {"id": "bad-0", "sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4},
+        "invalid input at $: 'petal_width'",
+    ),
+    (
+        {"id": "bad-1", "sepal_length": "5.1", "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2},
+        "invalid input at $.sepal_length",
+    ),
+    (
+        {"id": "bad-2", "sepal_length": 51, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2},
+        "invalid input at $.sepal_length: 51 is greater than the maximum of 30",
+    ),
+    (
+        {
+            "id": "bad-3",
+            "sepal_length": 5.1,
+            "sepal_width": 3.5,
+            "petal_length": 1.4,
+            "petal_width": 0.2,
+            "colour": "blue",
+        },
+        "invalid input at $: Additional properties",
+    ),
     ({"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}, "no 'id' field"),
     ("{not json", "not JSON"),
 ]
@@ -50,15 +69,26 @@ def app(make_app: Callable[..., Flask]) -> Flask:
     return make_app(model_loading="lazy")
 
 
-def _score(app: Flask, tmp_path: Path, model: str, rows: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _score(
+    app: Flask, tmp_path: Path, model: str, rows: list[Any]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     source = write_jsonl(tmp_path / f"{model}.jsonl", rows)
     out = tmp_path / "out" / model
-    result = app.test_cli_runner().invoke(args=["score", model, "--input", str(source), "--output", str(out), "--key", "id"])
+    result = app.test_cli_runner().invoke(
+        args=["score", model, "--input", str(source), "--output", str(out), "--key", "id"]
+    )
     assert result.exit_code == 0, result.output
     return read_shards(out), read_shards(out.parent / f"{model}.errors")
 
 
-def _check(app: Flask, model: str, rows: list[Any], invalid: list[tuple[Any, str]], results: list[dict[str, Any]], dead: list[dict[str, Any]]) -> None:
+def _check(
+    app: Flask,
+    model: str,
+    rows: list[Any],
+    invalid: list[tuple[Any, str]],
+    results: list[dict[str, Any]],
+    dead: list[dict[str, Any]],
+) -> None:
     client = app.test_client()
     by_key = {row["id"]: row for row in rows if isinstance(row, dict) and "id" in row}
     assert len(results) + len(dead) == len(rows)

@@ -40,8 +40,18 @@ def invoke(make_app: Callable[..., Flask]) -> Callable[..., Result]:
         pytest.param(["Nope"], 1, "no model named 'Nope' in ", id="unknown-model"),
         pytest.param(["Iris", "--input", "{missing}"], 1, "no file matches --input ", id="no-input-file"),
         pytest.param(["Iris", "--num_worker=3"], 2, "unknown pipeline option --num_worker", id="unknown-option"),
-        pytest.param(["Iris", "--direct_num_workers=many"], 2, "bad pipeline option: argument --direct_num_workers: invalid int value: 'many'", id="bad-option-value"),
-        pytest.param(["Iris", "--runner", "SparkRunner"], 2, "'SparkRunner' is not one of 'DirectRunner', 'DataflowRunner'", id="bad-runner"),
+        pytest.param(
+            ["Iris", "--direct_num_workers=many"],
+            2,
+            "bad pipeline option: argument --direct_num_workers: invalid int value: 'many'",
+            id="bad-option-value",
+        ),
+        pytest.param(
+            ["Iris", "--runner", "SparkRunner"],
+            2,
+            "'SparkRunner' is not one of 'DirectRunner', 'DataflowRunner'",
+            id="bad-runner",
+        ),
     ],
 )
 def test_errors_are_one_clear_line_and_a_non_zero_exit(
@@ -71,7 +81,9 @@ def test_a_model_whose_setup_fails_stops_the_run_with_the_reason(
     )
     app = make_app(model_loading="lazy", handlers_dir=handlers)
 
-    result = app.test_cli_runner().invoke(args=["score", "Broken", "--input", str(rows), "--output", str(tmp_path / "o")])
+    result = app.test_cli_runner().invoke(
+        args=["score", "Broken", "--input", str(rows), "--output", str(tmp_path / "o")]
+    )
 
     assert result.exit_code == 1
     assert "setup() raised OSError: weights.bin is corrupt" in result.output
@@ -85,13 +97,32 @@ def test_a_local_run_end_to_end_in_a_fresh_process(tmp_path: Path) -> None:
     lines[7] = '{"id": "broken", "sepal_length": '
     lines[9] = json.dumps({"id": "neg", **IRIS_ROW, "petal_width": -1})
     source.write_text("\n".join(lines) + "\n")
-    (tmp_path / "in" / "part-2.jsonl").write_bytes(b'{"id": "latin1", "name": "caf\xe9"}\n' + json.dumps({"id": "b0", **IRIS_ROW}).encode() + b"\n")
+    (tmp_path / "in" / "part-2.jsonl").write_bytes(
+        b'{"id": "latin1", "name": "caf\xe9"}\n' + json.dumps({"id": "b0", **IRIS_ROW}).encode() + b"\n"
+    )
     out = tmp_path / "out" / "iris"
 
     process = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "main", "score", "Iris", "--input", str(tmp_path / "in" / "*.jsonl"),
-         "--output", str(out), "--key", "id"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=240, check=False,
+        [
+            sys.executable,
+            "-m",
+            "flask",
+            "--app",
+            "main",
+            "score",
+            "Iris",
+            "--input",
+            str(tmp_path / "in" / "*.jsonl"),
+            "--output",
+            str(out),
+            "--key",
+            "id",
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
         env={**os.environ, "MODEL_LOADING": "lazy", "LOG_FORMAT": "text"},
     )
 
@@ -100,7 +131,9 @@ def test_a_local_run_end_to_end_in_a_fresh_process(tmp_path: Path) -> None:
     assert "scoring Iris on 2 file(s) with the DirectRunner" in process.stderr
     assert "Iris: 299 rows scored, 3 in the dead-letter output" in process.stdout
     results = read_shards(out)
-    assert sorted(r["key"] for r in results) == sorted([f"a{index}" for index in range(300) if index not in (7, 9)] + ["b0"])
+    assert sorted(r["key"] for r in results) == sorted(
+        [f"a{index}" for index in range(300) if index not in (7, 9)] + ["b0"]
+    )
     assert {r["model_version"] for r in results} == {"1.0.0"}
     assert {r["result"]["label"] for r in results} == {"setosa"}
     errors = {e["line"][:14]: e["error"] for e in read_shards(out.parent / "iris.errors")}

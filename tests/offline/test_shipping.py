@@ -31,7 +31,10 @@ def sdist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dist = tmp_path_factory.mktemp("dist")
     subprocess.run(
         [sys.executable, "setup.py", "--quiet", "sdist", "--dist-dir", str(dist)],
-        cwd=PROJECT_ROOT, check=True, capture_output=True, timeout=300,
+        cwd=PROJECT_ROOT,
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     (archive,) = dist.glob("model_serving_offline-*.tar.gz")
     return archive
@@ -40,7 +43,11 @@ def sdist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _project_files() -> set[str]:
     wanted = {path for path in (PROJECT_ROOT / "handlers").glob("*.py")}
     for path in (PROJECT_ROOT / "models").rglob("*"):
-        if path.is_file() and "__pycache__" not in path.parts and (path.suffix == ".py" or path.suffix in MODEL_FILE_SUFFIXES):
+        if (
+            path.is_file()
+            and "__pycache__" not in path.parts
+            and (path.suffix == ".py" or path.suffix in MODEL_FILE_SUFFIXES)
+        ):
             wanted.add(path)
     wanted |= set((PROJECT_ROOT / "serving").rglob("*.py"))
     return {str(path.relative_to(PROJECT_ROOT)) for path in wanted}
@@ -59,8 +66,21 @@ def test_the_package_holds_every_handler_model_module_and_model_file(sdist: Path
 def test_the_installed_package_scores_away_from_the_source_tree(sdist: Path, tmp_path: Path) -> None:
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target), str(sdist)],
-        check=True, capture_output=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(sdist),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
     )
     script = (
         "import json, pathlib, serving\n"
@@ -70,13 +90,19 @@ def test_the_installed_package_scores_away_from_the_source_tree(sdist: Path, tmp
         "registry = Registry(discover_handlers(root / 'handlers'))\n"
         "iris, digits = registry.get('Iris'), registry.get('Digits')\n"
         "from models.digits.examples import THREE_BASE64\n"
+        "flower = {'sepal_length': 5.1, 'sepal_width': 3.5, 'petal_length': 1.4, 'petal_width': 0.2}\n"
         "print(json.dumps({'root': str(root), 'names': sorted(r.spec.name for r in registry),\n"
-        "  'iris': iris.spec.predict(iris.ensure_loaded(), {'sepal_length': 5.1, 'sepal_width': 3.5, 'petal_length': 1.4, 'petal_width': 0.2})['label'],\n"
+        "  'iris': iris.spec.predict(iris.ensure_loaded(), flower)['label'],\n"
         "  'digits': digits.spec.predict(digits.ensure_loaded(), {'image': THREE_BASE64})['digit']}))\n"
     )
 
     process = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
         env={**os.environ, "PYTHONPATH": str(target)},
     )
 
