@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(table[-1], flush=True)
     RESULTS.write_text(_report(table, args, load_before))
-    print(f"wrote {RESULTS.relative_to(PROJECT_ROOT)}")
+    print(f"wrote {RESULTS}")
     return 0
 
 
