@@ -156,3 +156,25 @@ def test_local_runs_report_progress_on_the_terminal(monkeypatch: pytest.MonkeyPa
 
     assert passed == ["row 0", "row 1", "row 2"]
     assert stream.getvalue().splitlines()[-1].startswith("Iris: 3 rows scored (")
+
+
+@pytest.mark.parametrize(
+    ("flags", "setup_file"),
+    [
+        pytest.param([], "setup.py", id="nothing-given-ships-setup-py"),
+        pytest.param(["--setup_file=/elsewhere/setup.py"], "/elsewhere/setup.py", id="own-setup-file-kept"),
+        pytest.param(["--sdk_container_image=gcr.io/p/beam:1"], None, id="container-image-kept"),
+    ],
+)
+def test_remote_runs_ship_the_project_unless_told_how(flags: list[str], setup_file: str | None) -> None:
+    from apache_beam.options.pipeline_options import SetupOptions
+
+    from serving.offline.options import pipeline_options, ship_project
+
+    options = pipeline_options(["--runner=DataflowRunner", *flags])
+
+    ship_project(options)
+
+    found = options.view_as(SetupOptions).setup_file
+    expected = str(PROJECT_ROOT / "setup.py") if setup_file == "setup.py" else setup_file
+    assert found == expected
