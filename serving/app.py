@@ -11,6 +11,7 @@ from flask import Flask
 
 from serving.cli.command_logs import command_log_level
 from serving.cli.new_model import new_model_command
+from serving.cli.score import score_command
 from serving.config.security import check_key_scopes
 from serving.config.settings import Settings
 from serving.http import docs, health, web
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(openapi.blueprint)
     app.register_blueprint(docs.blueprint)
     app.cli.add_command(new_model_command)
+    app.cli.add_command(score_command)
     app.register_blueprint(web.blueprint)
     app.register_blueprint(job_routes.blueprint)
     app.register_blueprint(job_routes.internal)
