@@ -4,6 +4,24 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# App Engine's Python (app.yaml: runtime: python313): `make test` runs the whole suite on it
+# in .venv-3.13. The first of these that really is a 3.13 (a pyenv shim named python3.13
+# may exist yet not resolve); override with `make test PYTHON_313=/path/to/python3.13`.
+ifndef PYTHON_313
+PYTHON_313 := $(firstword $(foreach p,python3.13 $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) /usr/local/bin/python3.13 /usr/bin/python3.13,$(shell $(p) -c 'import sys; assert sys.version_info[:2] == (3, 13)' >/dev/null 2>&1 && echo $(p))) python3.13)
+endif
+# The tests marked `export` (torch, transformers, sentence-transformers) run where
+# requirements-export-test.txt installs: by default on 3.11, the Python torch==2.13.0's CPU
+# wheel is at hand for. EXPORT_TESTS=no leaves the file out and deselects those tests.
+ifndef EXPORT_TESTS
+EXPORT_TESTS := $(shell $(PYTHON) -c 'import sys; print("yes" if sys.version_info[:2] == (3, 11) else "no")' 2>/dev/null || echo yes)
+endif
+TEST_REQUIREMENTS := $(if $(filter yes,$(EXPORT_TESTS)),requirements-export-test.txt,requirements-test.txt)
+PYTEST_MARKERS := $(if $(filter yes,$(EXPORT_TESTS)),,-m "not export")
+# `make test` runs two lanes (LANES=two): the unit and export tests on $(PYTHON) (3.11), then
+# the whole suite on $(PYTHON_313), whose pytest line closes the output. LANES=one runs the
+# whole suite once on $(PYTHON) in $(VENV) (Cloud Build's python:3.13 image has one Python).
+LANES ?= two
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 # Every requirements file the virtual environment is built from.
@@ -16,7 +34,7 @@ EMBEDDING_MODEL := models/sentence_embedding/model.onnx
 
 help:
 	@echo "make run    - install into $(VENV) and serve every model on http://$(HOST):$(PORT)"
-	@echo "make test   - install, then ruff, lint-imports, mypy --strict serving/, and the whole pytest suite (it builds docs/ too)"
+	@echo "make test   - install, then ruff, lint-imports, mypy --strict serving/, and the whole pytest suite on Python 3.13 (.venv-3.13) plus the unit and export tests on 3.11 (.venv) (it builds docs/ too)"
 	@echo "make test-fast - the unit tests only (no servers, emulators, browsers or subprocesses), on 2 CPUs"
 	@echo "make start / make stop - run gunicorn in the background (bin/start.sh, bin/stop.sh)"
 	@echo "make models - export the SentenceEmbedding ONNX file if it is missing"
@@ -32,7 +50,7 @@ $(BIN)/python:
 # dev_appserver.py builds in tests/test_e2e_platforms.py: it installs from there offline.
 $(VENV)/.installed: $(BIN)/python $(REQUIREMENTS)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-test.txt
+	$(BIN)/python -m pip install --quiet -r $(TEST_REQUIREMENTS)
 	$(BIN)/python -m pip download --quiet --only-binary=:all: --dest $(VENV)/wheelhouse -r requirements.txt pip
 	@touch $@
 
@@ -58,13 +76,28 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
+# Checked for 3.13 too (typeshed knows what 3.13 removed, e.g. cgi), from the same venv.
 typecheck: install
 	$(BIN)/mypy --strict serving/
+	$(BIN)/mypy --strict --python-version 3.13 serving/
 
-pytest: install models
-	$(BIN)/python -m pytest
+# The whole suite on $(PYTHON) in $(VENV) (less the tests marked `export` where EXPORT_TESTS=no).
+# The ONNX file is exported where the export's packages are (make models): `make test`'s
+# 3.11 lane writes it before the 3.13 lane needs it.
+pytest: install $(if $(filter yes,$(EXPORT_TESTS)),models)
+	$(BIN)/python -m pytest $(PYTEST_MARKERS)
 
+# The unit tests and those marked `export`, on two processes: `make test`'s 3.11 lane.
+pytest-units: install models
+	$(BIN)/python -m pytest -m "not e2e or export" -n 2
+
+ifeq ($(LANES),one)
 test: lint typecheck pytest
+else
+test: lint typecheck
+	$(MAKE) --no-print-directory pytest-units
+	$(MAKE) --no-print-directory pytest PYTHON=$(PYTHON_313) VENV=.venv-3.13 EXPORT_TESTS=no
+endif
 
 # The inner loop: every test not marked e2e (those start gunicorn, emulators, Chromium or
 # another Python), spread over two processes by pytest-xdist. `make test` runs them all.
@@ -87,4 +120,4 @@ settings-table: install
 	$(BIN)/python bin/settings-table
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
+	rm -rf $(VENV) .venv-3.13 var .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
