@@ -101,8 +101,8 @@ endif
 
 # The inner loop: every test not marked e2e (those start gunicorn, emulators, Chromium or
 # another Python), spread over two processes by pytest-xdist. `make test` runs them all.
-test-fast: install models
-	$(BIN)/python -m pytest -m "not e2e" -n 2
+test-fast: install $(if $(filter yes,$(EXPORT_TESTS)),models)
+	$(BIN)/python -m pytest -m "not e2e$(if $(filter yes,$(EXPORT_TESTS)),, and not export)" -n 2
 
 format: install
 	$(BIN)/ruff check --fix --select I .
