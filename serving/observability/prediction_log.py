@@ -40,6 +40,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 _PREDICTION_ATTR = "_serving_logs_predictions"
 MAX_LOGGED_INPUT_BYTES = 64 * 1024
 _QUEUE_SIZE = 1024
+# Sampling draws from the OS, not the `random` module's shared generator, which handlers may
+# seed (all workers would then sample the same requests) and which sampling would advance.
+_SAMPLER = random.SystemRandom()
 
 
 class PredictionLog:
@@ -55,7 +58,7 @@ class PredictionLog:
 
     def sampled(self) -> bool:
         """True for the fraction of calls that `sample_rate` says."""
-        return self.sample_rate >= 1.0 or random.random() < self.sample_rate  # noqa: S311 (not security)
+        return self.sample_rate >= 1.0 or _SAMPLER.random() < self.sample_rate
 
     def submit(self, fields: dict[str, Any], body: bytes) -> None:
         """Queue one entry; never blocks, never raises."""
