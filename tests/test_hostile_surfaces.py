@@ -24,7 +24,7 @@ import pytest
 import requests
 
 from models.digits.examples import THREE_BASE64
-from serving.http.inference_v2_wire import MAX_DIMENSION, MAX_SHAPE_RANK
+from serving.protocols.oip.wire import MAX_DIMENSION, MAX_SHAPE_RANK
 from tests.rawhttp import RawResponse, read_response, request_bytes
 from tests.servers import PROJECT_ROOT, ServerProcess, free_port, gunicorn_command, running_server
 

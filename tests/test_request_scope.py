@@ -5,15 +5,16 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from models.digits.examples import THREE_BASE64
-from models.errors import InvalidInput
 from serving.errors import ApiError, ClientGone, GatewayTimeout, TooManyPixels
+from serving.kit import InvalidInput
 from serving.runtime import request_scope
 from serving.runtime.batching import Batcher, BatchLimits
 from serving.runtime.request_scope import RequestScope, current_scope, opened_scope
@@ -120,6 +121,24 @@ def test_an_abandoned_call_stops_at_its_next_check() -> None:
     assert budget.abandoned("Loop") == 0
 
 
+def _runtime(name: str) -> Any:
+    """What a batcher reads of its model's runtime: the name."""
+    return SimpleNamespace(spec=SimpleNamespace(name=name))
+
+
+class _Calls:
+    """The `ModelCalls` a batcher makes, from two plain functions."""
+
+    def __init__(self, one: Callable[[Any], Any], many: Callable[[list[Any]], list[Any]]) -> None:
+        self.one, self.many = one, many
+
+    def predict_now(self, runtime: Any, payload: Any) -> Any:
+        return self.one(payload)
+
+    def predict_many(self, runtime: Any, payloads: list[Any]) -> list[Any]:
+        return self.many(payloads)
+
+
 def test_the_batcher_drops_queued_work_whose_request_is_over(pool: ThreadPoolExecutor) -> None:
     gate = threading.Event()
     ran: list[list[Any]] = []
@@ -133,7 +152,9 @@ def test_the_batcher_drops_queued_work_whose_request_is_over(pool: ThreadPoolExe
         ran.append(list(payloads))
         return list(payloads)
 
-    batcher = Batcher("Drop", BatchLimits(max_batch_size=8, max_latency_ms=0, queue_limit=8), one, many)
+    batcher = Batcher(
+        _runtime("Drop"), BatchLimits(max_batch_size=8, max_latency_ms=0, queue_limit=8), _Calls(one, many)
+    )
     first = pool.submit(batcher.submit, "first")  # runs alone and holds the model
     time.sleep(0.05)
     deadline = time.monotonic() + 5
@@ -161,10 +182,9 @@ def test_the_batcher_drops_queued_work_whose_request_is_over(pool: ThreadPoolExe
 def test_a_queued_request_leaves_the_queue_when_its_budget_is_spent(pool: ThreadPoolExecutor) -> None:
     gate = threading.Event()
     batcher = Batcher(
-        "Slow",
+        _runtime("Slow"),
         BatchLimits(max_batch_size=8, max_latency_ms=0, queue_limit=8),
-        lambda payload: gate.wait(5) and payload,
-        lambda payloads: [gate.wait(5) and p for p in payloads],
+        _Calls(lambda payload: gate.wait(5) and payload, lambda payloads: [gate.wait(5) and p for p in payloads]),
     )
     first = pool.submit(batcher.submit, "first")
     time.sleep(0.05)

@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from serving.errors import MalformedJson, RequestTimeout, ValidationFailed
 from serving.http.body import parse_json_bytes
 from serving.http.body_deadline import BodyReadDeadline
-from serving.http.inference_v2_wire import MAX_DIMENSION, MAX_SHAPE_RANK, parse_infer_request
+from serving.protocols.oip.wire import MAX_DIMENSION, MAX_SHAPE_RANK, parse_infer_request
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from serving.errors import RequestTimeout
-from serving.runtime.forking import reset_in_forked_child
+from serving.kit.forking import reset_in_forked_child
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 

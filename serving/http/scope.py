@@ -1,23 +1,26 @@
-"""The pipeline step that opens each request's `RequestScope` (serving/runtime/request_scope.py).
+"""Each request's `RequestScope` (serving/runtime/request_scope.py), opened around the app.
 
-The scope carries the request's time budget (its model's, when the URL names one), its
-allowance of decoded pixels (`MAX_PIXELS_PER_REQUEST`) and a probe telling whether the
-client has closed its connection, so that work done for the request (queued batches,
-chunk loops, a model's own loops) stops once nobody waits for it.
+The scope carries the request's time budget (set by its first model call, counted from
+when its body arrived), its allowance of decoded pixels (`MAX_PIXELS_PER_REQUEST`) and a
+probe telling whether the client has closed its connection, so that work done for the
+request (queued batches, chunk loops, a model's own loops) stops once nobody waits.
+
+`RequestScopes` is WSGI middleware rather than a pipeline step: a scope is a context
+variable set for the whole call of the app and reset after it, so it needs no request
+hook, no slot in `flask.g` and no look at the endpoint: every request has one, and the
+code that works for a model reads what it needs from it.
 """
 
 from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from flask import g, request
+from serving.runtime.request_scope import RequestScope, opened_scope
 
-from serving.http.state import get_state
-from serving.runtime.request_scope import RequestScope, enter_scope, exit_scope
-
-_TOKEN = "serving_request_scope_token"  # noqa: S105 - a name in `g`, not a secret
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 def client_gone_probe(sock: socket.socket) -> Callable[[], bool]:
@@ -42,23 +45,21 @@ def client_gone_probe(sock: socket.socket) -> Callable[[], bool]:
     return _gone
 
 
-def open_request_scope() -> None:
-    """Before-request step: the request's scope becomes current until `close_request_scope`."""
-    state = get_state()
-    sock = request.environ.get("gunicorn.socket")
-    probe = client_gone_probe(sock) if isinstance(sock, socket.socket) and not isinstance(sock, ssl.SSLSocket) else None
-    name = (request.view_args or {}).get("name")
-    runtime = state.registry.get(name) if isinstance(name, str) else None
-    budget = state.inference.budget.timeout_for(runtime.spec.timeout_s) if runtime is not None else 0.0
-    scope = RequestScope(budget_s=budget, max_pixels=state.settings.max_pixels_per_request, client_gone=probe)
-    setattr(g, _TOKEN, enter_scope(scope))
+class RequestScopes:
+    """WSGI middleware: the app runs each request inside a fresh `RequestScope`.
 
+    `max_pixels` is `MAX_PIXELS_PER_REQUEST`. Under gunicorn the connection's socket
+    (`gunicorn.socket`) gives the client-gone probe; without one (Flask's test client)
+    the client is never taken for gone. A TLS socket is not peeked (its bytes are records).
+    """
 
-def close_request_scope(_exc: BaseException | None) -> None:
-    """Teardown step: the scope is closed (a before-request refusal may have skipped opening it)."""
-    token = g.pop(_TOKEN, None)
-    if token is not None:
-        try:
-            exit_scope(token)
-        except ValueError:  # torn down in another context than the one it was opened in
-            enter_scope(None)
+    def __init__(self, app: WsgiApp, max_pixels: int) -> None:
+        self.app = app
+        self.max_pixels = max_pixels
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        sock = environ.get("gunicorn.socket")
+        plain = isinstance(sock, socket.socket) and not isinstance(sock, ssl.SSLSocket)
+        probe = client_gone_probe(sock) if isinstance(sock, socket.socket) and plain else None
+        with opened_scope(RequestScope(max_pixels=self.max_pixels, client_gone=probe)):
+            return self.app(environ, start_response)

@@ -1,13 +1,13 @@
 """What one request may still spend, seen by every piece of code that works for it.
 
-A `RequestScope` is opened when a request starts (serving/http/pipeline.py) and closed
-when it ends. It holds:
+A `RequestScope` is opened when a request starts (`RequestScopes`, serving/http/scope.py,
+around every request) and closed when it ends. It holds:
 
 - the request's **deadline**: its model's time budget (`TIMEOUT_S`, else
-  `PREDICT_TIMEOUT_S`), counted from when its body has arrived (the upload's own time is
-  bounded by BODY_READ_TIMEOUT_S), or from its first model call when the URL names no
-  model (OpenAI's `model` is in the body). Every model call of the request gets only what
-  remains, so a request of many chunks has one budget, not one per chunk;
+  `PREDICT_TIMEOUT_S`), set by its first model call (or its queueing in a batcher) and
+  counted from when its body has arrived (the upload's own time is bounded by
+  BODY_READ_TIMEOUT_S). Every model call of the request gets only what remains, so a
+  request of many chunks has one budget, not one per chunk;
 - whether nobody waits any more: the caller gave up on a call (504, then the call runs
   on abandoned) or the **client closed its connection** (a probe the HTTP layer gives,
   asked only at coarse steps: it is a system call);
@@ -17,24 +17,35 @@ when it ends. It holds:
 Loops that work for a request call `check()` between items: once the deadline has
 passed or the scope is abandoned it raises, so work nobody waits for stops at the next
 item instead of running to its end. A batcher drops queued work whose scope is over
-before it starts. Model code may call `check()` and `charge_pixels()` too; outside any
-request (a job, a test) both do nothing.
+before it starts. Model code may call `check()` and `charge_pixels()` too (through
+serving.kit.request_scope); outside any request (a job, a test) both do nothing.
 
-The scope travels in a context variable: `TimeBudget.call` copies the caller's context
-onto the call thread, so a model call sees the scope of the request it runs for.
+The scope travels in the kit's context variable (serving/kit/request_scope.py, which is
+how model code reaches it without importing the server): `TimeBudget.call` copies the
+caller's context onto the call thread, so a model call sees the scope of the request it
+runs for.
 """
 
 from __future__ import annotations
 
-import contextvars
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from serving.errors import ClientGone, GatewayTimeout, TooManyPixels
+from serving.kit.request_scope import CURRENT as _SCOPE
+from serving.kit.request_scope import charge_pixels, check, refund_pixels
 
-_SCOPE: contextvars.ContextVar[RequestScope | None] = contextvars.ContextVar("serving_request_scope", default=None)
+__all__ = [
+    "RequestScope",
+    "body_arrived",
+    "charge_pixels",
+    "check",
+    "current_scope",
+    "opened_scope",
+    "refund_pixels",
+]
 
 
 def _never_gone() -> bool:
@@ -44,7 +55,7 @@ def _never_gone() -> bool:
 class RequestScope:
     """One request's deadline, abandonment and pixel allowance (thread-safe)."""
 
-    __slots__ = ("_client_gone", "_lock", "abandoned", "budget_s", "deadline", "gone", "pixels_left")
+    __slots__ = ("_client_gone", "_lock", "abandoned", "budget_s", "deadline", "gone", "pixels_left", "started")
 
     def __init__(
         self,
@@ -57,18 +68,26 @@ class RequestScope:
         `client_gone()` says whether the client closed its connection (None: never asked)."""
         self.budget_s = budget_s
         self.deadline: float | None = None  # time.monotonic() value
+        self.started: float | None = None  # when the body arrived: deadlines count from it
         self.abandoned = False
         self.gone = False  # the client closed its connection
         self.pixels_left = max_pixels
         self._client_gone = client_gone or _never_gone
         self._lock = threading.Lock()
 
+    def body_arrived(self) -> None:
+        """The body has been read: a deadline set later counts from now (and `budget_s` starts)."""
+        if self.started is None:
+            self.started = time.monotonic()
+        self.start_deadline()
+
     def start_deadline(self, seconds: float | None = None) -> None:
-        """Set the deadline `seconds` (default `budget_s`) from now, unless one is set already (0: none)."""
+        """Set the deadline `seconds` (default `budget_s`) after the body arrived (else from now),
+        unless one is set already (0: none)."""
         if seconds is None:
             seconds = self.budget_s
         if self.deadline is None and seconds > 0:
-            self.deadline = time.monotonic() + seconds
+            self.deadline = (self.started if self.started is not None else time.monotonic()) + seconds
 
     def remaining(self) -> float | None:
         """Seconds left before the deadline (may be <= 0); None without one."""
@@ -120,7 +139,8 @@ class RequestScope:
 
 def current_scope() -> RequestScope | None:
     """The scope of the request this code works for, if any."""
-    return _SCOPE.get()
+    scope = _SCOPE.get()
+    return scope if isinstance(scope, RequestScope) else None
 
 
 @contextmanager
@@ -133,39 +153,8 @@ def opened_scope(scope: RequestScope) -> Iterator[RequestScope]:
         _SCOPE.reset(token)
 
 
-def enter_scope(scope: RequestScope | None) -> contextvars.Token[RequestScope | None]:
-    """Make `scope` current until `exit_scope(token)`: for hooks that open and close in two calls."""
-    return _SCOPE.set(scope)
-
-
-def exit_scope(token: contextvars.Token[RequestScope | None]) -> None:
-    """Undo `enter_scope`."""
-    _SCOPE.reset(token)
-
-
 def body_arrived() -> None:
     """The request's body has been read: its time budget starts now (see the module's docstring)."""
-    scope = _SCOPE.get()
+    scope = current_scope()
     if scope is not None:
-        scope.start_deadline()
-
-
-def check(*, ask_client: bool = False) -> None:
-    """`RequestScope.check` of the current scope; nothing outside a request."""
-    scope = _SCOPE.get()
-    if scope is not None:
-        scope.check(ask_client=ask_client)
-
-
-def charge_pixels(pixels: int, what: str = "images") -> None:
-    """`RequestScope.charge_pixels` of the current scope; nothing outside a request."""
-    scope = _SCOPE.get()
-    if scope is not None:
-        scope.charge_pixels(pixels, what)
-
-
-def refund_pixels(pixels: int) -> None:
-    """`RequestScope.refund_pixels` of the current scope; nothing outside a request."""
-    scope = _SCOPE.get()
-    if scope is not None:
-        scope.refund_pixels(pixels)
+        scope.body_arrived()

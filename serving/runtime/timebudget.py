@@ -39,8 +39,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from serving.errors import GatewayTimeout, ModelUnavailable
-from serving.runtime.forking import reset_in_forked_child
+from serving.errors import GatewayTimeout, ModelNotServing
+from serving.kit.forking import reset_in_forked_child
 from serving.runtime.request_scope import current_scope
 
 log = logging.getLogger("serving.runtime.timebudget")
@@ -191,7 +191,7 @@ class TimeBudget:
         """`fn()`'s result if it returns within the budget; its exception if it raises.
 
         Raises `GatewayTimeout` (504) when it overruns and, with `degrade`, counts the
-        abandoned call toward `model`'s degradation and raises `ModelUnavailable` (503)
+        abandoned call toward `model`'s degradation and raises `ModelNotServing` (503)
         while `model` is degraded. Without `degrade` the caller bounds its overruns itself.
         """
         budget = self.timeout_for(timeout_s)
@@ -207,7 +207,7 @@ class TimeBudget:
             if remaining is not None:
                 wait_s = min(budget, max(remaining, 0.001))
         if degrade and self.degraded(model):
-            error = ModelUnavailable(
+            error = ModelNotServing(
                 f"Model {model} is degraded: earlier requests overran its {budget:g} s time budget "
                 "and are still running; retry later",
                 status="degraded",
