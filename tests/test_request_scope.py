@@ -14,6 +14,8 @@ import pytest
 
 from models.digits.examples import THREE_BASE64
 from serving.errors import ApiError, ClientGone, GatewayTimeout, TooManyPixels
+from serving.http.body_deadline import BodyReadDeadline
+from serving.http.scope import RequestScopes
 from serving.kit import InvalidInput
 from serving.runtime import request_scope
 from serving.runtime.batching import Batcher, BatchLimits
@@ -216,3 +218,42 @@ def test_digits_charges_every_image_before_decoding_any() -> None:
         with pytest.raises(InvalidInput, match="not a valid PNG"):  # what was charged is given back
             classifier.predict([THREE_BASE64, truncated])
         assert scope.pixels_left == 9 * one
+
+
+def test_every_app_call_runs_in_a_scope_of_its_own() -> None:
+    seen: list[RequestScope | None] = []
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        seen.append(current_scope())
+        start_response("200 OK", [])
+        return [b""]
+
+    middleware = RequestScopes(app, max_pixels=123)
+    for _ in range(2):
+        middleware({}, lambda *args: None)
+
+    first, second = seen
+    assert first is not None
+    assert second is not None
+    assert first is not second
+    assert first.pixels_left == 123
+    assert not first.client_gone()  # no gunicorn socket: never taken for gone
+    assert current_scope() is None  # closed after the call
+
+
+def test_the_deadline_counts_from_the_body_not_from_the_first_model_call() -> None:
+    scope = RequestScope()
+    with opened_scope(scope):
+        request_scope.body_arrived()
+        time.sleep(0.05)
+        scope.start_deadline(10)
+
+    assert scope.started is not None
+    assert scope.deadline == scope.started + 10
+
+
+def test_create_app_wraps_the_app_in_the_body_deadline_then_the_request_scopes(make_app: Callable[..., Any]) -> None:
+    app = make_app()
+
+    assert isinstance(app.wsgi_app, BodyReadDeadline)
+    assert isinstance(app.wsgi_app.app, RequestScopes)
