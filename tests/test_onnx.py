@@ -11,6 +11,7 @@ from flask import Flask
 
 from serving.config.settings import Settings
 from serving.runtime import onnx as onnx_runtime
+from serving.runtime import onnx_process
 from serving.runtime.onnx import (
     OnnxModel,
     OnnxModelError,
@@ -138,13 +139,13 @@ def test_the_app_factory_configures_the_process(make_app: Callable[..., Flask], 
 
 
 def test_the_heap_is_trimmed_before_a_fork_only_after_a_session_was_released(model: OnnxModel) -> None:
-    onnx_runtime._trim_heap_before_fork()  # whatever earlier tests left
+    onnx_process.trim_heap_before_fork()  # whatever earlier tests left
     model.warm()
 
-    assert onnx_runtime._trim_heap_before_fork() is False  # nothing released yet
+    assert onnx_process.trim_heap_before_fork() is False  # nothing released yet
     model._release_before_fork()
-    assert onnx_runtime._trim_heap_before_fork() is True
-    assert onnx_runtime._trim_heap_before_fork() is False  # once per release
+    assert onnx_process.trim_heap_before_fork() is True
+    assert onnx_process.trim_heap_before_fork() is False  # once per release
 
 
 @pytest.mark.parametrize(
