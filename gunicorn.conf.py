@@ -176,18 +176,19 @@ def post_worker_init(worker: Any) -> None:
 
 
 #
-# Then, before the interpreter finalizes, every ONNX Runtime call of the worker returns and
-# its sessions are destroyed: a thread still inside ONNX Runtime at finalization aborts
-# the process (serving/runtime/onnx_process.py), and an aborted worker skips the exit
-# handlers that flush prediction logs and metrics.
+# Then, before the interpreter finalizes, the queued prediction-log entries are written
+# and every ONNX Runtime call of the worker returns and its sessions are destroyed: a
+# thread still inside ONNX Runtime at finalization aborts the process
+# (serving/runtime/onnx_process.py), and an aborted worker loses what its exit handlers
+# would have saved.
 def worker_exit(server: Any, worker: Any) -> None:
     import time
 
+    from serving.http.lifecycle import finish_worker
     from serving.jobs.hooks import stop_background_jobs
-    from serving.runtime.onnx_process import close_onnx_models
 
     deadline = time.monotonic() + max(1.0, _settings.graceful_timeout_s - 1)
     stop_background_jobs(worker.wsgi, max(0.5, _settings.graceful_timeout_s - 2))
-    busy = close_onnx_models(max(0.5, deadline - time.monotonic()))
+    busy = finish_worker(worker.wsgi, max(0.5, deadline - time.monotonic()))
     if busy:
         server.log.warning("ONNX models still running at exit (the worker may abort): %s", ", ".join(busy))
