@@ -64,7 +64,7 @@ def _send_traffic(server: ServerProcess, rounds: int) -> list[str]:
         for model, payload in share:
             try:
                 request_id = _predict(server, model, payload)
-            except BaseException as exc:  # noqa: BLE001 - reported below, on the test's thread
+            except BaseException as exc:  # reported below, on the test thread
                 errors.append(exc)
                 return
             with lock:
