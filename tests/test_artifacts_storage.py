@@ -25,6 +25,7 @@ from flask.testing import FlaskClient
 
 from serving.config.artifacts import parse_model_artifacts
 from serving.config.settings import PROJECT_ROOT
+from serving.runtime.cloud_storage import RemoteObject, path_clash
 from tests.conftest import FIXTURE_HANDLERS, require_service
 from tests.servers import free_port, gunicorn_command, running_server
 from tests.storage_emulator import StorageEmulator, emulator_installed, running_storage_emulator
@@ -247,6 +248,86 @@ def _gunicorn(tmp_path: Path, env: dict[str, str]) -> Any:
     base = {"PORT": str(port), "HOST": "127.0.0.1", "JOBS_DATA_DIR": str(tmp_path / "jobs")}
     log_path = tmp_path / "gunicorn.log"
     return running_server(gunicorn_command(), port=port, log_path=log_path, env=base | env, ready_path="/healthz")
+
+
+NESTED = {"a/model.txt": b"model a\n", "b/model.txt": b"model b\n", "c/d/e.txt": b"e\n"}
+
+
+@pytest.mark.parametrize(
+    ("prefix", "expected"),
+    [
+        ("", {"a/model.txt": "model a\n", "b/model.txt": "model b\n", "c/d/e.txt": "e\n"}),
+        ("c/", {"d/e.txt": "e\n"}),
+        ("c/d/", {"e.txt": "e\n"}),
+        ("c", {"d/e.txt": "e\n"}),  # a folder named without its slash
+    ],
+    ids=["bucket-root", "prefix", "deeper-prefix", "folder-without-slash"],
+)
+def test_every_prefix_keeps_the_paths_below_it(
+    emulator: StorageEmulator, bucket: str, serve: Callable[..., FlaskClient], prefix: str, expected: dict[str, str]
+) -> None:
+    # Issue 22: the bucket root flattened a/model.txt and b/model.txt into one model.txt.
+    emulator.upload(bucket, NESTED)
+
+    response = serve(emulator, f"gs://{bucket}/{prefix}").post("/v1/Files", json={})
+
+    assert response.status_code == 200
+    assert response.get_json()["result"] == expected
+
+
+@pytest.mark.parametrize(
+    ("names", "clash"),
+    [
+        (["a/model.txt", "b/model.txt", "c/d/e.txt"], None),
+        (["a", "a/b.txt"], "'a' and 'a/b.txt'"),
+        (["a/b.txt", "a"], "'a/b.txt' and 'a'"),
+        (["x/a", "x/a/b/c.txt"], "'x/a' and 'x/a/b/c.txt'"),
+        (["Weights.bin", "weights.bin"], "'Weights.bin' and 'weights.bin'"),
+        (["ab", "a/b"], None),
+    ],
+    ids=["distinct", "file-then-folder", "folder-then-file", "file-above-a-deep-folder", "case-only", "no-clash"],
+)
+def test_path_clash_names_two_objects_that_cannot_both_be_stored(names: list[str], clash: str | None) -> None:
+    objects = [RemoteObject(name=n, relative=n, generation=1, size=1, crc32c=None, md5=None) for n in names]
+
+    found = path_clash(objects)
+
+    assert found == clash if clash is None else (found is not None and clash in found)
+
+
+def test_two_objects_for_one_local_path_fail_the_model(
+    emulator: StorageEmulator,
+    bucket: str,
+    serve: Callable[..., FlaskClient],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The emulator stores objects as files, so it cannot hold both `a` and `a/b`: the
+    # table above covers that case; names differing in case it can hold.
+    emulator.upload(bucket, {"model/Weights.bin": b"one\n", "model/weights.bin": b"two\n"})
+
+    client = serve(emulator, f"gs://{bucket}/model/")
+    ready = client.get("/readyz").get_json()
+
+    assert ready["models"]["Files"]["status"] == "failed"
+    assert "map to one local path" in ready["models"]["Files"]["reason"]
+    assert "map to one local path" in caplog.text
+    assert client.post("/v1/Files", json={}).status_code == 503
+    assert client.post("/v1/Plain", json={}).get_json() == {"result": "ok"}
+
+
+@pytest.mark.e2e
+def test_gunicorn_serves_a_whole_bucket_with_its_paths(emulator: StorageEmulator, bucket: str, tmp_path: Path) -> None:
+    emulator.upload(bucket, NESTED)
+    env = {
+        "HANDLERS_DIR": str(ARTIFACT_HANDLERS),
+        "MODEL_ARTIFACTS": f"Files=gs://{bucket}/",
+        "STORAGE_EMULATOR_HOST": emulator.url,
+        "ARTIFACTS_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    with _gunicorn(tmp_path, env) as server, urllib.request.urlopen(_post(server.url + "/v1/Files"), timeout=10) as r:
+        result = json.loads(r.read())["result"]
+
+    assert result == {"a/model.txt": "model a\n", "b/model.txt": "model b\n", "c/d/e.txt": "e\n"}
 
 
 def _post(url: str) -> urllib.request.Request:
