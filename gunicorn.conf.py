@@ -169,10 +169,15 @@ def on_exit(server: Any) -> None:
 # (threads started in the master before it would not survive), and on shutdown gives
 # running jobs the graceful period to finish. A job still running after that keeps its
 # lease until it expires, and then another process runs it again.
+#
+# Models whose artifacts come from Cloud Storage load in each worker's background, once
+# it listens: the master loads only local ones (serving/http/lifecycle.py).
 def post_worker_init(worker: Any) -> None:
+    from serving.http.lifecycle import start_worker
     from serving.jobs.hooks import start_background_jobs
 
     start_background_jobs(worker.wsgi)
+    start_worker(worker.wsgi)
 
 
 #

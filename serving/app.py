@@ -97,8 +97,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     # The platform in front: proxies to trust, and what was detected.
     adapt_to_platform(app, settings)
 
+    # Eager loading: models whose files are here load now (in gunicorn's master, so the
+    # workers share them); models that wait for Cloud Storage load in the background of
+    # each serving process, so the server listens within seconds whatever the store does
+    # (a gunicorn worker starts them in `post_worker_init`, any other server at its first
+    # request: the "remote-models" step).
     if settings.model_loading == "eager":
-        registry.load_all()
+        registry.load_all(except_remote=True)
     return app
 
 

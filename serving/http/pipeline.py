@@ -26,6 +26,7 @@ from serving.config.api_keys import KeyRing
 from serving.http.batch import tf_serving_marker
 from serving.http.cors import cors_extension, preflight_no_content
 from serving.http.inference_v2 import protocol_error_key
+from serving.http.lifecycle import remote_model_loader
 from serving.http.model_version import version_header
 from serving.http.openai import openai_error_shape
 from serving.http.predict import announce_prediction, withdraw_prediction
@@ -69,6 +70,9 @@ def request_steps(state: ServingState, ring: KeyRing) -> list[Step]:
         # Here, inside the request log (which logs the 204) and outside the metrics
         # (which count the view's 200).
         Step("preflight-204", after=preflight_no_content),
+        # Eager loading: the models that wait for Cloud Storage start loading in this
+        # process's background (once; a gunicorn worker has started them already).
+        Step("remote-models", before=remote_model_loader(state) if settings.model_loading == "eager" else None),
         # Counts every response, refusals included, with the model the request named.
         Step("metrics", after=request_observer(state.metrics)),
         # A sampled prediction's entry (PREDICTION_LOG), with the version the next step found.
