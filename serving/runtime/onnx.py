@@ -208,12 +208,13 @@ class OnnxModel:
         self._calls = threading.Condition()
         self._native_calls = 0
         self._closed_in: int | None = None
-        session = self._session()  # a file ONNX Runtime cannot load fails here, in setup()
-        self.inputs: tuple[TensorSpec, ...] = tuple(_spec(arg) for arg in session.get_inputs())
-        self.outputs: tuple[TensorSpec, ...] = tuple(_spec(arg) for arg in session.get_outputs())
+        # Tracked from here: a worker may exit while a background thread builds this session.
+        onnx_process.track(self)
+        with self._native() as session:  # a file ONNX Runtime cannot load fails here, in setup()
+            self.inputs: tuple[TensorSpec, ...] = tuple(_spec(arg) for arg in session.get_inputs())
+            self.outputs: tuple[TensorSpec, ...] = tuple(_spec(arg) for arg in session.get_outputs())
         release_before_fork(self._release_before_fork)
         reset_in_forked_child(self._reset_in_child)
-        onnx_process.track(self)
 
     @property
     def size_bytes(self) -> int:
