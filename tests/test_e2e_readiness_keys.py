@@ -8,6 +8,7 @@ valid key they answer each model's state and the log keeps the reason.
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -55,6 +56,11 @@ def test_readiness_hides_reasons_from_callers_without_a_valid_key(
         "GUNICORN_WORKERS": "1",
     }
     with start_gunicorn(env, ready_path="/healthz") as server:
+        # Files loads from Cloud Storage in the background: wait until it has failed.
+        deadline = time.monotonic() + 60
+        while _get(server.url + "/readyz", {})[1]["models"]["Files"]["status"] == "loading":
+            assert time.monotonic() < deadline, "Files still loading"
+            time.sleep(0.2)
         status, body = _get(server.url + path, headers)
         log = server.log()
 
