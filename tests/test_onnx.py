@@ -13,7 +13,7 @@ import pytest
 from flask import Flask
 
 from serving.config.settings import Settings
-from serving.runtime import onnx as onnx_runtime
+from serving.kit import onnx as onnx_runtime
 from serving.runtime import onnx_process
 from serving.runtime.onnx import (
     OnnxModel,
@@ -189,7 +189,7 @@ def test_close_waits_for_a_running_call_then_refuses_new_ones(model: OnnxModel) 
 
 
 def test_close_onnx_models_names_the_models_still_busy(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(onnx_process, "_live_models", weakref.WeakSet())  # not other tests' models
+    monkeypatch.setattr(onnx_runtime, "_live_models", weakref.WeakSet())  # not other tests' models
     idle = OnnxModel(two_branch_matmul(), name="idle.onnx")
     busy = OnnxModel(two_branch_matmul(), name="busy.onnx")
     with busy._native():

@@ -33,10 +33,15 @@ def start_worker(wsgi: Any) -> list[str]:
 
 
 def remote_model_loader(state: ServingState) -> Callable[[], None]:
-    """Before-request step: start the remote models' background loading in this process (once)."""
+    """Before-request step: start the remote models' background loading in this process (once).
+
+    Does nothing with `MODEL_LOADING=lazy`: each model then loads at its first use.
+    """
+    eager = state.settings.model_loading == "eager"
 
     def _start() -> None:
-        state.registry.load_remote_in_background()
+        if eager:
+            state.registry.load_remote_in_background()
 
     return _start
 

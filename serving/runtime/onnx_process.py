@@ -16,10 +16,13 @@ Two things used to kill every worker on a signal when gunicorn stopped (issue 22
   thread that comes back from ONNX Runtime's C++ code is ended by `pthread_exit`, whose
   unwinding through the binding's frames calls `std::terminate`: SIGABRT. So gunicorn's
   `worker_exit` hook calls `close_onnx_models`, which waits for every call in ONNX
-  Runtime to return and then destroys this process's sessions, before finalization.
+  Runtime to return and then destroys this process's sessions (`OnnxModel.close`, in
+  the kit), before finalization.
 
 Before a fork, `trim_heap_before_fork` hands the memory of the sessions the master let
-go of back to the OS, so workers do not inherit it.
+go of (the kit counts them: `sessions_released`) back to the OS, so workers do not
+inherit it. The server's part lives here, not in `serving.kit`: model code imports the
+kit alone, and these are decisions about the serving process.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ import ctypes
 import os
 import sys
 import time
-import weakref
-from typing import Protocol
+
+from serving.kit.onnx import live_onnx_models, sessions_released
 
 # Before `import onnxruntime` anywhere in this process (see the module docstring). An
 # explicit setting wins; enabling telemetry under gunicorn crashes every worker at exit.
@@ -40,23 +43,8 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 telemetry_thread_started = "onnxruntime.capi._pybind_state" in sys.modules
 
 
-class ClosableModel(Protocol):
-    """What `close_onnx_models` needs of an `OnnxModel`."""
-
-    name: str
-
-    def close(self, timeout_s: float) -> bool: ...
-
-
-_live_models: weakref.WeakSet[ClosableModel] = weakref.WeakSet()
-
-# A session was let go of before a fork and the heap it used not yet handed back.
-_heap_to_trim = False
-
-
-def track(model: ClosableModel) -> None:
-    """Remember `model` (weakly) so that `close_onnx_models` closes it at exit."""
-    _live_models.add(model)
+# How many released sessions the last trim covered.
+_trimmed_after = 0
 
 
 def close_onnx_models(timeout_s: float) -> list[str]:
@@ -69,16 +57,10 @@ def close_onnx_models(timeout_s: float) -> list[str]:
     """
     deadline = time.monotonic() + max(0.0, timeout_s)
     busy: list[str] = []
-    for model in list(_live_models):
+    for model in live_onnx_models():
         if not model.close(max(0.0, deadline - time.monotonic())):
             busy.append(model.name)
     return busy
-
-
-def note_session_released() -> None:
-    """A session was destroyed before a fork: trim the heap before the child is made."""
-    global _heap_to_trim
-    _heap_to_trim = True
 
 
 def trim_heap_before_fork() -> bool:
@@ -90,10 +72,11 @@ def trim_heap_before_fork() -> bool:
     tens of MB into every worker's page tables (measured: about 70 MB less in the
     master with every example model). Elsewhere than glibc it does nothing.
     """
-    global _heap_to_trim
-    if not _heap_to_trim:
+    global _trimmed_after
+    released = sessions_released()
+    if released == _trimmed_after:
         return False
-    _heap_to_trim = False
+    _trimmed_after = released
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).malloc_trim(0)
     return True

@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from serving.config.artifacts import ArtifactSource, CloudStorageSource
-from serving.contract import ModelUnavailable
+from serving.config.artifact_uris import ArtifactSource, CloudStorageSource
+from serving.kit import ModelUnavailable
 from serving.runtime.artifact_cache import ArtifactCache, FetchedArtifacts
-from serving.runtime.cloud_storage import ArtifactError
+from serving.runtime.cloud_storage import ArtifactFetchError
 from serving.runtime.handlers import ModelSpec
 
 log = logging.getLogger("serving.runtime.registry")
@@ -120,7 +120,7 @@ class ModelRuntime:
         started = time.perf_counter()
         try:
             directory = self._fetch_artifacts()
-        except ArtifactError as exc:  # its message names the URI and what went wrong
+        except ArtifactFetchError as exc:  # its message names the URI and what went wrong
             self.status = ModelStatus.FAILED
             self.reason = str(exc)
             log.error("model %s failed to load: %s", self.spec.name, exc, extra={"model": self.spec.name})
@@ -251,6 +251,8 @@ class Registry:
         Once per process: gunicorn's master never calls it (a thread would not survive the
         fork), each worker does when it starts, and any other server at its first request.
         """
+        if self._background_pid == os.getpid():  # every request after the first: no lock
+            return []
         with self._background_lock:
             if self._background_pid == os.getpid():
                 return []
