@@ -169,13 +169,31 @@ def on_exit(server: Any) -> None:
 # (threads started in the master before it would not survive), and on shutdown gives
 # running jobs the graceful period to finish. A job still running after that keeps its
 # lease until it expires, and then another process runs it again.
+#
+# Models whose artifacts come from Cloud Storage load in each worker's background, once
+# it listens: the master loads only local ones (serving/http/lifecycle.py).
 def post_worker_init(worker: Any) -> None:
+    from serving.http.lifecycle import start_worker
     from serving.jobs.hooks import start_background_jobs
 
     start_background_jobs(worker.wsgi)
+    start_worker(worker.wsgi)
 
 
+#
+# Then, before the interpreter finalizes, the queued prediction-log entries are written
+# and every ONNX Runtime call of the worker returns and its sessions are destroyed: a
+# thread still inside ONNX Runtime at finalization aborts the process
+# (serving/runtime/onnx_process.py), and an aborted worker loses what its exit handlers
+# would have saved.
 def worker_exit(server: Any, worker: Any) -> None:
+    import time
+
+    from serving.http.lifecycle import finish_worker
     from serving.jobs.hooks import stop_background_jobs
 
-    stop_background_jobs(worker.wsgi, max(0.5, _settings.graceful_timeout_s - 1))
+    deadline = time.monotonic() + max(1.0, _settings.graceful_timeout_s - 1)
+    stop_background_jobs(worker.wsgi, max(0.5, _settings.graceful_timeout_s - 2))
+    busy = finish_worker(worker.wsgi, max(0.5, deadline - time.monotonic()))
+    if busy:
+        server.log.warning("ONNX models still running at exit (the worker may abort): %s", ", ".join(busy))

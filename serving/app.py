@@ -110,8 +110,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.wsgi_app = RequestScopes(app.wsgi_app, settings.max_pixels_per_request)  # type: ignore[method-assign]
     app.wsgi_app = BodyReadDeadline(app.wsgi_app, settings.body_read_timeout_s)  # type: ignore[method-assign]
 
+    # Eager loading: models whose files are here load now (in gunicorn's master, so the
+    # workers share them); models that wait for Cloud Storage load in the background of
+    # each serving process, so the server listens within seconds whatever the store does
+    # (a gunicorn worker starts them in `post_worker_init`, any other server at its first
+    # request: the "remote-models" step).
     if settings.model_loading == "eager":
-        registry.load_all()
+        registry.load_all(except_remote=True)
     return app
 
 

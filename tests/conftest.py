@@ -89,7 +89,7 @@ def fixture_client(fixture_app: Flask) -> FlaskClient:
 def start_gunicorn(tmp_path: Path) -> Callable[..., Any]:
     """Start gunicorn with gunicorn.conf.py on a free port; returns a context manager."""
 
-    def start(env: dict[str, str] | None = None, *extra: str) -> Any:
+    def start(env: dict[str, str] | None = None, *extra: str, ready_path: str = "/readyz") -> Any:
         port = free_port()
         merged = {
             "PORT": str(port),
@@ -99,7 +99,11 @@ def start_gunicorn(tmp_path: Path) -> Callable[..., Any]:
             **(env or {}),
         }
         return running_server(
-            gunicorn_command(*extra), port=port, log_path=tmp_path / f"gunicorn-{port}.log", env=merged
+            gunicorn_command(*extra),
+            port=port,
+            log_path=tmp_path / f"gunicorn-{port}.log",
+            env=merged,
+            ready_path=ready_path,
         )
 
     return start

@@ -25,6 +25,7 @@ from flask.testing import FlaskClient
 
 from serving.config.artifact_uris import parse_model_artifacts
 from serving.config.settings import PROJECT_ROOT
+from serving.runtime.cloud_storage import RemoteObject, path_clash
 from tests.conftest import FIXTURE_HANDLERS, require_service
 from tests.servers import free_port, gunicorn_command, running_server
 from tests.storage_emulator import StorageEmulator, emulator_installed, running_storage_emulator
@@ -63,7 +64,11 @@ def serve(make_app: Callable[..., Flask], tmp_path: Path) -> Callable[..., Flask
             "artifacts_timeout_s": 3.0,
             **overrides,
         }
-        return make_app(**settings).test_client()
+        client = make_app(**settings).test_client()
+        # As App Engine's warmup does: wait for the models that load from Cloud Storage in
+        # the background (eager loading starts them at the first request).
+        client.get("/_ah/warmup")
+        return client
 
     return build
 
@@ -249,6 +254,88 @@ def _gunicorn(tmp_path: Path, env: dict[str, str]) -> Any:
     return running_server(gunicorn_command(), port=port, log_path=log_path, env=base | env, ready_path="/healthz")
 
 
+NESTED = {"a/model.txt": b"model a\n", "b/model.txt": b"model b\n", "c/d/e.txt": b"e\n"}
+
+
+@pytest.mark.parametrize(
+    ("prefix", "expected"),
+    [
+        ("", {"a/model.txt": "model a\n", "b/model.txt": "model b\n", "c/d/e.txt": "e\n"}),
+        ("c/", {"d/e.txt": "e\n"}),
+        ("c/d/", {"e.txt": "e\n"}),
+        ("c", {"d/e.txt": "e\n"}),  # a folder named without its slash
+    ],
+    ids=["bucket-root", "prefix", "deeper-prefix", "folder-without-slash"],
+)
+def test_every_prefix_keeps_the_paths_below_it(
+    emulator: StorageEmulator, bucket: str, serve: Callable[..., FlaskClient], prefix: str, expected: dict[str, str]
+) -> None:
+    # Issue 22: the bucket root flattened a/model.txt and b/model.txt into one model.txt.
+    emulator.upload(bucket, NESTED)
+
+    response = serve(emulator, f"gs://{bucket}/{prefix}").post("/v1/Files", json={})
+
+    assert response.status_code == 200
+    assert response.get_json()["result"] == expected
+
+
+@pytest.mark.parametrize(
+    ("names", "clash"),
+    [
+        (["a/model.txt", "b/model.txt", "c/d/e.txt"], None),
+        (["a", "a/b.txt"], "'a' and 'a/b.txt'"),
+        (["a/b.txt", "a"], "'a/b.txt' and 'a'"),
+        (["x/a", "x/a/b/c.txt"], "'x/a' and 'x/a/b/c.txt'"),
+        (["Weights.bin", "weights.bin"], "'Weights.bin' and 'weights.bin'"),
+        (["ab", "a/b"], None),
+    ],
+    ids=["distinct", "file-then-folder", "folder-then-file", "file-above-a-deep-folder", "case-only", "no-clash"],
+)
+def test_path_clash_names_two_objects_that_cannot_both_be_stored(names: list[str], clash: str | None) -> None:
+    objects = [RemoteObject(name=n, relative=n, generation=1, size=1, crc32c=None, md5=None) for n in names]
+
+    found = path_clash(objects)
+
+    assert found == clash if clash is None else (found is not None and clash in found)
+
+
+def test_two_objects_for_one_local_path_fail_the_model(
+    emulator: StorageEmulator,
+    bucket: str,
+    serve: Callable[..., FlaskClient],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The emulator stores objects as files, so it cannot hold both `a` and `a/b`: the
+    # table above covers that case; names differing in case it can hold.
+    emulator.upload(bucket, {"model/Weights.bin": b"one\n", "model/weights.bin": b"two\n"})
+
+    client = serve(emulator, f"gs://{bucket}/model/")
+    ready = client.get("/readyz").get_json()
+
+    assert ready["models"]["Files"]["status"] == "failed"
+    assert "map to one local path" in ready["models"]["Files"]["reason"]
+    assert "map to one local path" in caplog.text
+    assert client.post("/v1/Files", json={}).status_code == 503
+    assert client.post("/v1/Plain", json={}).get_json() == {"result": "ok"}
+
+
+@pytest.mark.e2e
+def test_gunicorn_serves_a_whole_bucket_with_its_paths(emulator: StorageEmulator, bucket: str, tmp_path: Path) -> None:
+    emulator.upload(bucket, NESTED)
+    env = {
+        "HANDLERS_DIR": str(ARTIFACT_HANDLERS),
+        "MODEL_ARTIFACTS": f"Files=gs://{bucket}/",
+        "STORAGE_EMULATOR_HOST": emulator.url,
+        "ARTIFACTS_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    with _gunicorn(tmp_path, env) as server:
+        _wait_until_settled(server.url, "Files")
+        with urllib.request.urlopen(_post(server.url + "/v1/Files"), timeout=10) as response:
+            result = json.loads(response.read())["result"]
+
+    assert result == {"a/model.txt": "model a\n", "b/model.txt": "model b\n", "c/d/e.txt": "e\n"}
+
+
 def _post(url: str) -> urllib.request.Request:
     return urllib.request.Request(url, data=b"{}", headers={"Content-Type": "application/json"}, method="POST")
 
@@ -268,6 +355,7 @@ def test_two_gunicorn_workers_download_once(
         "GUNICORN_WORKERS": "2",
     }
     with _gunicorn(tmp_path, env) as server:
+        _wait_until_settled(server.url, "Files")
         versions = set()
         # Each new connection may go to either worker: ask until both have loaded the
         # model (lazy) or enough times to have reached both (eager).
@@ -287,47 +375,81 @@ def test_two_gunicorn_workers_download_once(
 
 
 @pytest.mark.e2e
-def test_storage_stopped_mid_start_fails_that_model_and_others_serve(bucket: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("then", "settles_as"),
+    [
+        pytest.param("kill", "failed", id="storage-frozen-then-killed"),
+        pytest.param("resume", "ready", id="storage-frozen-then-resumed"),
+    ],
+)
+def test_the_server_listens_while_storage_is_frozen(bucket: str, tmp_path: Path, then: str, settles_as: str) -> None:
+    """Issue 22: a frozen store kept gunicorn from binding its port for about 310 s."""
     require_service(
         emulator_installed(), "gcp-storage-emulator is not installed (pip install -r requirements-test.txt)"
     )
-    log_path = tmp_path / "gunicorn.log"
-    with running_storage_emulator(tmp_path / "stopping") as emulator:
+    with running_storage_emulator(tmp_path / "frozen") as emulator:
         emulator.upload(bucket, FILES)
         env = {
-            "GUNICORN_WORKERS": "1",
+            "GUNICORN_WORKERS": "2",
             "HANDLERS_DIR": str(ARTIFACT_HANDLERS),
             "MODEL_ARTIFACTS": f"Files=gs://{bucket}/model/",
             "STORAGE_EMULATOR_HOST": emulator.url,
             "ARTIFACTS_CACHE_DIR": str(tmp_path / "cache"),
-            "ARTIFACTS_TIMEOUT_S": "3",
+            # Far longer than the server may take to listen: it must not wait for storage.
+            "ARTIFACTS_TIMEOUT_S": "20",
         }
-        # Freeze the emulator so the server's first request hangs, and kill it once the
-        # server says it has started on the artifacts: storage vanishes mid-start.
-        emulator.stop(signal.SIGSTOP)
-        killer = threading.Thread(target=_kill_when_listing, args=(log_path, emulator), daemon=True)
-        killer.start()
+        emulator.stop(signal.SIGSTOP)  # every request to it now hangs
+        started = time.monotonic()
         with _gunicorn(tmp_path, env) as server:
-            status, body = _get_json(server.url + "/readyz")
+            listening_after = time.monotonic() - started
+            loading_status, loading = _get_json(server.url + "/readyz")
             with urllib.request.urlopen(_post(server.url + "/v1/Plain"), timeout=10) as plain:
                 plain_status = plain.status
-        killer.join(5)
+            files_status, files = _post_json(server.url + "/v1/Files")
+            if then == "kill":
+                emulator.process.kill()
+            else:
+                emulator.process.send_signal(signal.SIGCONT)
+            settled = _wait_until_settled(server.url, "Files", timeout=90)
+            after_status, _ = _post_json(server.url + "/v1/Files")
+            log = server.log()
 
-    assert status == 503
-    reason = body["models"]["Files"]["reason"]
-    assert reason.startswith(f"artifacts gs://{bucket}/model/: Cloud Storage could not be reached (retried with")
-    assert "ARTIFACTS_TIMEOUT_S=3; last error: " in reason
-    assert plain_status == 200
-    assert "listing artifacts" in log_path.read_text()
+    assert listening_after < ARTIFACTS_TIMEOUT_WHILE_LISTENING_S, f"listened after {listening_after:.1f} s"
+    assert loading_status == 503
+    assert loading["models"] == {"Files": {"status": "loading"}, "Plain": {"status": "ready"}}
+    assert plain_status == 200  # a model that needs no storage serves meanwhile
+    assert files_status == 503
+    assert files["status"] == "loading"
+    assert settled["status"] == settles_as
+    assert after_status == (200 if settles_as == "ready" else 503)
+    if settles_as == "failed":
+        assert settled["reason"].startswith(f"artifacts gs://{bucket}/model/: Cloud Storage could not be reached")
+        assert "ARTIFACTS_TIMEOUT_S=20; last error: " in settled["reason"]
+    assert "listing artifacts" in log
+    assert not re.search(r"was sent SIG|Traceback", log), log[-3000:]
 
 
-def _kill_when_listing(log_path: Path, emulator: StorageEmulator) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if log_path.exists() and "listing artifacts" in log_path.read_text(errors="replace"):
-            break
-        time.sleep(0.05)
-    emulator.process.kill()
+# Well below ARTIFACTS_TIMEOUT_S (20) there, so a server that waited for storage fails it.
+ARTIFACTS_TIMEOUT_WHILE_LISTENING_S = 15.0
+
+
+def _wait_until_settled(url: str, model: str, timeout: float = 60.0) -> Any:
+    """`model`'s /readyz entry once it is no longer pending or loading."""
+    deadline = time.monotonic() + timeout
+    while True:
+        _, body = _get_json(url + "/readyz")
+        entry = body["models"][model]
+        if entry["status"] not in ("pending", "loading") or time.monotonic() > deadline:
+            return entry
+        time.sleep(0.2)
+
+
+def _post_json(url: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(_post(url), timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 def _get_json(url: str) -> tuple[int, Any]:

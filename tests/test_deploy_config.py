@@ -88,6 +88,24 @@ BROKEN = [
     ),
     ("service.yaml", _replace("failureThreshold: 120", "failureThreshold: 121"), "Cloud Run allows 240"),
     ("service.yaml", _replace("- name: GUNICORN_WORKERS", "- name: PORT"), "PORT is set by Cloud Run"),
+    (
+        "service.yaml",
+        _replace(
+            "        - name: GUNICORN_WORKERS",
+            '        - name: ARTIFACTS_TIMEOUT_S\n          value: "300"\n        - name: GUNICORN_WORKERS',
+        ),
+        "ARTIFACTS_TIMEOUT_S=300 plus 30 s to start exceeds the startup probe's budget (240 s)",
+    ),
+    (
+        "service.yaml",
+        _replace("failureThreshold: 120", "failureThreshold: 100"),
+        "ARTIFACTS_TIMEOUT_S=180 plus 30 s to start exceeds the startup probe's budget (200 s)",
+    ),
+    (
+        "app.yaml",
+        _replace('  GUNICORN_WORKERS: "2"', '  GUNICORN_WORKERS: "2"\n  ARTIFACTS_TIMEOUT_S: "590"'),
+        "exceeds App Engine's warmup request deadline (600 s)",
+    ),
     ("service.yaml", _replace("memory: 2Gi", "memory: 2GB"), "expected e.g. 512Mi or 2Gi"),
     ("cloudbuild.yaml", _replace("  entrypoint: make\n", "  entrypoint: make\n  entrypont: make\n"), "entrypont"),
     ("cloudbuild.yaml", _replace("  _SERVICE: model-serving", "  SERVICE: model-serving"), "substitution key SERVICE"),
@@ -110,6 +128,9 @@ BROKEN_IDS = [
     "run-bad-annotation-value",
     "run-startup-too-long",
     "run-reserved-env",
+    "run-artifacts-timeout-over-the-startup-probe",
+    "run-startup-probe-under-the-default-artifacts-timeout",
+    "app-artifacts-timeout-over-the-warmup-deadline",
     "run-bad-memory",
     "build-unknown-key",
     "build-substitution-name",
@@ -441,3 +462,12 @@ def test_dockerignore_keeps_local_state_out_of_the_image() -> None:
     }
 
     assert {".git/", ".venv/", "__pycache__/", "tests/"} <= patterns
+
+
+def test_check_deploy_config_knows_the_default_artifacts_timeout() -> None:
+    # It runs under the SDK's Python, without the project's packages: it states the default.
+    script = (PROJECT_ROOT / "bin" / "check-deploy-config").read_text()
+    stated = re.search(r"^DEFAULT_ARTIFACTS_TIMEOUT_S = ([0-9.]+)$", script, re.MULTILINE)
+
+    assert stated is not None
+    assert float(stated.group(1)) == Settings().artifacts_timeout_s

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import threading
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,6 +14,7 @@ from flask import Flask
 
 from serving.config.settings import Settings
 from serving.kit import onnx as onnx_runtime
+from serving.runtime import onnx_process
 from serving.runtime.onnx import (
     OnnxModel,
     OnnxModelError,
@@ -138,13 +142,13 @@ def test_the_app_factory_configures_the_process(make_app: Callable[..., Flask], 
 
 
 def test_the_heap_is_trimmed_before_a_fork_only_after_a_session_was_released(model: OnnxModel) -> None:
-    onnx_runtime._trim_heap_before_fork()  # whatever earlier tests left
+    onnx_process.trim_heap_before_fork()  # whatever earlier tests left
     model.warm()
 
-    assert onnx_runtime._trim_heap_before_fork() is False  # nothing released yet
+    assert onnx_process.trim_heap_before_fork() is False  # nothing released yet
     model._release_before_fork()
-    assert onnx_runtime._trim_heap_before_fork() is True
-    assert onnx_runtime._trim_heap_before_fork() is False  # once per release
+    assert onnx_process.trim_heap_before_fork() is True
+    assert onnx_process.trim_heap_before_fork() is False  # once per release
 
 
 @pytest.mark.parametrize(
@@ -161,3 +165,40 @@ def test_json_floats_are_the_shortest_decimals_of_the_float32_values(
 
     assert floats == expected
     assert np.array_equal(np.asarray(floats, dtype=np.float32), array)  # nothing computed is lost
+
+
+def test_close_waits_for_a_running_call_then_refuses_new_ones(model: OnnxModel) -> None:
+    x = np.ones((2, WIDTH), dtype=np.float32)
+    started, finish = threading.Event(), threading.Event()
+
+    def running_call() -> None:
+        with model._native():  # a thread inside ONNX Runtime, as a run() would be
+            started.set()
+            finish.wait(10)
+
+    caller = threading.Thread(target=running_call)
+    caller.start()
+    started.wait(10)
+    assert model.close(0.05) is False  # still running: the caller is told, nothing destroyed
+    finish.set()
+    caller.join()
+
+    assert model.close(5) is True
+    with pytest.raises(OnnxModelError, match="closed, this process is stopping"):
+        model.run({"X": x})
+
+
+def test_close_onnx_models_names_the_models_still_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(onnx_runtime, "_live_models", weakref.WeakSet())  # not other tests' models
+    idle = OnnxModel(two_branch_matmul(), name="idle.onnx")
+    busy = OnnxModel(two_branch_matmul(), name="busy.onnx")
+    with busy._native():
+        assert onnx_process.close_onnx_models(0.05) == ["busy.onnx"]
+    with pytest.raises(OnnxModelError):
+        idle.warm()
+
+
+def test_importing_the_module_turns_onnx_runtime_telemetry_off() -> None:
+    # Its thread does not survive gunicorn's fork (serving/runtime/onnx_process.py).
+    assert os.environ["ORT_DISABLE_TELEMETRY"] == "1"
+    assert onnx_process.telemetry_thread_started is False

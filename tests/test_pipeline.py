@@ -19,6 +19,7 @@ from tests.conftest import FIXTURE_HANDLERS
 STEPS = [
     "request-log",
     "preflight-204",
+    "remote-models",
     "metrics",
     "prediction-log",
     "model-version",
@@ -73,6 +74,7 @@ def test_flask_runs_the_hooks_of_the_steps_in_list_order_and_no_others(full_app:
 
     assert before == [
         "start_request",  # request-log
+        "remote_model_loader.<locals>._start",  # remote-models
         "key_identifier.<locals>._identify",  # identify-key
         "Limiter._check_request_limit",  # rate-limit (Flask-Limiter's own hook)
         "enforce_key",  # enforce-key

@@ -127,12 +127,16 @@ def parse_storage_directory(raw: str) -> ArtifactSource | None:
 
 
 def relative_object_path(name: str, prefix: str) -> PurePosixPath:
-    """Where the object `name` goes under the artifacts directory; `ValueError` if it cannot.
+    """Where the object `name` goes under the artifacts directory: its name after `prefix`.
 
-    Object names are free-form: one with `..`, `.` or empty parts would write outside the
-    directory or collide, so it is refused rather than mapped.
+    The path below the prefix is kept whole (`gs://bucket/` with `a/model.txt` gives
+    `a/model.txt`), so two objects never land on one file. Object names are free-form:
+    one with `..`, `.` or empty parts would write outside the directory or collide, so it
+    is refused (`ValueError`) rather than mapped, as is a name not under `prefix`.
     """
-    relative = name[len(prefix) :] if prefix and name.startswith(prefix) else name.rsplit("/", 1)[-1]
+    if not name.startswith(prefix):
+        raise ValueError(f"object {name!r} is not under {prefix!r}")
+    relative = name[len(prefix) :]
     parts = relative.split("/")
     if any(part in ("", ".", "..") for part in parts) or _CONTROL.search(relative):
         raise ValueError(f"object {name!r} cannot be stored as a local file (empty, '.' or '..' parts)")

@@ -76,9 +76,10 @@ class ArtifactSettings:
     )
     artifacts_timeout_s: float = setting(
         "ARTIFACTS_TIMEOUT_S",
-        300.0,
-        "Seconds start-up keeps retrying transient Cloud Storage errors for one model's artifacts before the "
-        "model fails (one request may stay silent for 60 s, or this long if shorter).",
+        180.0,
+        "Seconds a model keeps retrying transient Cloud Storage errors for its artifacts before it fails (one "
+        "request may stay silent for 60 s, or this long if shorter). The server listens meanwhile; plus 30 s it "
+        "must fit in service.yaml's startup probe (240 s at most), which `bin/check-deploy-config` checks.",
         parsers.float_between(1, 3600),
     )
     artifacts_download_workers: int = setting(

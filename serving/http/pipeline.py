@@ -24,6 +24,7 @@ from flask import Flask, Response
 
 from serving.config.api_keys import KeyRing
 from serving.http.cors import cors_extension, preflight_no_content, vary_on_origin
+from serving.http.lifecycle import remote_model_loader
 from serving.http.model_version import version_header
 from serving.http.state import ServingState
 from serving.observability.logs import request_logger, start_request
@@ -72,6 +73,13 @@ def request_steps(state: ServingState, ring: KeyRing, *, exposed_headers: Iterab
             "Flask's automatic answer to a CORS preflight (an empty 200) goes out as a 204: inside the request "
             "log, which logs the 204, and outside the metrics, which count the view's 200.",
             after=preflight_no_content,
+        ),
+        Step(
+            "remote-models",
+            "With `MODEL_LOADING=eager`, the models whose files come from Cloud Storage start loading in this "
+            "process's background, once, so the server answers meanwhile (a gunicorn worker has started them "
+            "already, in `post_worker_init`); with `lazy`, nothing.",
+            before=remote_model_loader(state),
         ),
         Step(
             "metrics",

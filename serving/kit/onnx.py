@@ -24,7 +24,13 @@ destroys it and joins threads it does not have. So a session never crosses a for
 - just before a fork the parent lets go of its session (its pools are joined there,
   where their threads exist), so the master holds no session while workers serve;
 - a session a child inherits anyway (a fork the hook did not see, or one a parent
-  thread was running at the fork) is never used and never destroyed in the child.
+  thread was running at the fork) is never used and never destroyed in the child;
+- before a process exits, `close()` waits for its calls into ONNX Runtime (a run, a
+  session being built) and destroys its session: a thread that comes back from ONNX
+  Runtime while the interpreter finalizes aborts the process. The server closes every
+  live model (`live_onnx_models`) in gunicorn's `worker_exit` hook and, before a fork,
+  hands the heap of released sessions back to the OS (`sessions_released`); both live in
+  serving/runtime/onnx_process.py, which also says why ONNX Runtime's telemetry is off.
 tests/test_onnx_fork.py proves it with real forks and a real gunicorn.
 
 onnxruntime is imported on first use, not with this module: the app factory imports
@@ -34,10 +40,10 @@ this module to configure it even when no handler serves an ONNX model.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import threading
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,30 +91,25 @@ class OnnxRuntimeOptions:
 
 _process_options = OnnxRuntimeOptions()
 
-# A session was let go of before a fork and the heap it used not yet handed back.
-_heap_to_trim = False
+# Every OnnxModel of this process (weakly), for `live_onnx_models`.
+_live_models: weakref.WeakSet[OnnxModel] = weakref.WeakSet()
+
+# Sessions this process let go of before forks (`sessions_released`).
+_sessions_released = 0
 
 
-def _trim_heap_before_fork() -> bool:
-    """Hand the heap that released sessions freed back to the OS; True if it tried.
+def live_onnx_models() -> list[OnnxModel]:
+    """Every `OnnxModel` of this process still alive: what a process about to exit closes."""
+    return list(_live_models)
 
-    Registered before any `OnnxModel` exists, so it runs after their release hooks
-    (`os.register_at_fork` runs `before` hooks last-registered first). glibc keeps freed
-    memory in its arenas: without `malloc_trim` the master would carry the sessions'
-    tens of MB into every worker's page tables (measured: about 70 MB less in the
-    master with every example model). Elsewhere than glibc it does nothing.
+
+def sessions_released() -> int:
+    """How many sessions this process has destroyed before forks so far.
+
+    The server trims the heap before a fork when it grew (serving/runtime/onnx_process.py):
+    the kit only counts, so it needs nothing of the server.
     """
-    global _heap_to_trim
-    if not _heap_to_trim:
-        return False
-    _heap_to_trim = False
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).malloc_trim(0)
-    return True
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_trim_heap_before_fork)
+    return _sessions_released
 
 
 def configure_onnx_runtime(options: OnnxRuntimeOptions) -> None:
@@ -207,9 +208,16 @@ class OnnxModel:
         self._lock = threading.Lock()
         self._owned: tuple[Any, int] | None = None  # (session, the pid that created it)
         self._inherited: list[Any] = []  # sessions of a parent process: never used, never freed
-        session = self._session()  # a file ONNX Runtime cannot load fails here, in setup()
-        self.inputs: tuple[TensorSpec, ...] = tuple(_spec(arg) for arg in session.get_inputs())
-        self.outputs: tuple[TensorSpec, ...] = tuple(_spec(arg) for arg in session.get_outputs())
+        # Threads of this process inside ONNX Runtime (a run, a session being built), and
+        # the pid that closed the model (`close`); both per process, reset in a child.
+        self._calls = threading.Condition()
+        self._native_calls = 0
+        self._closed_in: int | None = None
+        # Tracked from here: a worker may exit while a background thread builds this session.
+        _live_models.add(self)
+        with self._native() as session:  # a file ONNX Runtime cannot load fails here, in setup()
+            self.inputs: tuple[TensorSpec, ...] = tuple(_spec(arg) for arg in session.get_inputs())
+            self.outputs: tuple[TensorSpec, ...] = tuple(_spec(arg) for arg in session.get_outputs())
         release_before_fork(self._release_before_fork)
         reset_in_forked_child(self._reset_in_child)
 
@@ -228,7 +236,25 @@ class OnnxModel:
 
     def warm(self) -> None:
         """Create this process's session now rather than at the first `run`."""
-        self._session()
+        with self._native():
+            pass
+
+    def close(self, timeout_s: float) -> bool:
+        """Refuse new calls, wait up to `timeout_s` for running ones, destroy the session; False if still busy.
+
+        For a process about to exit (the server's `worker_exit` hook closes every live
+        model): the interpreter must not finalize while a thread is inside ONNX Runtime.
+        A `run` after it raises `OnnxModelError`; a forked child may use the model again.
+        """
+        with self._calls:
+            self._closed_in = os.getpid()
+            if not self._calls.wait_for(lambda: self._native_calls == 0, timeout_s):
+                return False
+        with self._lock:
+            owned, self._owned = self._owned, None
+        if owned is not None and owned[1] != os.getpid():
+            self._inherited.append(owned[0])
+        return True
 
     def run(self, feeds: Mapping[str, Any], outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Run the graph once on a batch: input name -> array in, output name -> array out.
@@ -244,7 +270,8 @@ class OnnxModel:
         for output_name in names:
             if not self.output(output_name).is_tensor:
                 raise ValueError(f"{self.name}: output {output_name!r} is not a tensor")
-        results = self._session().run(names, arrays)
+        with self._native() as session:
+            results = session.run(names, arrays)
         return {output_name: np.asarray(value) for output_name, value in zip(names, results, strict=True)}
 
     def _feeds(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -270,6 +297,20 @@ class OnnxModel:
                     raise ValueError(f"{self.name}: input {spec.describe()} got an array of shape {array.shape}")
             arrays[spec.name] = array
         return arrays
+
+    @contextlib.contextmanager
+    def _native(self) -> Iterator[Any]:
+        """This process's session, counted as in use until the block ends (`close` waits for it)."""
+        with self._calls:
+            if self._closed_in == os.getpid():
+                raise OnnxModelError(f"{self.name}: closed, this process is stopping")
+            self._native_calls += 1
+        try:
+            yield self._session()
+        finally:
+            with self._calls:
+                self._native_calls -= 1
+                self._calls.notify_all()
 
     def _session(self) -> Any:
         """This process's session, created on first use from the bytes."""
@@ -313,16 +354,19 @@ class OnnxModel:
     def _release_before_fork(self) -> None:
         # Runs in the parent: the session (unless a thread is running it right now) is
         # destroyed here, where its pool threads exist, and no child inherits it.
-        global _heap_to_trim
+        global _sessions_released
         owned, self._owned = self._owned, None
         if owned is not None and owned[1] != os.getpid():
             self._inherited.append(owned[0])
         elif owned is not None:
-            _heap_to_trim = True
+            _sessions_released += 1
 
     def _reset_in_child(self) -> None:
-        # A thread of the parent may have held the lock at the fork; it never releases it here.
+        # A thread of the parent may have held the locks at the fork; it never releases them
+        # here, and its calls in ONNX Runtime are not this process's.
         self._lock = threading.Lock()
+        self._calls = threading.Condition()
+        self._native_calls = 0
         # Build this process's session while the worker boots, so the first requests
         # wait less than a whole session creation (0.3 s for Digits' 200 trees); a run
         # that comes first waits on the lock for it.
@@ -332,7 +376,7 @@ class OnnxModel:
         # The bytes loaded in the parent, so creation fails only for want of memory; the
         # first run() then raises it where the core reports it.
         with contextlib.suppress(OnnxModelError, MemoryError):
-            self._session()
+            self.warm()
 
 
 def json_floats(values: Any) -> list[float]:

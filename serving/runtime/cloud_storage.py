@@ -94,8 +94,8 @@ def list_objects(
     try:
         if not source.is_prefix:
             blob = client.bucket(source.bucket).get_blob(source.name, retry=retry, timeout=timeout)
-            if blob is not None:
-                return [_remote(blob, "")]
+            if blob is not None:  # one object: stored under its own name, without the folders
+                return [_remote(blob, source.name[: source.name.rfind("/") + 1])]
         prefix = source.name if source.is_prefix else source.name + "/"
         blobs = client.list_blobs(source.bucket, prefix=prefix or None, retry=retry, timeout=timeout)
         found = [_remote(blob, prefix) for blob in blobs if not blob.name.endswith("/")]
@@ -110,7 +110,35 @@ def list_objects(
     if not found:
         where = f"no object {source.uri} and none under gs://{source.bucket}/{prefix}"
         raise ArtifactFetchError(source.uri, where if not source.is_prefix else f"no objects under {source.uri}")
+    clash = path_clash(found)
+    if clash is not None:
+        raise ArtifactFetchError(source.uri, clash)
     return found
+
+
+def path_clash(objects: Iterable[RemoteObject]) -> str | None:
+    """Why two of `objects` cannot both be stored (one local path, or a file where a folder goes); None if they can.
+
+    Cloud Storage allows both `a` and `a/b`, and names that differ only in case; on disk
+    the second would overwrite or break the first, and the model would be served from
+    the wrong file. Refused rather than guessed.
+    """
+    files: dict[str, str] = {}  # case-folded local path -> the object stored there
+    folders: dict[str, str] = {}  # case-folded folder -> an object stored inside it
+    for obj in objects:
+        path = obj.relative.casefold()
+        other = files.get(path) or folders.get(path) or next((files[f] for f in _folders(path) if f in files), None)
+        if other is not None:
+            return f"objects {other!r} and {obj.name!r} map to one local path ({obj.relative!r} or a folder of it)"
+        files[path] = obj.name
+        for folder in _folders(path):
+            folders.setdefault(folder, obj.name)
+    return None
+
+
+def _folders(relative: str) -> list[str]:
+    parts = relative.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
 def _remote(blob: Any, prefix: str) -> RemoteObject:

@@ -192,7 +192,7 @@ class Inference:
     def model_for(self, runtime: ModelRuntime) -> Any:
         """The loaded model, or `ModelNotServing` (503) saying why it cannot serve."""
         try:
-            return runtime.ensure_loaded()
+            return runtime.ensure_loaded(wait=False)
         except ModelNotReady as exc:
             error = ModelNotServing(
                 f"Model {exc.name} is {exc.status.value}" + (f": {exc.reason}" if exc.reason else ""),

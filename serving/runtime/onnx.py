@@ -3,6 +3,10 @@
 `OnnxModel` and its companions are `serving.kit`'s (serving/kit/onnx.py). They are
 re-exported here, as the same objects, because handlers written before the kit import
 them from `serving.runtime.onnx`; new code imports `serving.kit`.
+
+Importing this module (the app factory does, before any handler is loaded) also imports
+serving/runtime/onnx_process.py, which turns ONNX Runtime's telemetry off before
+`onnxruntime` is imported and trims the heap before gunicorn forks.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from serving.kit.onnx import (
     json_floats,
     onnx_runtime_options,
 )
+from serving.runtime import onnx_process  # noqa: F401 - for its effects at import (see above)
 
 if TYPE_CHECKING:
     from serving.config.settings import Settings

@@ -11,13 +11,14 @@ import contextlib
 import enum
 import importlib.util
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from serving.config.artifact_uris import ArtifactSource
+from serving.config.artifact_uris import ArtifactSource, CloudStorageSource
 from serving.kit import ModelUnavailable
 from serving.runtime.artifact_cache import ArtifactCache, FetchedArtifacts
 from serving.runtime.cloud_storage import ArtifactFetchError
@@ -55,22 +56,46 @@ class ModelRuntime:
         self._on_ready = on_ready
         self._model: Any = None
         self._lock = threading.Lock()
+        # The thread of this process loading the model (`load_in_background`), if any.
+        self._loader: threading.Thread | None = None
         missing = [name for name in spec.requires if importlib.util.find_spec(name) is None]
         if missing:
             self.status = ModelStatus.UNAVAILABLE
             self.reason = f"missing Python packages: {', '.join(missing)}"
 
-    def ensure_loaded(self) -> Any:
+    @property
+    def needs_remote_artifacts(self) -> bool:
+        """True when `setup()` waits for files from Cloud Storage (which may be slow or down)."""
+        return isinstance(self.artifacts_source, CloudStorageSource)
+
+    def ensure_loaded(self, *, wait: bool = True) -> Any:
         """The loaded model, running `setup()` first if no thread has yet.
 
-        Raises `ModelNotReady` with the reason when setup failed or cannot run.
+        Raises `ModelNotReady` with the reason when setup failed or cannot run, and, with
+        `wait=False`, while a background thread (`load_in_background`) is still loading
+        it: a request must not wait for a download that may retry for ARTIFACTS_TIMEOUT_S.
         """
         if self.status is not ModelStatus.READY:
-            with self._lock:
-                if self.status in (ModelStatus.PENDING, ModelStatus.LOADING):
-                    self._load()
+            loader = self._loader
+            if loader is not None and loader.is_alive():
+                if not wait:
+                    raise ModelNotReady(self.spec.name, ModelStatus.LOADING, None)
+                loader.join()
+            else:
+                self._load_once()
             self._raise_unless_ready()
         return self._model
+
+    def load_in_background(self) -> None:
+        """Start loading in a daemon thread of this process; `ensure_loaded(wait=False)` meanwhile refuses."""
+        self.status = ModelStatus.LOADING
+        self._loader = threading.Thread(target=self._load_once, name=f"load {self.spec.name}", daemon=True)
+        self._loader.start()
+
+    def _load_once(self) -> None:
+        with self._lock:
+            if self.status in (ModelStatus.PENDING, ModelStatus.LOADING):
+                self._load()
 
     def _raise_unless_ready(self) -> None:
         if self.status is not ModelStatus.READY:
@@ -175,6 +200,8 @@ class Registry:
         """`artifacts` overrides the specs' own ARTIFACTS by model name; `cache` fetches them."""
         sources = dict(artifacts) if artifacts is not None else {spec.name: spec.artifacts for spec in specs}
         self._ready_listeners: list[Callable[[ModelRuntime], None]] = []
+        self._background_lock = threading.Lock()
+        self._background_pid: int | None = None
         self._runtimes = {
             spec.name: ModelRuntime(spec, sources.get(spec.name), cache, self._model_ready) for spec in specs
         }
@@ -203,14 +230,39 @@ class Registry:
         """The model called `name`, or None."""
         return self._runtimes.get(name)
 
-    def load_all(self) -> bool:
-        """Run every pending `setup()`; True when every available model is ready."""
+    def load_all(self, *, except_remote: bool = False) -> bool:
+        """Run every pending `setup()` (waiting for those loading); True when every available model is ready.
+
+        `except_remote` leaves the models whose artifacts come from Cloud Storage pending,
+        for `load_remote_in_background` in the process that serves (issue 22: the server
+        listens first, whatever the artifact store does).
+        """
         for runtime in self:
-            if runtime.status is ModelStatus.PENDING:
+            waiting = runtime.status in (ModelStatus.PENDING, ModelStatus.LOADING)
+            if waiting and not (except_remote and runtime.needs_remote_artifacts):
                 # A failure is recorded on the runtime; readiness reports it.
                 with contextlib.suppress(ModelNotReady):
                     runtime.ensure_loaded()
         return self.ready()
+
+    def load_remote_in_background(self) -> list[str]:
+        """Start loading each pending model that needs Cloud Storage in a thread of this process; their names.
+
+        Once per process: gunicorn's master never calls it (a thread would not survive the
+        fork), each worker does when it starts, and any other server at its first request.
+        """
+        if self._background_pid == os.getpid():  # every request after the first: no lock
+            return []
+        with self._background_lock:
+            if self._background_pid == os.getpid():
+                return []
+            self._background_pid = os.getpid()
+        started = []
+        for runtime in self:
+            if runtime.status is ModelStatus.PENDING and runtime.needs_remote_artifacts:
+                runtime.load_in_background()
+                started.append(runtime.spec.name)
+        return started
 
     def ready(self) -> bool:
         """True when every model whose packages are installed has loaded."""
