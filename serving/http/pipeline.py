@@ -29,6 +29,7 @@ from serving.http.state import ServingState
 from serving.observability.logs import request_logger, start_request
 from serving.observability.metrics import request_observer
 from serving.observability.prediction_log import prediction_logger
+from serving.platform.detect import request_log_sample_rate
 from serving.security.access import current_key_id, enforce_key, key_identifier
 from serving.security.hardening import security_headers
 from serving.security.ratelimits import create_limiter, retry_after
@@ -65,7 +66,7 @@ def request_steps(state: ServingState, ring: KeyRing, *, exposed_headers: Iterab
             "First in, last out: sets the request id, trace and start time, so the log context has them "
             "from the start; adds `X-Request-Id` and logs the request once, with its final status.",
             before=start_request,
-            after=request_logger(key_id=current_key_id),
+            after=request_logger(key_id=current_key_id, sample_rate=request_log_sample_rate(settings)),
         ),
         Step(
             "preflight-204",
