@@ -16,7 +16,6 @@ a JSON parser's string interning) and is not what a server meets.
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,12 +50,14 @@ def greeting_bodies() -> list[bytes]:
 
 def sentence_bodies() -> list[bytes]:
     """50 different `{"text": ...}` bodies of 5 to 20 words."""
-    words = (
-        "how do I serve a sentence embedding model without torch on two small cores and keep "
-        "the latency low while many clients send their questions about search ranking titles"
-    ).split()
-    rng = random.Random(24)
-    return [json.dumps({"text": " ".join(rng.sample(words, rng.randint(5, 20)))}).encode() for _ in range(50)]
+    sentence = "how do I serve a sentence embedding model without torch on two small cores and keep "
+    sentence += "the latency low while many clients send their questions about search ranking titles"
+    words = sentence.split(" ")
+    texts = []
+    for index in range(50):
+        start, length = (index * 7) % len(words), 5 + index % 16
+        texts.append(" ".join((words * 2)[start : start + length]) + f" ({index})")
+    return [json.dumps({"text": text}).encode() for text in texts]
 
 
 def write_bodies(make: Callable[[], list[bytes]], path: Path) -> int:

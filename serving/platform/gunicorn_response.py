@@ -35,6 +35,13 @@ MAX_COALESCED_BODY = 64 * 1024
 class SingleSendResponse(Response):  # type: ignore[misc]
     """gunicorn's `Response`, sending headers with a small declared-length body in one `sendall`."""
 
+    # gunicorn's own attributes this class reads (gunicorn is untyped).
+    headers_sent: bool
+    chunked: bool
+    response_length: int | None
+    headers: list[tuple[str, str]]
+    sock: Any
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._held_headers: bytes | None = None

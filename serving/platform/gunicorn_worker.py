@@ -17,8 +17,8 @@ never refused; when the workers hold equal numbers, whoever wakes first accepts 
 With one worker nothing changes.
 
 Its responses also send the headers and a small body in one `sendall`
-(serving/platform/gunicorn_response.py). gunicorn.conf.py selects it with `worker_class`; all the rest (keep-alive, graceful
-shutdown, timeouts) is gthread's own.
+(serving/platform/gunicorn_response.py). gunicorn.conf.py selects it with `worker_class`;
+all the rest (keep-alive, graceful shutdown, timeouts) is gthread's own.
 """
 
 from __future__ import annotations
