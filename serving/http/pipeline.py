@@ -93,7 +93,8 @@ def request_steps(state: ServingState, ring: KeyRing, *, exposed_headers: Iterab
             "identify-key",
             "Which API key was presented: counted against its client's rate limit next, so failed key "
             "guesses are limited too.",
-            before=key_identifier(ring),
+            # No keys configured: nothing to identify, no hook (a request pays nothing).
+            before=key_identifier(ring) if ring.enabled else None,
         ),
         Step(
             "rate-limit",
@@ -101,7 +102,11 @@ def request_steps(state: ServingState, ring: KeyRing, *, exposed_headers: Iterab
             extension=limiter.init_app if limiter is not None else None,
             after=retry_after(limiter) if limiter is not None else None,
         ),
-        Step("enforce-key", "401 without a valid key on a protected route.", before=enforce_key),
+        Step(
+            "enforce-key",
+            "401 without a valid key on a protected route.",
+            before=enforce_key if ring.enabled else None,
+        ),
         Step(
             "security-headers",
             "`nosniff`, CSP, HSTS... on every response that passed the steps above, refusals included.",

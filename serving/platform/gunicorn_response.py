@@ -70,12 +70,12 @@ class SingleSendResponse(Response):  # type: ignore[misc]
         super()._emit_body(data)
 
     def close(self) -> None:
-        """Flush headers still held (a response that declared a body but wrote none), then gunicorn's close."""
+        """gunicorn's close, then the headers still held (a response that declared a body but wrote none)."""
+        super().close()  # sends the headers if nothing did: into `_held_headers` when they coalesce
         held = self._held_headers
         if held is not None:
             self._held_headers = None
             self.sock.sendall(held)
-        super().close()
 
 
 def use_single_send() -> None:
