@@ -789,6 +789,14 @@ THROUGHPUT_TARGETS: dict[tuple[str, int], tuple[float, float | None]] = {
     ("Digits", 16): (9.0, None),
     ("Digits", 64): (9.0, 60.0),
 }
+# Issue 24: (model, connections) -> (min ratio, against which app). Digits must also answer
+# with a lower p99 than LitServe.
+RIVAL_TARGETS: dict[tuple[str, int], tuple[float, str]] = {
+    ("Digits", 16): (1.5, LITSERVE),
+    ("Digits", 64): (1.5, LITSERVE),
+    ("XXXModel", 16): (2.5, BASELINE),
+    ("XXXModel", 64): (2.5, BASELINE),
+}
 COLD_START_TARGET_S = 2.0
 SERVER_MEMORY_TARGET_MB = 700.0
 REQUIREMENTS_TARGET_MB = 300.0
@@ -809,6 +817,18 @@ def targets(rows: Sequence[Row], measures: dict[str, float] | None = None) -> li
         met = row.ratio >= ratio and (p99 is None or row.p99_ms <= p99)
         cpu = f"; CPU per request {row.cpu_ratio:.2f}x less" if row.cpu_ratio is not None else ""
         checks.append((target, f"{row.ratio:.2f}x, p99 {row.p99_ms:.1f} ms{cpu}", met))
+    for (model, connections), (ratio, other_app) in RIVAL_TARGETS.items():
+        lower_p99 = other_app == LITSERVE
+        target = f"{model}, {connections} clients: >= {ratio:g}x {other_app}" + (", lower p99" if lower_p99 else "")
+        row, other = _find(rows, PROJECT, model, connections), _find(rows, other_app, model, connections)
+        if row is None or other is None or not other.rps:
+            checks.append((target + " (issue 24)", "-", None))
+            continue
+        measured = f"{row.rps / other.rps:.2f}x ({row.rps:.0f} vs {other.rps:.0f} req/s)"
+        if lower_p99:
+            measured += f", p99 {row.p99_ms:.1f} vs {other.p99_ms:.1f} ms"
+        met = row.rps / other.rps >= ratio and (not lower_p99 or row.p99_ms < other.p99_ms)
+        checks.append((target + " (issue 24)", measured, met))
     for connections in sorted({r.connections for r in rows}):
         row = _find(rows, PROJECT, "XXXModel", connections)
         if row is not None and row.ratio is not None:
