@@ -956,10 +956,14 @@ def write_results(
         f"Machine: {machine_line}.",
         "model-serving ran as app.yaml runs it: `gunicorn -c gunicorn.conf.py main:app` with "
         + " ".join(f"`{name}={os.environ.get(name, value)}`" for name, value in sorted(app_yaml_env().items()))
-        + " (app.yaml's `env_variables`, as overridden by the benchmark's environment).",
+        + " (app.yaml's `env_variables`, as overridden by the benchmark's environment), and "
+        + " ".join(f"`{name}={value}`" for name, value in GOOGLE_REQUEST_LOG.items())
+        + " as on App Engine and Cloud Run, where the platform logs every request (unset here: the app's own "
+        "line for every request). LitServe (bench/baseline/litserve_digits.py) ran under "
+        f"`{litserve_python()}`.",
         f"wrk: {plan.wrk_threads} threads, {plan.runs} run(s) of {plan.seconds:g} s per row (the median by "
         "throughput is shown), after a warm-up, the apps taking turns run by run; bench/post.lua POSTs the "
-        "same JSON body on every request. `load` is the machine's 1-minute load average during the runs; "
+        "workload's bodies in turn (bench/bodies.py: 62 different digit images, 200 names, 50 texts). `load` is the machine's 1-minute load average during the runs; "
         "it counts the benchmark's own threads (wrk's and the servers'), so it says how crowded the 2 cores "
         "were, not that other work was running. `CPU ms/request` is the server's CPU time (master and "
         "workers) per request over the runs, and `vs baseline, CPU` the baseline's over this row's: unlike "
@@ -974,7 +978,7 @@ def write_results(
         "",
         "![requests/s and p99 by concurrency](results.png)",
         "",
-        "## Targets (issue 13; XXXModel's from issue 7)",
+        "## Targets (issue 13; issue 24's against LitServe and the tutorial; XXXModel's 1.5x from issue 7)",
         "",
         targets_table(rows, measures),
     ]
