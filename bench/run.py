@@ -963,7 +963,8 @@ def write_results(
         f"`{litserve_python()}`.",
         f"wrk: {plan.wrk_threads} threads, {plan.runs} run(s) of {plan.seconds:g} s per row (the median by "
         "throughput is shown), after a warm-up, the apps taking turns run by run; bench/post.lua POSTs the "
-        "workload's bodies in turn (bench/bodies.py: 62 different digit images, 200 names, 50 texts). `load` is the machine's 1-minute load average during the runs; "
+        "workload's bodies in turn (bench/bodies.py: 62 different digit images, 200 names, 50 texts). "
+        "`load` is the machine's 1-minute load average during the runs; "
         "it counts the benchmark's own threads (wrk's and the servers'), so it says how crowded the 2 cores "
         "were, not that other work was running. `CPU ms/request` is the server's CPU time (master and "
         "workers) per request over the runs, and `vs baseline, CPU` the baseline's over this row's: unlike "
