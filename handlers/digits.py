@@ -79,4 +79,4 @@ def predict(model: DigitClassifier, features: np.ndarray) -> dict[str, Any]:
 
 def predict_batch(model: DigitClassifier, rows: list[np.ndarray]) -> list[dict[str, Any]]:
     """One result per image's features, in order, from a single model call."""
-    return model.predict_features(np.stack(rows))
+    return model.predict_features(np.stack(rows)) if rows else []
