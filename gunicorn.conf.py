@@ -42,6 +42,13 @@ bind = f"{_settings.host}:{_settings.listen_port}"
 # contending for the GIL (they helped only while the forest cost 7 ms a call, by making
 # batches larger); 4 was no faster and caps a batch at 4. Keep one worker per
 # core; raise GUNICORN_THREADS for models that wait on I/O or whose calls batching hides.
+# Re-measured for 64 clients after issue 24 (Digits decoding on request threads, no log
+# line per request; bench/NOTES.md, load 19-24, one run each): 4 threads spent the least
+# CPU per request (Digits 1.09 ms, XXXModel 0.55) against 8 (1.17, 0.68) and 16 (1.77,
+# 0.70); 8 stays the default until 4 is measured at 16 clients and with SentenceEmbedding,
+# whose batches 4 threads would cap at 4. gunicorn's listen backlog (2048) is far above
+# 64 clients, so it stays; the batcher's wait is bounded by a model call's duration,
+# which is now the forest alone (about 0.1-0.3 ms), so it needs no setting either.
 #
 # CPU-heavy models (SentenceEmbedding: 2-6 ms of CPU per text, docs/performance-heavy-models.md):
 # each worker has its own ONNX Runtime session with cores / workers threads

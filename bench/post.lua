@@ -1,13 +1,38 @@
--- wrk script for bench/run.py: POST the JSON body in the file named by $BENCH_BODY on
--- every request, and print the run's summary as one line of JSON prefixed "BENCH ".
--- Non-2xx answers count as errors (summary.errors.status), as do socket errors.
+-- wrk script for bench/run.py: POST the JSON bodies in the file named by $BENCH_BODY, one
+-- per line, in turn (each wrk thread starts at a different line), and print the run's
+-- summary as one line of JSON prefixed "BENCH ". Non-2xx answers count as errors
+-- (summary.errors.status), as do socket errors.
 
 local path = os.getenv("BENCH_BODY")
-local file = assert(io.open(path, "rb"), "BENCH_BODY must name a readable file")
-wrk.method = "POST"
-wrk.body = file:read("*a")
-file:close()
-wrk.headers["Content-Type"] = "application/json"
+local counter = 0
+
+function setup(thread)
+  thread:set("offset", counter)
+  counter = counter + 1
+end
+
+local requests = {}
+local index = 0
+
+function init(args)
+  local file = assert(io.open(path, "rb"), "BENCH_BODY must name a readable file")
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/json"
+  for line in file:lines() do
+    if #line > 0 then
+      requests[#requests + 1] = wrk.format(nil, nil, nil, line)
+    end
+  end
+  file:close()
+  assert(#requests > 0, "BENCH_BODY holds no body")
+  -- Threads start spread over the bodies, so they do not send the same one at once.
+  index = ((offset or 0) * 7) % #requests
+end
+
+function request()
+  index = index % #requests + 1
+  return requests[index]
+end
 
 function done(summary, latency, requests)
   local e = summary.errors

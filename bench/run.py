@@ -49,9 +49,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import bodies
+from bench.profiling import step_costs_table
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = PROJECT_ROOT / "bench"
 LUA_SCRIPT = BENCH_DIR / "post.lua"
+PROFILES_DIR = BENCH_DIR / "profiles"
+PROFILE_RATE_HZ = 250
 PROJECT = "model-serving"
 BASELINE = "baseline"
 
@@ -61,42 +66,29 @@ BASELINE = "baseline"
 
 @dataclass(frozen=True)
 class Workload:
-    """A model both apps serve, and the JSON body every request sends it."""
+    """A model the apps serve, and the JSON bodies the requests send it in turn (bench/bodies.py)."""
 
     model: str
-    make_body: Callable[[], bytes]
+    make_bodies: Callable[[], list[bytes]]
     requires: tuple[str, ...] = ()  # files under the project root the workload needs
     baseline: str = "baseline"  # the APPS entry that serves it the tutorial's way
+    rival: str | None = None  # the APPS entry of another serving framework measured beside it
 
     def missing(self) -> list[str]:
         return [path for path in self.requires if not (PROJECT_ROOT / path).exists()]
 
 
-def _greeting_body() -> bytes:
-    return json.dumps({"name": "Leo"}).encode()
-
-
-def _digit_body() -> bytes:
-    """A 24x24 PNG of a handwritten 3, base64-encoded, as a web page's canvas sends it."""
-    from models.digits.examples import THREE_BASE64
-
-    return json.dumps({"image": THREE_BASE64}).encode()
-
-
-def _sentence_body() -> bytes:
-    """One sentence of 13 word pieces, the length of a typical search query or title."""
-    return json.dumps({"text": "How do I serve a sentence embedding model without torch?"}).encode()
-
-
 EMBEDDING_BASELINE = "baseline-embedding"
 EMBEDDING_MODEL_FILE = "models/sentence_embedding/model.onnx"
+# LitServe, the rival issue 24 names for Digits (bench/baseline/litserve_digits.py).
+LITSERVE = "litserve"
 
 WORKLOADS = {
     "SentenceEmbedding": Workload(
-        "SentenceEmbedding", _sentence_body, requires=(EMBEDDING_MODEL_FILE,), baseline=EMBEDDING_BASELINE
+        "SentenceEmbedding", bodies.sentence_bodies, requires=(EMBEDDING_MODEL_FILE,), baseline=EMBEDDING_BASELINE
     ),
-    "Digits": Workload("Digits", _digit_body, requires=("handlers/digits.py",)),
-    "XXXModel": Workload("XXXModel", _greeting_body),
+    "Digits": Workload("Digits", bodies.digit_bodies, requires=("handlers/digits.py",), rival=LITSERVE),
+    "XXXModel": Workload("XXXModel", bodies.greeting_bodies),
 }
 
 
@@ -113,12 +105,34 @@ def _gunicorn() -> str:
     return str(Path(sys.executable).parent / "gunicorn")
 
 
+def litserve_python() -> str:
+    """The interpreter that runs the LitServe baseline: `$BENCH_LITSERVE_PYTHON`, else this one."""
+    return os.environ.get("BENCH_LITSERVE_PYTHON") or sys.executable
+
+
+def litserve_missing() -> str | None:
+    """Why the LitServe baseline cannot run here, or None."""
+    check = subprocess.run([litserve_python(), "-c", "import litserve"], capture_output=True, check=False)
+    if check.returncode == 0:
+        return None
+    return (
+        f"litserve is not importable by {litserve_python()}: `pip install -r requirements-bench.txt`, or point "
+        "BENCH_LITSERVE_PYTHON at a venv that has it"
+    )
+
+
 def app_yaml_env(path: Path = PROJECT_ROOT / "app.yaml") -> dict[str, str]:
     """The `env_variables` app.yaml gives the app on App Engine (threads, workers...)."""
     import yaml
 
     config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     return {str(name): str(value) for name, value in (config.get("env_variables") or {}).items()}
+
+
+# App Engine and Cloud Run log every request themselves, so there the app writes no line of
+# its own for a successful request (REQUEST_LOG_SAMPLE_RATE's `auto`); on loopback the
+# app would take itself for a local run and log them all. Set the variable to measure that.
+GOOGLE_REQUEST_LOG = {} if "REQUEST_LOG_SAMPLE_RATE" in os.environ else {"REQUEST_LOG_SAMPLE_RATE": "0"}
 
 
 def project_env() -> dict[str, str]:
@@ -131,13 +145,19 @@ APPS = {
     PROJECT: App(
         PROJECT,
         command=lambda port: [_gunicorn(), "-c", "gunicorn.conf.py", "main:app"],
-        env=lambda port: {**project_env(), "PORT": str(port), "HOST": "127.0.0.1"},
+        env=lambda port: {**project_env(), **GOOGLE_REQUEST_LOG, "PORT": str(port), "HOST": "127.0.0.1"},
     ),
     # As the tutorial's start.sh runs it.
     BASELINE: App(
         BASELINE,
         command=lambda port: [_gunicorn(), "-b", f"127.0.0.1:{port}", "-w", "2", "bench.baseline.main:app"],
         env=lambda port: {},
+    ),
+    # Digits on LitServe, run by $BENCH_LITSERVE_PYTHON (it needs `litserve`, requirements-bench.txt).
+    LITSERVE: App(
+        LITSERVE,
+        command=lambda port: [litserve_python(), "-m", "bench.baseline.litserve_digits", str(port)],
+        env=lambda port: {"PYTHONPATH": str(PROJECT_ROOT)},
     ),
     # The same, serving all-MiniLM-L6-v2 with sentence-transformers (torch).
     EMBEDDING_BASELINE: App(
@@ -436,10 +456,12 @@ class Plan:
 
 
 def servers_to_start(plan: Plan, workloads: Sequence[str]) -> list[str]:
-    """The APPS entries the plan needs: the project, and each workload's baseline."""
+    """The APPS entries the plan needs: the project, each workload's baseline, and rivals asked for."""
     names = [PROJECT] if PROJECT in plan.apps else []
     if BASELINE in plan.apps:
         names += list(dict.fromkeys(WORKLOADS[name].baseline for name in workloads))
+    rivals = [WORKLOADS[name].rival for name in workloads]
+    names += list(dict.fromkeys(rival for rival in rivals if rival is not None and rival in plan.apps))
     return names
 
 
@@ -464,10 +486,13 @@ def benchmark(
         if missing:
             notes[name] = f"not served here (missing {', '.join(missing)}; `make models` writes it)"
             continue
-        workloads[name] = workdir / f"{name}.json"
-        workloads[name].write_bytes(WORKLOADS[name].make_body())
+        workloads[name] = workdir / f"{name}.jsonl"
+        bodies.write_bodies(WORKLOADS[name].make_bodies, workloads[name])
     rows: list[Row] = []
     names = servers_to_start(plan, list(workloads))
+    if LITSERVE in names and (why := litserve_missing()) is not None:
+        names.remove(LITSERVE)
+        notes[LITSERVE] = why
     with ExitStack() as stack:
         servers: dict[str, Server] = {}
         for server_name in names:
@@ -478,6 +503,9 @@ def benchmark(
             say(f"  ready in {servers[server_name].cold_start_s:.2f} s")
         for name, body_file in workloads.items():
             roles = {PROJECT: PROJECT, BASELINE: WORKLOADS[name].baseline}
+            rival = WORKLOADS[name].rival
+            if rival is not None:
+                roles[rival] = rival
             by_app = {app: servers[server] for app, server in roles.items() if server in servers}
             urls = {app: f"{server.url}/v1/{WORKLOADS[name].model}" for app, server in by_app.items()}
             for app_name, url in urls.items():
@@ -510,7 +538,7 @@ def benchmark(
                         rows[-1].mean_batch = mean_batch(batches_before, after)
                     say(f"  {name} on {roles[app_name]}, {connections:>3} connections: {rows[-1].rps:8.0f} req/s")
             if plan.profile and PROJECT in servers:
-                notes[f"profile:{name}"] = profile_worker(servers[PROJECT], urls[PROJECT], body_file, plan)
+                notes[f"profile:{name}"] = profile_worker(name, body_file, plan, workdir)
         if PROJECT in servers:
             memory = server_memory_mb(servers[PROJECT])
             measures.update(memory)
@@ -610,7 +638,7 @@ def mean_batch(before: tuple[float, float], after: tuple[float, float] | None) -
 
 def _post(url: str, body_file: Path) -> int | None:
     request = urllib.request.Request(
-        url, data=body_file.read_bytes(), headers={"Content-Type": "application/json"}, method="POST"
+        url, data=bodies.first_body(body_file), headers={"Content-Type": "application/json"}, method="POST"
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -622,37 +650,73 @@ def _post(url: str, body_file: Path) -> int | None:
 # --- profiling ---
 
 
-def profile_worker(server: Server, url: str, body_file: Path, plan: Plan) -> str:
-    """Where one worker's time goes under load: py-spy samples of the thread holding the GIL."""
+def profile_worker(name: str, body_file: Path, plan: Plan, workdir: Path) -> str:
+    """Where one worker's CPU goes under load, step by step; also written to bench/profiles/<name>.md.
+
+    A project server of one gthread worker (app.yaml's threads) is started for it, driven by
+    wrk at the plan's largest connection count, and sampled by py-spy (the thread holding
+    the GIL) while the worker's CPU time and the requests it answers are measured over the
+    same seconds (bench/profiling.py sorts the samples into steps).
+    """
     py_spy = Path(sys.executable).parent / "py-spy"
-    workers = server.workers()
-    if not py_spy.exists() or not workers:
+    if not py_spy.exists():
         return "(py-spy not installed: `pip install -r requirements-bench.txt`)"
-    seconds = max(plan.seconds, 4.0)
+    seconds = max(plan.seconds, 5.0)
     connections = max(plan.connections)
-    out = body_file.parent / f"profile-{body_file.stem}.txt"
-    load = subprocess.Popen(
-        ["wrk", f"-t{plan.wrk_threads}", f"-c{connections}", f"-d{seconds + 2:g}s", "-s", str(LUA_SCRIPT), url],
-        env={**os.environ, "BENCH_BODY": str(body_file)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        time.sleep(1)
+    out = workdir / f"profile-{name}.txt"
+    extra = {**plan.env_for(PROJECT, workdir), "GUNICORN_WORKERS": "1"}
+    with serving(APPS[PROJECT], workdir / f"profile-{name}.log", extra_env=extra) as server:
+        url = f"{server.url}/v1/{WORKLOADS[name].model}"
+        run_wrk(url, body_file, connections, 2.0, plan.wrk_threads)  # warm up
+        workers = server.workers()
+        load = subprocess.Popen(
+            ["wrk", f"-t{plan.wrk_threads}", f"-c{connections}", f"-d{seconds + 1:g}s", "-s", str(LUA_SCRIPT), url],
+            env={**os.environ, "BENCH_BODY": str(body_file)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        time.sleep(0.5)
+        before, counted = process_cpu_seconds(workers), _served(server.url, WORKLOADS[name].model)
         subprocess.run(
             [
                 *(str(py_spy), "record", "--pid", str(workers[0]), "--duration", f"{int(seconds)}"),
-                *("--rate", "200", "--format", "raw", "--gil", "--nonblocking", "--output", str(out)),
+                *("--rate", str(PROFILE_RATE_HZ), "--format", "raw", "--gil", "--nonblocking", "--output", str(out)),
             ],
             capture_output=True,
             timeout=seconds + 60,
             check=False,
         )
-    finally:
-        load.wait(seconds + 30)
+        cpu = process_cpu_seconds(workers) - before
+        answered = _served(server.url, WORKLOADS[name].model) - counted
+        load.communicate(timeout=seconds + 30)
     if not out.exists():
         return "(py-spy could not attach: it needs ptrace permission)"
-    return summarize_profile(out.read_text())
+    collapsed = out.read_text()
+    summary = (
+        f"One worker, {connections} clients, {seconds:g} s sampled: {answered:.0f} requests answered "
+        f"({answered / seconds:.0f}/s), {1000 * cpu:.0f} ms of worker CPU.\n\n"
+        + step_costs_table(collapsed, rate_hz=PROFILE_RATE_HZ, requests=answered, cpu_s=cpu)
+        + "\n\nFunctions (with callees / itself):\n\n"
+        + summarize_profile(collapsed)
+    )
+    PROFILES_DIR.mkdir(exist_ok=True)
+    (PROFILES_DIR / f"{name}.md").write_text(f"# {name}: where a worker's CPU goes\n\n{summary}\n", encoding="utf-8")
+    return summary
+
+
+def _served(url: str, model: str) -> float:
+    """Requests the server has answered for `model` so far, from its /metrics; 0 when unreadable."""
+    try:
+        with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+            text = response.read().decode()
+    except OSError:
+        return 0.0
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("model_serving_requests_total{") and f'model="{model}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 # Frames that every sample has; they say nothing about where the time goes.
@@ -725,6 +789,14 @@ THROUGHPUT_TARGETS: dict[tuple[str, int], tuple[float, float | None]] = {
     ("Digits", 16): (9.0, None),
     ("Digits", 64): (9.0, 60.0),
 }
+# Issue 24: (model, connections) -> (min ratio, against which app). Digits must also answer
+# with a lower p99 than LitServe.
+RIVAL_TARGETS: dict[tuple[str, int], tuple[float, str]] = {
+    ("Digits", 16): (1.5, LITSERVE),
+    ("Digits", 64): (1.5, LITSERVE),
+    ("XXXModel", 16): (2.5, BASELINE),
+    ("XXXModel", 64): (2.5, BASELINE),
+}
 COLD_START_TARGET_S = 2.0
 SERVER_MEMORY_TARGET_MB = 700.0
 REQUIREMENTS_TARGET_MB = 300.0
@@ -745,6 +817,18 @@ def targets(rows: Sequence[Row], measures: dict[str, float] | None = None) -> li
         met = row.ratio >= ratio and (p99 is None or row.p99_ms <= p99)
         cpu = f"; CPU per request {row.cpu_ratio:.2f}x less" if row.cpu_ratio is not None else ""
         checks.append((target, f"{row.ratio:.2f}x, p99 {row.p99_ms:.1f} ms{cpu}", met))
+    for (model, connections), (ratio, other_app) in RIVAL_TARGETS.items():
+        lower_p99 = other_app == LITSERVE
+        target = f"{model}, {connections} clients: >= {ratio:g}x {other_app}" + (", lower p99" if lower_p99 else "")
+        row, other = _find(rows, PROJECT, model, connections), _find(rows, other_app, model, connections)
+        if row is None or other is None or not other.rps:
+            checks.append((target + " (issue 24)", "-", None))
+            continue
+        measured = f"{row.rps / other.rps:.2f}x ({row.rps:.0f} vs {other.rps:.0f} req/s)"
+        if lower_p99:
+            measured += f", p99 {row.p99_ms:.1f} vs {other.p99_ms:.1f} ms"
+        met = row.rps / other.rps >= ratio and (not lower_p99 or row.p99_ms < other.p99_ms)
+        checks.append((target + " (issue 24)", measured, met))
     for connections in sorted({r.connections for r in rows}):
         row = _find(rows, PROJECT, "XXXModel", connections)
         if row is not None and row.ratio is not None:
@@ -872,10 +956,15 @@ def write_results(
         f"Machine: {machine_line}.",
         "model-serving ran as app.yaml runs it: `gunicorn -c gunicorn.conf.py main:app` with "
         + " ".join(f"`{name}={os.environ.get(name, value)}`" for name, value in sorted(app_yaml_env().items()))
-        + " (app.yaml's `env_variables`, as overridden by the benchmark's environment).",
+        + " (app.yaml's `env_variables`, as overridden by the benchmark's environment), and "
+        + " ".join(f"`{name}={value}`" for name, value in GOOGLE_REQUEST_LOG.items())
+        + " as on App Engine and Cloud Run, where the platform logs every request (unset here: the app's own "
+        "line for every request). LitServe (bench/baseline/litserve_digits.py) ran under "
+        f"`{litserve_python()}`.",
         f"wrk: {plan.wrk_threads} threads, {plan.runs} run(s) of {plan.seconds:g} s per row (the median by "
         "throughput is shown), after a warm-up, the apps taking turns run by run; bench/post.lua POSTs the "
-        "same JSON body on every request. `load` is the machine's 1-minute load average during the runs; "
+        "workload's bodies in turn (bench/bodies.py: 62 different digit images, 200 names, 50 texts). "
+        "`load` is the machine's 1-minute load average during the runs; "
         "it counts the benchmark's own threads (wrk's and the servers'), so it says how crowded the 2 cores "
         "were, not that other work was running. `CPU ms/request` is the server's CPU time (master and "
         "workers) per request over the runs, and `vs baseline, CPU` the baseline's over this row's: unlike "
@@ -891,7 +980,7 @@ def write_results(
         "",
         "![requests/s and p99 by concurrency](results.png)",
         "",
-        "## Targets (issue 13; XXXModel's from issue 7)",
+        "## Targets (issue 13; issue 24's against LitServe and the tutorial; XXXModel's 1.5x from issue 7)",
         "",
         targets_table(rows, measures),
     ]
@@ -922,7 +1011,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before measuring (default 3)")
     parser.add_argument("--connections", default="16,64", help="comma-separated connection counts (default 16,64)")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated models (default all)")
-    parser.add_argument("--apps", default=f"{PROJECT},{BASELINE}", help="comma-separated apps (default both)")
+    parser.add_argument(
+        "--apps", default=f"{PROJECT},{BASELINE},{LITSERVE}", help="comma-separated apps (default all three)"
+    )
     parser.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--profile", action="store_true", help="profile a worker of this project with py-spy")
     parser.add_argument("--cold-starts", type=int, default=3, help="starts per app; the fastest is shown (default 3)")
@@ -966,6 +1057,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(markdown_table(rows))
     print()
     print(targets_table(rows, measures))
+    for key, summary in notes.items():
+        if key.startswith("profile:"):
+            print(f"\nWhere the CPU goes: {key.removeprefix('profile:')}\n\n{summary}")
     path = write_results(rows, notes, command.strip(), args.output_dir, plan, machine_line, measures)
     print(f"\nwrote {path}", file=sys.stderr)
     return 0

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from models.digits.examples import SEVEN_DATA_URL, THREE_BASE64
 from models.digits.image import MAX_BASE64_CHARS
 from models.digits.model import DIGITS, DigitClassifier
@@ -64,11 +66,16 @@ def setup(artifacts: Path) -> DigitClassifier:
     return DigitClassifier.load(artifacts)
 
 
-def predict(model: DigitClassifier, payload: dict[str, Any]) -> dict[str, Any]:
+def prepare(model: DigitClassifier, payload: dict[str, Any]) -> np.ndarray:
+    """The image's 64 features: decoded on the request's thread, before (and beside) any batch."""
+    return model.features(payload["image"])
+
+
+def predict(model: DigitClassifier, features: np.ndarray) -> dict[str, Any]:
     """The most probable digit and every digit's probability."""
-    return model.predict([payload["image"]])[0]
+    return model.predict_features(features[np.newaxis])[0]
 
 
-def predict_batch(model: DigitClassifier, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One result per payload, in order, from a single model call; `InvalidInput` if any is unusable."""
-    return model.predict([payload["image"] for payload in payloads])
+def predict_batch(model: DigitClassifier, rows: list[np.ndarray]) -> list[dict[str, Any]]:
+    """One result per image's features, in order, from a single model call."""
+    return model.predict_features(np.stack(rows)) if rows else []

@@ -8,10 +8,11 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bench import run
+from bench import bodies, profiling, run
 from bench.run import Row, markdown_table, summarize_profile, targets
 from tests.conftest import require_service
 from tests.servers import PROJECT_ROOT
@@ -155,4 +156,82 @@ def test_heavy_model_sweep_reads_cpu_time_and_sets_every_knob() -> None:
         "ONNX_INTRA_OP_THREADS": "2",
         "BATCH_MAX_SIZE": "32",
         "BATCH_MAX_LATENCY_MS": "10",
+    }
+
+
+@pytest.mark.parametrize(
+    "make", [bodies.digit_bodies, bodies.greeting_bodies, bodies.sentence_bodies], ids=["digits", "names", "texts"]
+)
+def test_every_workload_sends_many_different_bodies_one_per_line(make: Any, tmp_path: Path) -> None:
+    path = tmp_path / "bodies.jsonl"
+    count = bodies.write_bodies(make, path)
+
+    lines = path.read_bytes().splitlines()
+    assert count == len(lines) == len(set(lines)) >= 50
+    assert all(isinstance(json.loads(line), dict) for line in lines)
+    assert bodies.first_body(path) == lines[0]
+
+
+def test_digit_bodies_are_images_the_model_reads() -> None:
+    from models.digits import image
+
+    features = [image.features(json.loads(body)["image"]) for body in bodies.digit_bodies()]
+    assert len({f.tobytes() for f in features}) >= 50  # different images, not one re-encoded
+
+
+@pytest.mark.parametrize(
+    ("stack", "stage"),
+    [
+        (
+            "handle (gunicorn/workers/gthread.py:1);__call__ (flask/app.py:2);_finish (serving/observability/logs.py:3)"
+            ";dumps (json/encoder.py:4)",
+            "step request-log (id, trace, log line)",
+        ),
+        (
+            "handle (gunicorn/workers/gthread.py:1);predict (serving/protocols/native/routes.py:2)"
+            ";features (models/digits/image.py:3)",
+            "decode + preprocess (image)",
+        ),
+        ("handle (gunicorn/workers/gthread.py:1);__call__ (flask/app.py:2)", "Flask + Werkzeug dispatch"),
+        (
+            "handle (gunicorn/workers/gthread.py:1);write (gunicorn/http/wsgi.py:2);_emit_body (x.py:3)",
+            "gunicorn: send response",
+        ),
+        ("_bootstrap (threading.py:1)", profiling.OTHER),
+    ],
+    ids=["log-line-json-counts-as-the-log", "image-decoding", "flask", "send", "other"],
+)
+def test_profile_samples_are_sorted_into_request_stages(stack: str, stage: str) -> None:
+    assert profiling.classify(stack.split(";")) == stage
+
+
+def test_step_costs_table_gives_microseconds_per_request() -> None:
+    collapsed = "a (flask/app.py:1) 30\nb (models/digits/image.py:1) 70"
+    # 100 samples at 100 Hz = 1 s of GIL time over 1000 requests: 1000 us each; 1.5 s of CPU.
+    table = profiling.step_costs_table(collapsed, rate_hz=100, requests=1000, cpu_s=1.5)
+
+    assert "| decode + preprocess (image) | 70.0% | 700 |" in table
+    assert "| Flask + Werkzeug dispatch | 30.0% | 300 |" in table
+    assert "| outside the GIL (native threads, syscalls) | | 500 |" in table
+
+
+def test_issue_24_targets_compare_with_litserve_and_the_tutorial() -> None:
+    def row(app: str, model: str, connections: int, rps: float, p99: float) -> Row:
+        return Row(app, model, connections, rps, 1.0, p99, 0, 1.0, 100, 50, 2)
+
+    rows = [
+        row("model-serving", "Digits", 16, 1500, 30),
+        row("litserve", "Digits", 16, 900, 40),  # 1.67x, lower p99: met
+        row("model-serving", "Digits", 64, 1600, 90),
+        row("litserve", "Digits", 64, 1000, 80),  # 1.6x but a higher p99: not met
+        row("model-serving", "XXXModel", 16, 5000, 10),
+        row("baseline", "XXXModel", 16, 1900, 20),  # 2.63x: met
+    ]
+    met = {target: ok for target, _, ok in targets(rows) if "issue 24" in target}
+
+    assert met == {
+        "Digits, 16 clients: >= 1.5x litserve, lower p99 (issue 24)": True,
+        "Digits, 64 clients: >= 1.5x litserve, lower p99 (issue 24)": False,
+        "XXXModel, 16 clients: >= 2.5x baseline (issue 24)": True,
+        "XXXModel, 64 clients: >= 2.5x baseline (issue 24)": None,
     }

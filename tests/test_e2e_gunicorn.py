@@ -147,3 +147,58 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_every_response_shape_over_one_keep_alive_connection(gunicorn_server: Any) -> None:
+    # Small bodies leave with their headers in one send (serving/platform/gunicorn_response.py);
+    # large, bodiless and HEAD responses as gunicorn sends them: all must frame correctly
+    # one after the other on the same connection.
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", gunicorn_server.port, timeout=10)
+    shapes = [
+        ("POST", "/v1/XXXModel", json.dumps({"name": "Ada"}), {"Content-Type": "application/json"}, 200),
+        ("GET", "/openapi.json", None, {}, 200),  # larger than the coalesced limit
+        ("HEAD", "/readyz", None, {}, 200),
+        (
+            "OPTIONS",
+            "/v1/XXXModel",
+            None,
+            {"Origin": "https://a.example", "Access-Control-Request-Method": "POST"},
+            204,
+        ),
+        ("POST", "/v1/XXXModel", "{", {"Content-Type": "application/json"}, 400),
+        ("GET", "/readyz", None, {}, 200),
+    ]
+    for method, path, body, headers, status in shapes:
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        data = response.read()
+        assert response.status == status, (method, path, data[:200])
+        assert response.getheader("X-Request-Id")
+        if method == "HEAD" or status == 204:
+            assert data == b""
+        else:
+            assert len(data) == int(response.getheader("Content-Length", "-1"))
+            json.loads(data)
+    assert len(json.loads(_get_json(connection, "/openapi.json"))) > 0
+    connection.close()
+    assert "Traceback" not in gunicorn_server.log()
+
+
+def _get_json(connection: Any, path: str) -> bytes:
+    connection.request("GET", path)
+    return bytes(connection.getresponse().read())
+
+
+def test_on_cloud_run_only_refusals_get_the_apps_request_line(start_gunicorn: Any) -> None:
+    with start_gunicorn({"K_SERVICE": "api", "LOG_FORMAT": "json"}) as server:
+        ok = requests.post(server.url + "/v1/XXXModel", json={"name": "Leo"}, timeout=5)
+        refused = requests.post(server.url + "/v1/XXXModel", json={"nope": 1}, timeout=5)
+        time.sleep(0.3)
+        entries = [json.loads(line) for line in server.log().splitlines() if line.strip()]
+
+    request_lines = [entry for entry in entries if entry.get("logger") == "serving.request"]
+    assert ok.status_code == 200
+    assert [entry["request_id"] for entry in request_lines] == [refused.headers["X-Request-Id"]]
+    assert request_lines[0]["status"] == 400

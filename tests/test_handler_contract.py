@@ -185,6 +185,11 @@ def _model(spec: ModelSpec, models: dict[Path, Any]) -> Any:
 
 
 @handler_params
+def _prepared(spec: Any, model: Any, payload: Any) -> Any:
+    # What the core hands predict/predict_batch: the handler's `prepare` of the payload, if it has one.
+    return spec.prepare(model, payload) if spec.prepare is not None else payload
+
+
 def test_examples_predict_outputs_that_match_the_output_schema(path: Path, models: dict[Path, Any]) -> None:
     spec = load_handler(path)
     model = _model(spec, models)
@@ -192,7 +197,7 @@ def test_examples_predict_outputs_that_match_the_output_schema(path: Path, model
     validator = Draft202012Validator(spec.output_schema)
 
     for example in spec.input_schema["examples"]:
-        result = spec.predict(model, example)
+        result = spec.predict(model, _prepared(spec, model, example))
         validator.validate(result)
         assert json.loads(json.dumps(result)) == result, "plain JSON types only"
 
@@ -205,8 +210,9 @@ def test_predict_batch_equals_predict_per_item(path: Path, models: dict[Path, An
     model = _model(spec, models)
     examples = list(spec.input_schema["examples"]) * 2
 
-    batch = spec.predict_batch(model, examples)
-    singles = [spec.predict(model, example) for example in examples]
+    prepared = [_prepared(spec, model, example) for example in examples]
+    batch = spec.predict_batch(model, prepared)
+    singles = [spec.predict(model, item) for item in prepared]
 
     assert len(batch) == len(singles)
     for got, want in zip(batch, singles, strict=True):

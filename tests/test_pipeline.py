@@ -93,6 +93,17 @@ def test_flask_runs_the_hooks_of_the_steps_in_list_order_and_no_others(full_app:
     assert teardown == ["Limiter.__release_context"]
 
 
+def test_steps_that_are_off_install_no_hook(make_app: Callable[..., Flask]) -> None:
+    # No keys, no limits, no metrics, no prediction log: those steps cost a request nothing.
+    app = make_app(handlers_dir=FIXTURE_HANDLERS / "ok", metrics=False, rate_limits="", prediction_log=False)
+    off = {"metrics", "prediction-log", "identify-key", "rate-limit", "enforce-key"}
+
+    for step in installed_steps(app):
+        hooks = (step.before, step.after, step.teardown, step.extension)
+        assert (all(hook is None for hook in hooks)) == (step.name in off), step.name
+    assert [_name(hook) for hook in app.before_request_funcs[None]] == ["start_request"]
+
+
 def test_a_refusal_still_passes_every_after_step(full_app: Flask, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="serving.request")
 

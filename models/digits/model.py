@@ -79,6 +79,24 @@ class DigitClassifier:
             raise
         return self.predict_features(np.stack(rows))
 
+    def features(self, text: str) -> np.ndarray:
+        """One base64 image's 64 features, charged to its request's pixel allowance first.
+
+        The handler's `prepare` stage: it runs on the request's own thread, before any batch.
+        The image's pixels are charged (MAX_PIXELS_PER_REQUEST) from its header before it is
+        decoded, so a request of many images stops at the first one past its allowance, and
+        nothing is decoded once nobody waits for the answer.
+        """
+        data = image.decode_base64(text)
+        pixels = image.declared_pixels(data)
+        request_scope.charge_pixels(pixels, "images")
+        try:
+            request_scope.check(ask_client=True)  # an image costs up to seconds: a peek is nothing
+            return image.features_from_bytes(data)
+        except BaseException:
+            request_scope.refund_pixels(pixels)
+            raise
+
     def predict_features(self, rows: np.ndarray) -> list[dict[str, Any]]:
         """Results for rows of 64 `load_digits`-style features, in one model call."""
         probabilities = self.predict_proba(rows)

@@ -122,6 +122,16 @@ def proxy_hops(raw: str) -> int | None:
     return int(value)
 
 
+def sample_rate_or_auto(raw: str) -> float | None:
+    value = raw.strip().lower()
+    if value in {"", "auto"}:
+        return None
+    try:
+        return float_between(0, 1)(value)
+    except ValueError:
+        raise ValueError("expected auto or a number from 0 to 1") from None
+
+
 def optional(raw: str) -> str | None:
     # Set but empty reads as unset, as Google's own client libraries read these variables.
     return raw.strip() or None

@@ -124,6 +124,15 @@ class LoggingSettings:
         "handler (trace, source location, labels); `auto`: `gcp` on Google Cloud, `json` elsewhere.",
         parsers.one_of("auto", "gcp", "json", "text"),
     )
+    request_log_sample_rate: float | None = setting(
+        "REQUEST_LOG_SAMPLE_RATE",
+        None,
+        "Fraction of successful requests (status below 400) that get the app's own per-request log line; "
+        "4xx and 5xx are always logged. Unset or `auto`: 0 on App Engine, Cloud Run and Cloud Functions, whose "
+        "request log already records every request (the app's other lines still carry its trace and request "
+        "id), 1 elsewhere, where that line is the only record.",
+        parsers.sample_rate_or_auto,
+    )
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from serving.http.state import ServingState
 from serving.observability.logs import request_logger, start_request
 from serving.observability.metrics import request_observer
 from serving.observability.prediction_log import prediction_logger
+from serving.platform.detect import request_log_sample_rate
 from serving.security.access import current_key_id, enforce_key, key_identifier
 from serving.security.hardening import security_headers
 from serving.security.ratelimits import create_limiter, retry_after
@@ -66,7 +67,7 @@ def request_steps(state: ServingState, ring: KeyRing, *, exposed_headers: Iterab
             "First in, last out: sets the request id, trace and start time, so the log context has them "
             "from the start; adds `X-Request-Id` and logs the request once, with its final status.",
             before=start_request,
-            after=request_logger(key_id=current_key_id),
+            after=request_logger(key_id=current_key_id, sample_rate=request_log_sample_rate(settings)),
         ),
         Step(
             "preflight-204",
@@ -100,7 +101,8 @@ def request_steps(state: ServingState, ring: KeyRing, *, exposed_headers: Iterab
             "identify-key",
             "Which API key was presented: counted against its client's rate limit next, so failed key "
             "guesses are limited too.",
-            before=key_identifier(ring),
+            # No keys configured: nothing to identify, no hook (a request pays nothing).
+            before=key_identifier(ring) if ring.enabled else None,
         ),
         Step(
             "rate-limit",
@@ -108,7 +110,11 @@ def request_steps(state: ServingState, ring: KeyRing, *, exposed_headers: Iterab
             extension=limiter.init_app if limiter is not None else None,
             after=retry_after(limiter) if limiter is not None else None,
         ),
-        Step("enforce-key", "401 without a valid key on a protected route.", before=enforce_key),
+        Step(
+            "enforce-key",
+            "401 without a valid key on a protected route.",
+            before=enforce_key if ring.enabled else None,
+        ),
         Step(
             "security-headers",
             "`nosniff`, CSP, HSTS... on every response that passed the steps above, refusals included.",

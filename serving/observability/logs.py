@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import re
 import sys
 import time
@@ -214,13 +215,18 @@ def current_model_version() -> str | None:
     return version
 
 
-def request_logger(key_id: Callable[[], str | None]) -> Callable[[Response], Response]:
+def request_logger(key_id: Callable[[], str | None], sample_rate: float = 1.0) -> Callable[[Response], Response]:
     """After-request step: echo the request id and log one line for the request.
 
     `key_id()` is the id of the API key that authenticated the request (serving/security/
-    access.py), logged as `key_id`; never the secret.
+    access.py), logged as `key_id`; never the secret. `sample_rate` is the fraction of
+    successful requests (status below 400) that get the line (`REQUEST_LOG_SAMPLE_RATE`);
+    refusals and errors always do. Every response gets `X-Request-Id` either way.
     """
     access_log = logging.getLogger("serving.request")
+    sampled = 0.0 < sample_rate < 1.0
+    skip_successes = sample_rate <= 0.0
+    draw = random.random
 
     def _finish(response: Response) -> Response:
         # This runs for every request: the request and `g` are looked up once each
@@ -231,6 +237,8 @@ def request_logger(key_id: Callable[[], str | None]) -> Callable[[Response], Res
         status = response.status_code
         request_id = context.get(_REQUEST_ID) or new_request_id()
         response.headers[REQUEST_ID_HEADER] = request_id
+        if status < 400 and (skip_successes or (sampled and draw() >= sample_rate)):
+            return response
         level = logging.ERROR if status >= 500 else logging.INFO
         if not access_log.isEnabledFor(level):
             return response

@@ -30,6 +30,19 @@ def log_format(settings: Settings) -> str:
     return "gcp" if settings.platform.behind_google_front_end else "json"
 
 
+def request_log_sample_rate(settings: Settings) -> float:
+    """Fraction of successful requests the app logs a line for: `REQUEST_LOG_SAMPLE_RATE` with `auto` resolved.
+
+    Behind Google's front end the platform's request log already has an entry for every
+    request (method, URL, status, latency, sizes, trace), and writing the app's own line
+    was 15% of a worker's busy time (bench/NOTES.md, issue 24): none there. Locally, and
+    wherever else this runs, the app's line is the only record of a request: every one.
+    """
+    if settings.request_log_sample_rate is not None:
+        return settings.request_log_sample_rate
+    return 0.0 if settings.platform.on_google_cloud else 1.0
+
+
 def proxy_hops(settings: Settings) -> int:
     """How many proxies' forwarding headers to trust: `PROXY_HOPS` with `auto` resolved.
 

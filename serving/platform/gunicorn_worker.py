@@ -17,7 +17,8 @@ never refused; when the workers hold equal numbers, whoever wakes first accepts 
 With one worker nothing changes.
 
 It also closes a connection that ends on the request's thread, not on the worker's main
-loop (see `handle`).
+loop (see `handle`), and its responses send the headers and a small body in one `sendall`
+(serving/platform/gunicorn_response.py).
 
 gunicorn.conf.py selects it with `worker_class`; all the rest (keep-alive, graceful
 shutdown, timeouts) is gthread's own.
@@ -31,6 +32,8 @@ import time
 from typing import Any
 
 from gunicorn.workers.gthread import ThreadWorker  # type: ignore[import-untyped]
+
+from serving.platform.gunicorn_response import use_single_send
 
 # Slots of (pid, connections) as C ints. A worker takes the slot of its gunicorn age
 # (a number the master counts up for each worker it starts), so a replacement worker
@@ -54,6 +57,11 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is u
         self._defer_until = 0.0
         self._table = memoryview(_TABLE).cast("i")
         self._slot = 2 * (self.age % _SLOTS)
+
+    def init_process(self) -> None:
+        """gthread's, in a worker whose responses send headers and a small body at once (gunicorn_response.py)."""
+        use_single_send()
+        super().init_process()
 
     def run(self) -> None:
         """gthread's loop, with this worker's slot in the shared table claimed, then freed."""

@@ -19,7 +19,10 @@ A handler module (see `handlers/xxx_model.py`) declares at module level:
   time budget of one call; 0 for calls that cannot hang: they then run on the request
   thread, without the hand-off to a call thread that a budget needs);
   `EMBEDDINGS` with `count_tokens(model, texts)` (the model produces text embeddings,
-  served at `POST /v1/embeddings` too: see `serving/runtime/embeddings.py`).
+  served at `POST /v1/embeddings` too: see `serving/runtime/embeddings.py`);
+  `prepare(model, payload)`: per-request work before the model call (decoding an image,
+  tokenizing), run on the request's thread outside the batch and in parallel with other
+  requests; `predict` and `predict_batch` then get what it returns instead of the payload.
 
 `discover_handlers()` imports every `*.py` in a directory and fails with a
 `HandlerError` naming the file, what it expected and what it found; `load_handler()`
@@ -90,6 +93,9 @@ class ModelSpec:
     setup_takes_artifacts: bool = False
     # Set when the handler declares EMBEDDINGS (served by POST /v1/embeddings too).
     embeddings: EmbeddingsSpec | None = None
+    # The handler's optional `prepare(model, payload)`: what `predict`/`predict_batch` get
+    # instead of the payload, computed on the request's own thread (serving/runtime/inference.py).
+    prepare: Callable[[Any, Any], Any] | None = None
 
     @property
     def input_examples(self) -> list[Any]:
@@ -192,6 +198,7 @@ def load_handler(path: Path, reserved_names: Collection[str] = ()) -> ModelSpec:
     artifacts = _artifacts(module, path, setup_takes_artifacts)
     predict = _callable(module, path, "predict", 2, required=True)
     predict_batch = _callable(module, path, "predict_batch", 2, required=False)
+    prepare = _callable(module, path, "prepare", 2, required=False)
 
     version = getattr(module, "VERSION", "0")
     if not isinstance(version, str):
@@ -242,6 +249,7 @@ def load_handler(path: Path, reserved_names: Collection[str] = ()) -> ModelSpec:
         artifacts=artifacts,
         setup_takes_artifacts=setup_takes_artifacts,
         embeddings=embeddings,
+        prepare=prepare,
     )
 
 

@@ -9,8 +9,16 @@ handler's OUTPUT_SCHEMA.
 With batching on, `Inference` owns a `Batchers` (serving/runtime/batching.py): a single
 prediction for a model with `predict_batch` is handed to that model's `Batcher`, which
 runs it alone or with concurrent ones. The batcher calls back through `ModelCalls`
-(`predict_now` and `predict_many`), which `Inference` implements, never into `predict`,
-so nothing it runs can queue a second time.
+(`predict_now` and `predict_many`, which `_PreparedCalls` implements over `Inference`'s
+`run_prepared` and `run_prepared_many`), never into `predict`, so nothing it runs can
+queue a second time.
+
+A handler with `prepare(model, payload)` has its per-request work (decoding an image)
+done before the batch, on the request's own thread: `predict` prepares the payload and
+submits what `prepare` returned, so requests decode in parallel while a batch runs, and
+the batch's serial section only gathers ready arrays. The batchers call back into
+`_PreparedCalls`, which takes prepared inputs; `predict_now` and `predict_many` take
+payloads, and prepare them themselves.
 """
 
 from __future__ import annotations
@@ -67,13 +75,14 @@ class Arrival:
 
 
 class Inference:
-    """Runs model code for the routes and the jobs; one per app. It is the batchers' `ModelCalls`."""
+    """Runs model code for the routes and the jobs; one per app. Its batchers call back through `_PreparedCalls`."""
 
     def __init__(self, *, validate_output: bool, budget: TimeBudget, batchers: Batchers | None = None) -> None:
         """`budget` bounds every model call; `batchers`, when given, batch concurrent predictions."""
         self.validate_output = validate_output
         self.budget = budget
         self.batchers = batchers
+        self._prepared_calls = _PreparedCalls(self)
 
     # --- single predictions ---
 
@@ -116,20 +125,46 @@ class Inference:
         scope = current_scope()
         if scope is not None:  # the budget runs while it waits in the queue too
             scope.start_deadline(self.budget.timeout_for(runtime.spec.timeout_s))
-        return batcher.submit(payload, announced=arrival is not None and arrival.take(batcher))
+        # Prepared before the arrival is taken: a batch about to run keeps waiting for it.
+        prepared = self.prepare(runtime, payload)
+        return batcher.submit(prepared, announced=arrival is not None and arrival.take(batcher))
 
     def batcher_for(self, runtime: ModelRuntime) -> Batcher | None:
         """This process's batcher for `runtime`, or None when it cannot batch."""
         batchers = self.batchers
         if batchers is None or runtime.spec.predict_batch is None:
             return None
-        return batchers.get(runtime.spec.name) or batchers.add(runtime, self)
+        return batchers.get(runtime.spec.name) or batchers.add(runtime, self._prepared_calls)
+
+    def prepare(self, runtime: ModelRuntime, payload: Any) -> Any:
+        """What the handler's `prepare` makes of `payload` (the payload itself without one); raises its `ApiError`.
+
+        It runs on the caller's thread, outside the time budget: a handler's `prepare` is
+        bounded by its input's limits (the image's size, the text's length).
+        """
+        prepare = runtime.spec.prepare
+        if prepare is None:
+            return payload
+        model = self.model_for(runtime)
+        try:
+            return prepare(model, payload)
+        except InvalidInput as exc:
+            raise InputRejected(str(exc) or "The model could not use this input") from None
+        except ApiError:
+            raise
+        except Exception:
+            log.exception("prepare failed", extra={"model": runtime.spec.name})
+            raise InternalError("The model failed on this input; quote the request id when reporting it") from None
 
     def predict_now(self, runtime: ModelRuntime, payload: Any) -> Any:
         """`predict` for one payload, on this thread (never through a batcher), within the budget."""
+        return self.run_prepared(runtime, self.prepare(runtime, payload))
+
+    def run_prepared(self, runtime: ModelRuntime, prepared: Any) -> Any:
+        """`predict` for one prepared input (see `prepare`), on this thread, within the budget."""
         model = self.model_for(runtime)
         try:
-            result = self.call_model(runtime, lambda: runtime.spec.predict(model, payload))
+            result = self.call_model(runtime, lambda: runtime.spec.predict(model, prepared))
         except InvalidInput as exc:
             raise InputRejected(str(exc) or "The model could not use this input") from None
         except ApiError:
@@ -149,6 +184,23 @@ class Inference:
         that raises, falls back to `predict` per item, on this thread (never through a
         batcher), so one bad item fails only itself.
         """
+        if not payloads:
+            return []
+        if runtime.spec.prepare is None:
+            return self.run_prepared_many(runtime, payloads)
+        outcomes: list[Any] = []
+        for payload in payloads:
+            try:
+                outcomes.append(self.prepare(runtime, payload))
+            except ApiError as error:
+                outcomes.append(error)
+        ready = [index for index, outcome in enumerate(outcomes) if not isinstance(outcome, ApiError)]
+        for index, outcome in zip(ready, self.run_prepared_many(runtime, [outcomes[i] for i in ready]), strict=True):
+            outcomes[index] = outcome
+        return outcomes
+
+    def run_prepared_many(self, runtime: ModelRuntime, payloads: list[Any]) -> list[Any | ApiError]:
+        """`predict_many` for prepared inputs."""
         if not payloads:
             return []
         model = self.model_for(runtime)
@@ -178,7 +230,7 @@ class Inference:
             if scope is not None:
                 scope.check()  # the request's budget may be spent by now
             try:
-                outcomes.append(self.predict_now(runtime, payload))
+                outcomes.append(self.run_prepared(runtime, payload))
             except ApiError as error:
                 outcomes.append(error)
         return outcomes
@@ -217,6 +269,19 @@ class Inference:
                 extra={"model": runtime.spec.name},
             )
             raise InternalError("The model returned an invalid result; quote the request id when reporting it")
+
+
+class _PreparedCalls:
+    """The batchers' `ModelCalls`: `Inference`'s calls for inputs `Inference.predict` already prepared."""
+
+    def __init__(self, inference: Inference) -> None:
+        self._inference = inference
+
+    def predict_now(self, runtime: ModelRuntime, payload: Any) -> Any:
+        return self._inference.run_prepared(runtime, payload)
+
+    def predict_many(self, runtime: ModelRuntime, payloads: list[Any]) -> list[Any]:
+        return self._inference.run_prepared_many(runtime, payloads)
 
 
 def create_inference(settings: Settings, observer: BatchObserver | None = None) -> Inference:

@@ -40,7 +40,7 @@ def _drawn(digit: int, size: int = 64) -> Image.Image:
 
 
 def _predict(model: Any, text: str) -> dict[str, Any]:
-    return digits.predict(model, {"image": text})
+    return digits.predict(model, digits.prepare(model, {"image": text}))
 
 
 # --- accuracy ------------------------------------------------------------------------
@@ -57,7 +57,7 @@ def test_held_out_accuracy_through_the_handler_as_pngs(digits_model: Any) -> Non
     # The full path: each held-out image rendered to a dark-on-white PNG, sent as base64.
     _, _, held_out = split()
     payloads = [{"image": _b64(rendering.png_from_features(f))} for f in held_out.features]
-    results = digits.predict_batch(digits_model, payloads)
+    results = digits.predict_batch(digits_model, [digits.prepare(digits_model, p) for p in payloads])
     accuracy = np.mean([r["digit"] for r in results] == held_out.labels)
     assert accuracy >= ACCURACY_FLOOR
 
@@ -283,11 +283,11 @@ def test_random_byte_damage_never_escapes_as_another_exception(digits_model: Any
 # --- batching and concurrency --------------------------------------------------------
 
 
-def test_predict_batch_raises_invalid_input_for_a_bad_item(digits_model: Any) -> None:
-    # The core then falls back to predicting item by item.
-    payloads = [{"image": THREE_BASE64}, {"image": "not base64!"}]
+def test_prepare_raises_invalid_input_for_a_bad_image(digits_model: Any) -> None:
+    # On the request's own thread, before any batch: only that request fails.
+    assert digits.prepare(digits_model, {"image": THREE_BASE64}).shape == (64,)
     with pytest.raises(InvalidInput):
-        digits.predict_batch(digits_model, payloads)
+        digits.prepare(digits_model, {"image": "not base64!"})
 
 
 def test_concurrent_predictions_match_sequential_ones(digits_model: Any) -> None:
