@@ -184,12 +184,12 @@ def _model(spec: ModelSpec, models: dict[Path, Any]) -> Any:
     return models[spec.path]
 
 
-@handler_params
 def _prepared(spec: Any, model: Any, payload: Any) -> Any:
     # What the core hands predict/predict_batch: the handler's `prepare` of the payload, if it has one.
     return spec.prepare(model, payload) if spec.prepare is not None else payload
 
 
+@handler_params
 def test_examples_predict_outputs_that_match_the_output_schema(path: Path, models: dict[Path, Any]) -> None:
     spec = load_handler(path)
     model = _model(spec, models)
