@@ -28,6 +28,7 @@ from serving.observability.metrics import add_metrics_route, create_metrics
 from serving.observability.prediction_log import create_prediction_log
 from serving.openapi import document as openapi
 from serving.platform.detect import adapt_to_platform, log_format, project_id
+from serving.protocols import bigquery
 from serving.runtime.handlers import discover_handlers
 from serving.runtime.inference import create_inference
 from serving.runtime.model_artifacts import artifact_cache, artifact_sources
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(openapi.blueprint)
     app.register_blueprint(docs.blueprint)
     register_vertex_routes(app)
+    app.register_blueprint(bigquery.blueprint)  # until the protocol-package merge lists it in PROTOCOLS
     app.cli.add_command(new_model_command)
     app.register_blueprint(web.blueprint)
     app.register_blueprint(job_routes.blueprint)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.config.artifacts_settings import ArtifactSettings, OnnxSettings
+from serving.config.bigquery import BigQuerySettings
 from serving.config.fields import PROJECT_ROOT, SettingsError
 from serving.config.jobs import JobsSettings
 from serving.config.models import BatchingSettings, CallLimitSettings, ModelSettings
@@ -45,6 +46,7 @@ __all__ = ["PROJECT_ROOT", "Settings", "SettingsError", "settings_table"]
 # ServerSettings's `HOST` to DebugSettings's `FLASK_DEBUG`.
 @dataclass(frozen=True)
 class Settings(
+    BigQuerySettings,
     PredictionLogSettings,
     ArtifactSettings,
     DebugSettings,

@@ -23,7 +23,7 @@ from flask import Blueprint, Response, g, jsonify, request
 
 from serving.errors import ApiError, ModelNotFound
 from serving.http.body import read_json
-from serving.http.instances import MAX_REPORTED_ERRORS, parse_batch_request, validate_instances
+from serving.http.instances import MAX_REPORTED_ERRORS, parse_batch_request, positional_instances, validate_instances
 from serving.http.predict import find_model
 from serving.http.state import get_state
 from serving.runtime.registry import ModelRuntime
@@ -53,6 +53,8 @@ def predict_instances(runtime: ModelRuntime) -> Response:
     instances = parse_batch_request(
         read_json(request), model=runtime.spec.name, max_instances=state.settings.predict_max_instances
     )
+    # Vertex AI batch prediction's `instanceType: "array"` sends value lists.
+    instances = positional_instances(instances, runtime.spec.input_schema, runtime.spec.name)
     validate_instances(runtime.spec.input_validator, instances)
     return jsonify(predictions=run_instances(runtime, instances))
 

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from serving.errors import BadRequest, TooManyInstances, ValidationFailed
+from serving.runtime.positional import PositionalOrder, refusal
 from serving.runtime.validation import SchemaValidator
 
 # TF Serving's name for the one signature a model has when it was not named.
@@ -148,6 +149,32 @@ def _replace_b64(instance: Any, path: str) -> Any:
             elif isinstance(value, (dict, list)):
                 stack.append((value, json_path(where, key)))
     return instance
+
+
+def positional_instances(instances: list[Any], schema: Mapping[str, Any], model: str) -> list[Any]:
+    """`instances` with each list of values (Vertex AI's `instanceType: "array"`) as an object.
+
+    The values map to the object schema's top-level properties in declared order
+    (serving/runtime/positional.py); a model whose schema is not an object takes its
+    lists as they are, and one with no flat order to map to refuses them.
+    """
+    if schema.get("type") != "object" or not any(isinstance(instance, list) for instance in instances):
+        return instances
+    order = PositionalOrder.of(schema)
+    mapped = []
+    for index, instance in enumerate(instances):
+        if isinstance(instance, list):
+            where = json_path("$.instances", index)
+            try:
+                if order is None:
+                    raise refusal(model, where=where)
+                instance = order.payload(instance, where=where)
+            except ValidationFailed as failed:
+                failed.message = f"instances[{index}]: {failed.message}"
+                failed.details["index"] = index
+                raise
+        mapped.append(instance)
+    return mapped
 
 
 def validate_instances(validator: SchemaValidator, instances: list[Any]) -> None:

@@ -24,6 +24,7 @@ from serving.jobs.openapi import job_routes
 from serving.observability.metrics_openapi import metrics_routes
 from serving.openapi.builder import BATCH_ERROR_SCHEMA, ERROR_SCHEMA, MODEL_STATUS_SCHEMA, OpenApiDocument
 from serving.openapi.security import document_security
+from serving.protocols.bigquery import bigquery_routes
 from serving.security.access import public
 
 blueprint = Blueprint("openapi", __name__)
@@ -40,6 +41,7 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
     web_routes,
     openai_routes,  # after listing_routes: it extends ModelList and Model
     inference_v2_routes,
+    bigquery_routes,
 )
 
 

@@ -48,7 +48,8 @@ from serving.runtime.validation import SchemaValidator, schema_problem
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 ASYNC_MODES = ("never", "allowed", "always")
 # URL segments under /v1/ that belong to the core, so no model may take them.
-RESERVED_NAMES = frozenset({"models", "jobs", "embeddings"})
+# "bigquery": serving/protocols/bigquery/ (its RESERVED_NAMES, until the protocol-package merge).
+RESERVED_NAMES = frozenset({"models", "jobs", "embeddings", "bigquery"})
 
 
 class HandlerError(Exception):
