@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_vertex_routes(app)
     app.register_blueprint(bigquery.blueprint)  # until the protocol-package merge lists it in PROTOCOLS
     app.cli.add_command(new_model_command)
+    app.cli.add_command(bigquery.bigquery_sql_command)
     app.register_blueprint(web.blueprint)
     app.register_blueprint(job_routes.blueprint)
     app.register_blueprint(job_routes.internal)

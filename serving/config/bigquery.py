@@ -72,8 +72,8 @@ class BigQuerySettings:
         "BIGQUERY_MAX_ROWS",
         None,
         "Most rows one BigQuery call may carry (400 beyond, naming the `max_batching_rows` to set); "
-        "unset: as many as the model's time budget allows in `GUNICORN_TIMEOUT` "
-        "(`max_batch_size` x timeout / the model's `TIMEOUT_S`, at most 10000).",
+        "unset: as many as the model's time budget allows in BigQuery's 20 minutes a call "
+        "(`max_batch_size` x 1200 s / the model's `TIMEOUT_S`, at most 10000).",
         _optional_rows,
     )
     bigquery_max_in_flight: int = setting(

@@ -7,9 +7,10 @@ The protocol as one unit: its route and error shape (routes.py), its wire format
 
 from __future__ import annotations
 
+from serving.protocols.bigquery.command import bigquery_sql_command
 from serving.protocols.bigquery.openapi import bigquery_routes
 from serving.protocols.bigquery.routes import blueprint, error_body
 
 RESERVED_NAMES = frozenset({"bigquery"})
 
-__all__ = ["RESERVED_NAMES", "bigquery_routes", "blueprint", "error_body"]
+__all__ = ["RESERVED_NAMES", "bigquery_routes", "bigquery_sql_command", "blueprint", "error_body"]

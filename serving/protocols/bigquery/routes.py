@@ -46,6 +46,9 @@ blueprint = Blueprint("bigquery", __name__, url_prefix="/v1/bigquery")
 EXTENSION_KEY = "serving.protocols.bigquery"
 # The most rows a call may carry when BIGQUERY_MAX_ROWS is unset, whatever the budget allows.
 DEFAULT_ROW_CEILING = 10_000
+# BigQuery gives one remote-function call 20 minutes: the default row limit keeps a call
+# whose every chunk ran for the model's whole time budget within it.
+CALL_SECONDS = 1200
 # Null replies logged one by one per call; the rest are counted in one line.
 _LOGGED_NULL_ROWS = 20
 
@@ -118,7 +121,7 @@ def max_rows(settings: Settings, runtime: ModelRuntime, default_timeout_s: float
         return settings.bigquery_max_rows
     size = runtime.spec.batch.max_batch_size
     budget = runtime.spec.timeout_s if runtime.spec.timeout_s is not None else default_timeout_s
-    chunks = max(1, math.floor(settings.timeout_s / budget)) if budget > 0 else DEFAULT_ROW_CEILING
+    chunks = max(1, math.floor(CALL_SECONDS / budget)) if budget > 0 else DEFAULT_ROW_CEILING
     return min(DEFAULT_ROW_CEILING, size * chunks)
 
 
