@@ -16,6 +16,7 @@ exactly `{"errorMessage": "..."}` (`error_body`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -29,14 +30,14 @@ from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import HTTPException
 
 from serving.config.settings import Settings
-from serving.errors import ApiError, InternalError, NotFound, TooManyRequests, ValidationFailed
+from serving.errors import ApiError, InternalError, ModelUnavailable, NotFound, TooManyRequests, ValidationFailed
 from serving.http.body import read_json
 from serving.http.predict import find_model
 from serving.http.state import get_state
 from serving.observability.logs import current_request_id
 from serving.protocols.bigquery.callers import CallerCheck
 from serving.protocols.bigquery.wire import NULL_ROW, RemoteCall, RowReader, parse_request, short
-from serving.runtime.registry import ModelRuntime
+from serving.runtime.registry import ModelNotReady, ModelRuntime, ModelStatus
 from serving.security.access import public
 
 log = logging.getLogger("serving.protocols.bigquery")
@@ -144,11 +145,34 @@ def remote_function(name: str) -> Response:
     if own.callers is not None:
         own.callers.verify(request.headers.get("Authorization"), service_audiences=_service_audiences())
     runtime = find_model(name)
+    _refuse_while_loading(runtime)
     limit = max_rows(settings, runtime, app_state.inference.budget.default_timeout_s)
     call = parse_request(read_json(request), max_rows=limit)
     with own.gate.slot():
         replies = _answer(runtime, call)
     return jsonify(replies=replies)
+
+
+def _refuse_while_loading(runtime: ModelRuntime) -> None:
+    """503 with `Retry-After` while the model loads (starting its load if none has), rather than wait.
+
+    Other routes wait for a lazy model's `setup()`; BigQuery retries a 503, and a
+    request parked through a long load would only hold a thread and BigQuery's patience.
+    """
+    status = runtime.status
+    if status not in (ModelStatus.PENDING, ModelStatus.LOADING):
+        return
+    if status is ModelStatus.PENDING:
+        threading.Thread(target=_load_quietly, args=(runtime,), name=f"load-{runtime.spec.name}", daemon=True).start()
+    error = ModelUnavailable(f"Model {runtime.spec.name} is loading; retry shortly", status="loading")
+    error.headers["Retry-After"] = "5"
+    raise error
+
+
+def _load_quietly(runtime: ModelRuntime) -> None:
+    # A failure is recorded on the runtime: the next request's 503 says why.
+    with contextlib.suppress(ModelNotReady):
+        runtime.ensure_loaded()
 
 
 def _answer(runtime: ModelRuntime, call: RemoteCall) -> list[Any]:
