@@ -97,10 +97,13 @@ class StandIn:
         self.max_backoff_s = max_backoff_s
         self._local = threading.local()
         self._lock = threading.Lock()
+        # Requests answered so far in the current run: lets a test act mid-table.
+        self.answered = 0
 
     def run(self, calls: Sequence[list[Any]]) -> Report:
         """Every row's reply, in order; `CallFailed` when a request fails for good."""
         job = uuid.uuid4().hex[:12]
+        self.answered = 0
         chunks = [calls[i : i + self.rows_per_request] for i in range(0, len(calls), self.rows_per_request)]
         report = Report(replies=[])
         started = time.perf_counter()
@@ -135,8 +138,10 @@ class StandIn:
             try:
                 response = self._session().post(self.endpoint, data=body, headers=headers, timeout=self.timeout_s)
                 status = response.status_code
-            except (requests.ConnectionError, requests.Timeout):
-                self._local.session = None  # the connection is gone: BigQuery opens a new one
+            except requests.RequestException:
+                # Refused, reset, timed out or a reply cut short: the connection is gone,
+                # and BigQuery retries on a new one.
+                self._local.session = None
                 status, response = None, None
             with self._lock:
                 report.requests += 1
@@ -145,6 +150,8 @@ class StandIn:
                 replies = response.json().get("replies")
                 if not isinstance(replies, list) or len(replies) != len(calls):
                     raise CallFailed(200, f"{request_id}: {len(calls)} calls but replies were {str(replies)[:200]}")
+                with self._lock:
+                    self.answered += 1
                 return replies
             if status is not None and status not in RETRIED_STATUSES:
                 raise CallFailed(status, _error_message(response))
@@ -188,3 +195,31 @@ def native_answers(base_url: str, model: str, rows: Sequence[dict[str, Any]], co
 
     with ThreadPoolExecutor(concurrency) as pool:
         return list(pool.map(answer, rows))
+
+
+def same_answer(got: Any, expected: Any, *, tolerance: float = 1e-5) -> bool:
+    """True when two JSON answers are equal, floats within `tolerance` (relative or absolute).
+
+    A model run on a batch of rows (float32 matrix products) may differ from the same
+    model run on one row in the last digit; that is the same answer.
+    """
+    if isinstance(got, float) or isinstance(expected, float):
+        if isinstance(got, bool) or isinstance(expected, bool):
+            return got is expected
+        if not isinstance(got, (int, float)) or not isinstance(expected, (int, float)):
+            return False
+        return abs(got - expected) <= tolerance * max(1.0, abs(expected))
+    if isinstance(got, dict) and isinstance(expected, dict):
+        return got.keys() == expected.keys() and all(same_answer(got[k], expected[k], tolerance=tolerance) for k in got)
+    if isinstance(got, list) and isinstance(expected, list):
+        return len(got) == len(expected) and all(
+            same_answer(a, b, tolerance=tolerance) for a, b in zip(got, expected, strict=True)
+        )
+    return bool(got == expected)
+
+
+def mismatches(replies: Sequence[Any], expected: Sequence[Any]) -> list[int]:
+    """Indices of the rows whose reply is not the expected answer (every row, when the counts differ)."""
+    if len(replies) != len(expected):
+        return list(range(max(len(replies), len(expected))))
+    return [i for i, (got, want) in enumerate(zip(replies, expected, strict=True)) if not same_answer(got, want)]
