@@ -58,7 +58,6 @@ def _only_error_message(response: Any) -> str:
     ("call", "echo"),
     [
         pytest.param([ROW], ROW, id="one-json-object"),
-        pytest.param([2, 1.5, "a"], ROW, id="positional-prefix-is-a-wrong-count"),
         pytest.param([2, 1.5, "a", None, None, None], ROW, id="positional-nulls-are-absent"),
         pytest.param(
             ["9007199254740993", "2.25", "b", "aGk=", "2024-01-02", None],
@@ -75,14 +74,26 @@ def _only_error_message(response: Any) -> str:
 def test_each_argument_style_becomes_the_models_payload(bq: FlaskClient, call: list[Any], echo: dict[str, Any]) -> None:
     response = bq.post(URL, json=remote_call(call))
 
-    if len(call) == 3:  # three scalars for a six-property model
-        assert response.status_code == 400
-        assert "3 values given, but the model takes 6" in _only_error_message(response)
-        assert "count, amount, label, data, day, note" in response.json["errorMessage"]
-        return
     assert response.status_code == 200
     assert set(response.json) == {"replies"}
     assert response.json["replies"][0]["echo"] == echo
+
+
+def test_a_wrong_number_of_scalars_names_the_order_to_give(bq: FlaskClient) -> None:
+    response = bq.post(URL, json=remote_call([2, 1.5, "a"]))
+
+    assert response.status_code == 400
+    message = _only_error_message(response)
+    assert message.startswith("row 0: 3 values given, but the model takes 6")
+    assert "count, amount, label, data, day, note" in message
+
+
+def test_rate_limits_leave_the_route_to_its_own_gate(make_app: Callable[..., Flask]) -> None:
+    client = make_app(handlers_dir=HANDLERS, bigquery_trust_front_end=True, rate_limits="1/minute").test_client()
+
+    statuses = [client.post(URL, json=remote_call([ROW])).status_code for _ in range(3)]
+
+    assert statuses == [200, 200, 200]  # one client (BigQuery) is all there is: CallGate bounds it
 
 
 def test_replies_are_one_per_call_in_order_and_run_in_batches(bq_app: Flask, bq: FlaskClient) -> None:

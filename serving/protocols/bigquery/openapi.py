@@ -26,7 +26,7 @@ _STATUS_TEXT = {
     403: "The token's service account is not in `BIGQUERY_INVOKERS`.",
     404: "No such model, or the route is off (neither `BIGQUERY_INVOKERS` nor `BIGQUERY_TRUST_FRONT_END`).",
     413: "Request body over `MAX_REQUEST_BYTES`.",
-    429: "Too many BigQuery calls at once here, or the rate limit: retried by BigQuery after `Retry-After`.",
+    429: "Too many BigQuery calls at once here: retried by BigQuery after `Retry-After`.",
     500: "The model crashed on a row; the message names the request id. BigQuery retries it.",
     503: "The model is still loading (`Retry-After`) or cannot serve. BigQuery retries it.",
     504: "The model did not answer within its time budget. BigQuery retries it.",

@@ -9,8 +9,8 @@ through the app's `Inference` in chunks of the model's `max_batch_size` (one
 Statuses, chosen for what BigQuery does with them: a bad row fails the call with a 400
 (not retried, shown to the user) unless `on_error` is `null`; a model still loading is a
 503 with `Retry-After`; more calls than this process takes (`BIGQUERY_MAX_IN_FLIGHT`
-running, `BIGQUERY_QUEUE_LIMIT` waiting) and the rate limit are a 429 with
-`Retry-After`; a crash in the model is a 500 naming the request id. Every error body is
+running, `BIGQUERY_QUEUE_LIMIT` waiting) are a 429 with `Retry-After` (RATE_LIMITS,
+which count per client, leave this route alone: all its calls come from BigQuery); a crash in the model is a 500 naming the request id. Every error body is
 exactly `{"errorMessage": "..."}` (`error_body`).
 """
 
@@ -50,6 +50,8 @@ DEFAULT_ROW_CEILING = 10_000
 # BigQuery gives one remote-function call 20 minutes: the default row limit keeps a call
 # whose every chunk ran for the model's whole time budget within it.
 CALL_SECONDS = 1200
+# The route as the request metrics name it.
+ROUTE_LABEL = "/v1/bigquery/<name>"
 # Null replies logged one by one per call; the rest are counted in one line.
 _LOGGED_NULL_ROWS = 20
 
@@ -237,9 +239,6 @@ def _report_nulls(model: str, call: RemoteCall, nulled: list[tuple[int, ApiError
             len(nulled) - _LOGGED_NULL_ROWS,
             extra={"model": model, "bigquery_request_id": call.request_id},
         )
-
-
-ROUTE_LABEL = "/v1/bigquery/<name>"
 
 
 def error_body(error: ApiError) -> dict[str, Any]:
