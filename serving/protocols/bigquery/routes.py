@@ -10,8 +10,9 @@ Statuses, chosen for what BigQuery does with them: a bad row fails the call with
 (not retried, shown to the user) unless `on_error` is `null`; a model still loading is a
 503 with `Retry-After`; more calls than this process takes (`BIGQUERY_MAX_IN_FLIGHT`
 running, `BIGQUERY_QUEUE_LIMIT` waiting) are a 429 with `Retry-After` (RATE_LIMITS,
-which count per client, leave this route alone: all its calls come from BigQuery); a crash in the model is a 500 naming the request id. Every error body is
-exactly `{"errorMessage": "..."}` (`error_body`).
+which count per client, leave this route alone: all its calls come from BigQuery); a
+crash in the model is a 500 naming the request id. Every error body is exactly
+`{"errorMessage": "..."}` (`error_body`).
 """
 
 from __future__ import annotations
