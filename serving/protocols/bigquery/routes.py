@@ -39,6 +39,7 @@ from serving.observability.logs import current_request_id
 from serving.protocols.bigquery.callers import CallerCheck
 from serving.protocols.bigquery.wire import NULL_ROW, RemoteCall, RowReader, parse_request, short
 from serving.runtime.registry import ModelNotReady, ModelRuntime, ModelStatus
+from serving.runtime.rows import row_outcomes
 from serving.security.access import public
 
 log = logging.getLogger("serving.protocols.bigquery")
@@ -195,19 +196,16 @@ def _answer(runtime: ModelRuntime, call: RemoteCall) -> list[Any]:
             continue
         if payload is not NULL_ROW:
             todo.append((index, payload))
-    inference = get_state().inference
-    size = spec.batch.max_batch_size
-    for start in range(0, len(todo), size):
-        chunk = todo[start : start + size]
-        outcomes = inference.predict_many(runtime, [payload for _, payload in chunk])
-        for (index, _), outcome in zip(chunk, outcomes, strict=True):
-            if isinstance(outcome, ApiError):
-                if outcome.status >= 500 or call.on_error == "fail":
-                    outcome.message = f"row {index}: {outcome.message}"
-                    raise outcome
-                nulled.append((index, outcome))
-            else:
-                replies[index] = _output(outcome, call.output, spec.name)
+    rows = [index for index, _ in todo]
+    for position, outcome in row_outcomes(get_state().inference, runtime, [payload for _, payload in todo]):
+        index = rows[position]
+        if isinstance(outcome, ApiError):
+            if outcome.status >= 500 or call.on_error == "fail":
+                outcome.message = f"row {index}: {outcome.message}"
+                raise outcome
+            nulled.append((index, outcome))
+        else:
+            replies[index] = _output(outcome, call.output, spec.name)
     if nulled:
         _report_nulls(spec.name, call, nulled)
     return replies
