@@ -397,7 +397,7 @@ def test_bigquery_is_a_reserved_model_name() -> None:
     assert RESERVED_NAMES <= HANDLER_NAMES
 
 
-def test_the_openapi_document_describes_the_route_only_when_it_is_on(
+def test_the_openapi_document_describes_the_route_and_says_when_it_is_off(
     bq: FlaskClient, make_app: Callable[..., Flask]
 ) -> None:
     on = bq.get("/openapi.json").json
@@ -407,4 +407,5 @@ def test_the_openapi_document_describes_the_route_only_when_it_is_on(
     assert operation["responses"]["429"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/BigQueryError"
     }
-    assert "/v1/bigquery/Typed" not in off["paths"]
+    assert "/v1/bigquery/Typed" in off["paths"]
+    assert "Off here" in next(tag["description"] for tag in off["tags"] if tag["name"] == "bigquery")

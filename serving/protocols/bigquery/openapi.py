@@ -1,4 +1,4 @@
-"""The OpenAPI description of `POST /v1/bigquery/<Model>` (routes.py), when the route is on."""
+"""The OpenAPI description of `POST /v1/bigquery/<Model>` (routes.py)."""
 
 from __future__ import annotations
 
@@ -34,10 +34,17 @@ _STATUS_TEXT = {
 
 
 def bigquery_routes(doc: OpenApiDocument, state: ServingState) -> None:
-    """`POST /v1/bigquery/<Model>` for every model, when BigQuery remote functions are on."""
-    if not state.settings.bigquery_enabled:
-        return
-    doc.add_tag(TAG, "BigQuery remote functions: score table rows from SQL (docs: Score a table).")
+    """`POST /v1/bigquery/<Model>` for every model; while the route is off it says so (every call is a 404)."""
+    enabled = state.settings.bigquery_enabled
+    doc.add_tag(
+        TAG,
+        "BigQuery remote functions: score table rows from SQL (docs: Score a table)."
+        + (
+            ""
+            if enabled
+            else " Off here: set BIGQUERY_INVOKERS or BIGQUERY_TRUST_FRONT_END; until then every call is a 404."
+        ),
+    )
     error_ref = doc.add_schema("BigQueryError", REMOTE_ERROR_SCHEMA)
     for runtime in state.registry:
         name = runtime.spec.name
