@@ -88,11 +88,15 @@ def bigquery_routes(doc: OpenApiDocument, state: ServingState) -> None:
                 "tags": [TAG],
                 "operationId": f"bigquery_{name}",
                 "summary": f"{name} as a BigQuery remote function",
-                "security": [],
                 "requestBody": doc.json_request_body(request_schema, [{"calls": calls}] if calls else []),
                 "responses": {
                     "200": doc.json_response("One reply per call, in order.", replies),
-                    **{str(status): doc.json_response(text, error_ref) for status, text in _STATUS_TEXT.items()},
+                    **{
+                        str(status): doc.json_response(text, error_ref)
+                        for status, text in _STATUS_TEXT.items()
+                        # API keys never apply here; a token is checked only with BIGQUERY_INVOKERS.
+                        if status not in (401, 403) or state.settings.bigquery_invokers
+                    },
                 },
             },
         )
