@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from serving.app import create_app
+from serving.config.fields import SettingsError
 from serving.platform.functions import http_entry_point
 from serving.security.hardening import QuietRequestHandler
 
@@ -28,8 +29,10 @@ def _cli() -> None:
     )
     parser.add_argument("-d", "--debug", action="store_true", help="Flask debug mode (reloader, debugger)")
     args = parser.parse_args()
-    if args.debug and settings.google_cloud_runtime:
-        parser.error(f"--debug is refused on Google Cloud ({settings.google_cloud_runtime} is set)")
+    try:
+        settings.check_debug(args.debug, "--debug")
+    except SettingsError as exc:
+        parser.error(str(exc))
     app.run(host=args.host, port=args.port, debug=args.debug, request_handler=QuietRequestHandler)
 
 

@@ -884,7 +884,8 @@ def write_results(
         "/metrics (`model_serving_batch_size`): above 1, requests were batched. Cold start: the fastest of "
         f"{plan.cold_starts} start(s).",
         "Behaviour under faults (soak, a killed worker, a database restart, shutdown) is in "
-        "[RESULTS-resilience.md](RESULTS-resilience.md), made by `python -m bench.resilience`.",
+        "[RESULTS-resilience.md](RESULTS-resilience.md), made by `python -m bench.resilience`; offline "
+        "scoring with Beam in [RESULTS-offline.md](RESULTS-offline.md), made by `python -m bench.offline_scoring`.",
         "",
         markdown_table(rows),
         "",

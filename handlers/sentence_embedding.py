@@ -11,8 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from models.sentence_embedding.model import DIMENSIONS, MAX_TOKENS, ModelFilesMissing, SentenceEmbedder, model_files
-from serving.contract import ModelUnavailable
-from serving.runtime.onnx import OnnxModel
+from serving.kit import ModelUnavailable, OnnxModel
 
 NAME = "SentenceEmbedding"  # served at POST /v1/SentenceEmbedding
 VERSION = "1.0.0"

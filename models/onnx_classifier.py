@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.artifacts import ArtifactError, display_path, load_serving_bytes
-from serving.runtime.onnx import OnnxModel, OnnxModelError
+from serving.kit import ArtifactError, OnnxModel, OnnxModelError, display_path, load_serving_bytes
 
 # What skl2onnx names them (checked when converting).
 INPUT_NAME = "X"

@@ -48,8 +48,11 @@ class ValidationFailed(BadRequest):
     code, message = "invalid_input", "The request does not match the model's input schema"
 
 
-class InvalidInput(BadRequest):
-    """The request matched the schema but the model found its content unusable."""
+class InputRejected(BadRequest):
+    """The request matched the schema but the model found its content unusable.
+
+    What the server answers when a model raises `serving.kit.InvalidInput`.
+    """
 
     code = "invalid_input"
 
@@ -107,7 +110,13 @@ class InternalError(ApiError):
     status, code, message = 500, "internal", "Internal server error"
 
 
-class ModelUnavailable(ApiError):
+class ModelNotServing(ApiError):
+    """The model cannot serve: still loading, failed, unavailable, or degraded by timeouts.
+
+    Not `serving.kit.ModelUnavailable`, which a model's `setup` raises to mark itself
+    unavailable; this one is the 503 the API answers for any of these states.
+    """
+
     status, code, message = 503, "model_unavailable", "Model unavailable"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +30,16 @@ def require_service(available: bool, reason: str) -> None:
     if os.environ.get("MODEL_SERVING_REQUIRE_SERVICES") == "1":
         pytest.fail(f"required service missing: {reason}")
     pytest.skip(reason)
+
+
+def require_export_tools(*modules: str) -> None:
+    """Skip (fail in CI) unless the export's packages are installed (requirements-export-test.txt).
+
+    Tests that call this are marked `export`: `make test` runs them on Python 3.11, where
+    torch's pinned CPU wheel is at hand, and deselects them on 3.13 (docs/development.md).
+    """
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    require_service(not missing, f"{', '.join(missing)} missing: pip install -r requirements-export-test.txt")
 
 
 @pytest.fixture(autouse=True)

@@ -89,7 +89,7 @@ CASES = [
         headers=JSON_UTF8,
         body=b'{"instances": [{"name": "Leo"}, {"name": "Ada"}]}',
         json={"predictions": ["Hello, Leo!", "Hello, Ada!"]},
-        requires="serving.http.batch",
+        requires="serving.protocols.tfserving",
     ),
 ]
 

@@ -8,6 +8,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from tests.servers import PROJECT_ROOT
 
 CHECK_DEPLOY_CONFIG = PROJECT_ROOT / "bin" / "check-deploy-config"
 DEV_APPSERVER = PROJECT_ROOT / "bin" / "dev-appserver"
-WHEELHOUSE = PROJECT_ROOT / ".venv" / "wheelhouse"
+# Wheels of requirements.txt for the running Python (the Makefile fills it for each venv).
+WHEELHOUSE = Path(sys.prefix) / "wheelhouse"
 
 # What the tests call the project, the service and its revision.
 PROJECT = "model-serving-test"

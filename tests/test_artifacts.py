@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from serving.config.artifacts import CloudStorageSource, LocalSource, parse_artifact_uri, parse_model_artifacts
+from serving.config.artifact_uris import CloudStorageSource, LocalSource, parse_artifact_uri, parse_model_artifacts
 from serving.config.settings import PROJECT_ROOT, Settings, SettingsError
 from serving.runtime.handlers import HandlerError
 from tests.conftest import FIXTURE_HANDLERS

@@ -23,7 +23,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from serving.config.artifacts import parse_model_artifacts
+from serving.config.artifact_uris import parse_model_artifacts
 from serving.config.settings import PROJECT_ROOT
 from tests.conftest import FIXTURE_HANDLERS, require_service
 from tests.servers import free_port, gunicorn_command, running_server
@@ -367,5 +367,8 @@ def test_digits_serves_its_onnx_file_from_a_bucket(
     assert re.fullmatch(r"1\.0\.0\+[0-9a-f]{12}", from_bucket.headers["X-Model-Version"])
     assert from_bucket.headers["X-Model-Version"] != from_disk.headers["X-Model-Version"]
     assert entry["artifacts"]["uri"] == f"gs://{bucket}/digits/"
+    # The directory docs/artifacts.md names: gcs-<the digest's first 32 hex digits>.
+    directory = tmp_path / "cache" / f"gcs-{entry['artifacts']['digest'][:32]}"
+    assert sorted(path.name for path in directory.iterdir() if not path.name.startswith(".")) == sorted(DIGITS_FILES)
     assert sorted(path.name for path in (tmp_path / "cache").glob("gcs-*/*")) == sorted(DIGITS_FILES)
     assert len(emulator.downloads(bucket)) == len(DIGITS_FILES)

@@ -7,14 +7,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
 from flask import Flask
 
 from serving.config.settings import Settings
-from serving.errors import ApiError, InvalidInput, ModelUnavailable, Overloaded
+from serving.errors import ApiError, InputRejected, ModelNotServing, Overloaded
 from serving.http.state import get_state
 from serving.runtime.batching import Batcher, BatchLimits
 from serving.runtime.handlers import BatchPolicy
@@ -50,22 +50,27 @@ class FakeModel:
         time.sleep(self.seconds)
         self.calls.append(payloads)
 
-    def one(self, payload: Any) -> Any:
+    def predict_now(self, runtime: Any, payload: Any) -> Any:
         self._enter([payload])
         if payload == "bad":
-            raise InvalidInput("bad payload")
+            raise InputRejected("bad payload")
         return payload * 2
 
-    def many(self, payloads: list[Any]) -> list[Any]:
+    def predict_many(self, runtime: Any, payloads: list[Any]) -> list[Any]:
         self._enter(list(payloads))
-        return [InvalidInput("bad payload") if p == "bad" else p * 2 for p in payloads]
+        return [InputRejected("bad payload") if p == "bad" else p * 2 for p in payloads]
 
 
 def _batcher(
     model: FakeModel, *, size: int = 32, latency_ms: float = 0, queue_limit: int = 256, name: str = "Fake"
 ) -> Batcher:
     limits = BatchLimits(max_batch_size=size, max_latency_ms=latency_ms, queue_limit=queue_limit)
-    return Batcher(name, limits, run_one=model.one, run_many=model.many)
+    return Batcher(_runtime(name), limits, model)
+
+
+def _runtime(name: str) -> Any:
+    """What a batcher reads of its model's runtime: the name."""
+    return SimpleNamespace(spec=SimpleNamespace(name=name))
 
 
 @pytest.fixture
@@ -145,7 +150,7 @@ def test_one_bad_item_fails_only_itself(pool: ThreadPoolExecutor) -> None:
     first.result(5)
     assert good.result(5) == 2
     assert other.result(5) == 6
-    with pytest.raises(InvalidInput, match="bad payload"):
+    with pytest.raises(InputRejected, match="bad payload"):
         bad.result(5)
 
 
@@ -168,20 +173,21 @@ def test_a_full_queue_answers_overloaded_with_retry_after(pool: ThreadPoolExecut
 def test_an_error_for_the_whole_batch_reaches_every_request_as_its_own_copy(pool: ThreadPoolExecutor) -> None:
     model = FakeModel()
 
-    def unavailable(payloads: list[Any]) -> list[Any]:
-        error = ModelUnavailable("Model Fake is failed")
+    def unavailable(runtime: Any, payloads: list[Any]) -> list[Any]:
+        error = ModelNotServing("Model Fake is failed")
         error.headers["Retry-After"] = "5"
         raise error
 
+    model.predict_many = unavailable  # type: ignore[method-assign]
     limits = BatchLimits(max_batch_size=8, max_latency_ms=0, queue_limit=8)
-    batcher = Batcher("Fake", limits, run_one=model.one, run_many=unavailable)
+    batcher = Batcher(_runtime("Fake"), limits, model)
     first = _hold_model(model, batcher, pool)
     queued = _queue(batcher, pool, [1, 2])
     model.gate.set()
 
     first.result(5)
     errors = [future.exception(5) for future in queued]
-    assert all(isinstance(error, ModelUnavailable) for error in errors)
+    assert all(isinstance(error, ModelNotServing) for error in errors)
     assert errors[0] is not errors[1]
     assert [error.headers["Retry-After"] for error in errors if isinstance(error, ApiError)] == ["5", "5"]
 
@@ -189,11 +195,12 @@ def test_an_error_for_the_whole_batch_reaches_every_request_as_its_own_copy(pool
 def test_a_crash_in_the_batch_call_is_a_500_for_each_request(pool: ThreadPoolExecutor) -> None:
     model = FakeModel()
 
-    def crash(payloads: list[Any]) -> list[Any]:
+    def crash(runtime: Any, payloads: list[Any]) -> list[Any]:
         raise RuntimeError("secret detail")
 
+    model.predict_many = crash  # type: ignore[method-assign]
     limits = BatchLimits(max_batch_size=8, max_latency_ms=0, queue_limit=8)
-    batcher = Batcher("Fake", limits, run_one=model.one, run_many=crash)
+    batcher = Batcher(_runtime("Fake"), limits, model)
     first = _hold_model(model, batcher, pool)
     queued = _queue(batcher, pool, [1, 2])
     model.gate.set()
@@ -376,7 +383,7 @@ class BrokenObserver:
 def test_a_failing_observer_never_stops_the_answers(pool: ThreadPoolExecutor, caplog: pytest.LogCaptureFixture) -> None:
     model = FakeModel()
     limits = BatchLimits(max_batch_size=8, max_latency_ms=0, queue_limit=8)
-    batcher = Batcher("Observed", limits, run_one=model.one, run_many=model.many, observer=BrokenObserver())
+    batcher = Batcher(_runtime("Observed"), limits, model, observer=BrokenObserver())
     first = _hold_model(model, batcher, pool)
     queued = _queue(batcher, pool, [1, 2])
     model.gate.set()

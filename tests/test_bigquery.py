@@ -13,7 +13,9 @@ from flask.testing import FlaskClient
 from serving.config.api_keys import parse_key_specs
 from serving.config.settings import Settings, SettingsError
 from serving.errors import TooManyRequests, ValidationFailed
-from serving.protocols.bigquery import RESERVED_NAMES, error_body
+from serving.protocols import PROTOCOLS, reserved_names
+from serving.protocols.bigquery import PROTOCOL
+from serving.protocols.bigquery.routes import error_body
 from serving.protocols.bigquery.routes import CallGate, max_rows
 from tests.conftest import FIXTURE_HANDLERS
 from tests.jobs.oidc import SERVICE_ACCOUNT, CertificateServer, Issuer
@@ -391,10 +393,10 @@ def test_error_body_is_only_an_error_message_under_1kb() -> None:
     assert error_body(ValidationFailed("x" * 5000)) == {"errorMessage": "x" * 897 + "..."}
 
 
-def test_bigquery_is_a_reserved_model_name() -> None:
-    from serving.runtime.handlers import RESERVED_NAMES as HANDLER_NAMES
-
-    assert RESERVED_NAMES <= HANDLER_NAMES
+def test_bigquery_is_a_listed_protocol_whose_url_is_a_reserved_model_name() -> None:
+    assert PROTOCOL in PROTOCOLS
+    assert PROTOCOL.error_body is error_body
+    assert "bigquery" in reserved_names()
 
 
 def test_the_openapi_document_describes_the_route_and_says_when_it_is_off(

@@ -10,9 +10,11 @@ Cloud Build whose test step is `make test`.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -342,9 +344,10 @@ def test_cloud_build_tests_with_make_test_before_any_deploy() -> None:
     steps = cloudbuild["steps"]
     test = step(cloudbuild, "test")
 
-    # The test step runs exactly what `make test` runs: it is `make test`.
+    # The test step is `make test`, in one lane (the image has one Python, 3.13) with the
+    # export tests, which CI runs on 3.11.
     assert steps[0]["id"] == "test"
-    assert [test["entrypoint"], *test["args"]] == ["make", "test"]
+    assert [test["entrypoint"], *test["args"]] == ["make", "test", "LANES=one", "EXPORT_TESTS=yes"]
     assert test["name"].startswith("python:3.13")
     # torch==2.13.0 from PyPI is the CUDA build (GB of GPU libraries): the CPU index is added.
     assert "PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu" in test["env"]
@@ -369,11 +372,65 @@ def test_cloud_build_deploys_app_engine_and_cloud_run_tagged_with_the_build() ->
     assert {"_REGION", "_SERVICE", "_REPOSITORY", "_IMAGE"} <= set(cloudbuild["substitutions"])
 
 
-def test_make_test_is_lint_typecheck_and_the_whole_suite() -> None:
-    makefile = (PROJECT_ROOT / "Makefile").read_text()
+def _make_dry_run(*args: str) -> list[str]:
+    """The commands `make -n` would run (pip lines left out), with PYTHON_313 named."""
+    env = {**os.environ, "PYTHON_313": "/opt/python3.13"}
+    result = subprocess.run(
+        ["make", "-n", "--no-print-directory", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return [line for line in result.stdout.splitlines() if " -m pip " not in line and not line.startswith("touch ")]
 
-    (recipe,) = re.findall(r"^test:(.*)$", makefile, flags=re.MULTILINE)
-    assert shlex.split(recipe) == ["lint", "typecheck", "pytest"]
+
+def test_make_run_serves_on_the_port_the_readme_shows() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    (port,) = re.findall(r"^make run PORT=(\d+) ", readme, flags=re.MULTILINE)
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+
+    # -n prints the recipes without running any of them (nothing is installed or started).
+    dry_run = subprocess.run(
+        [make, "-n", "run", f"PORT={port}"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+    )
+
+    (serve,) = [line for line in dry_run.stdout.splitlines() if "gunicorn -c gunicorn.conf.py main:app" in line]
+    assert f"PORT={port} " in serve
+
+
+def test_make_test_is_lint_typecheck_and_the_whole_suite_on_both_pythons() -> None:
+    commands = _make_dry_run("test", "PYTHON=python3.11", "VENV=.venv")
+
+    assert ".venv/bin/ruff check ." in commands
+    assert ".venv/bin/lint-imports" in commands
+    assert ".venv/bin/mypy --strict serving/" in commands
+    assert ".venv/bin/mypy --strict --python-version 3.13 serving/" in commands
+    pytest_runs = [shlex.split(line) for line in commands if " -m pytest" in line]
+    # 3.11: the unit tests and the export tests; the offline-scoring tests in .venv-beam
+    # (Apache Beam's pins clash with ours); then 3.13 (App Engine's): the whole suite but
+    # the export tests, last, so that its pytest line closes the output CI reads.
+    assert pytest_runs == [
+        [".venv/bin/python", "-m", "pytest", "-m", "not e2e or export", "-n", "2", "--ignore=tests/offline"],
+        [".venv-beam/bin/python", "-m", "pytest", "tests/offline"],
+        [".venv-3.13/bin/python", "-m", "pytest", "-m", "not export", "--ignore=tests/offline"],
+    ]
+    assert shlex.split(commands[-1]) == pytest_runs[-1]
+    assert any("PYTHON=/opt/python3.13 VENV=.venv-3.13" in line for line in commands), commands
+
+
+def test_make_test_in_one_lane_runs_the_whole_suite_once() -> None:
+    # What Cloud Build runs (cloudbuild.yaml): its image has one Python.
+    commands = _make_dry_run("test", "LANES=one", "EXPORT_TESTS=yes", "VENV=.venv")
+
+    assert [shlex.split(line) for line in commands if " -m pytest" in line] == [
+        [".venv/bin/python", "-m", "pytest", "--ignore=tests/offline"],
+        [".venv-beam/bin/python", "-m", "pytest", "tests/offline"],
+    ]
 
 
 def test_dockerignore_keeps_local_state_out_of_the_image() -> None:

@@ -8,7 +8,7 @@ import pytest
 from flask import Flask
 
 from serving.errors import BadRequest
-from serving.http.dispatch import JobRequest, job_request
+from serving.protocols.native.dispatch import JobRequest, job_request
 from serving.runtime.handlers import discover_handlers
 from serving.runtime.registry import ModelRuntime, Registry
 from tests.conftest import FIXTURE_HANDLERS

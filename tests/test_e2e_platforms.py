@@ -19,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import platform
+import re
 import shlex
 import signal
 import socket
@@ -399,3 +401,21 @@ def test_cloud_run_cmd_hands_sigterm_to_gunicorn(tmp_path: Path) -> None:
     # cleanly; a shell left in between would have died of it (-15) and left gunicorn.
     assert code == 0, log[-3000:]
     assert "Handling signal: term" in log
+
+
+def test_dev_appserver_runs_the_app_on_this_python_and_itself_on_an_older_one(dev_appserver: Target) -> None:
+    # As on App Engine: the app on the suite's Python (3.13 in `make test`'s 3.13 lane, the
+    # runtime app.yaml names), the SDK's tool on a Python that still has `cgi`.
+    log = dev_appserver.log()
+    detected = re.search(r'Detected python version "b?\'?Python ([\d.]+)', log)
+    assert detected is not None, log[:2000]
+    assert detected.group(1) == platform.python_version()
+    tool_python = shlex.split(log.splitlines()[0].removeprefix("+ "))[0]
+    tool_version = subprocess.run(
+        [tool_python, "-c", "import sys; print(sys.version_info[:2] < (3, 13))"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    assert tool_version.stdout.strip() == "True"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from serving.protocols import reserved_names
 from serving.runtime.handlers import HandlerError, discover_handlers
 
 _INPUT = '{"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}'
@@ -102,4 +103,4 @@ def test_no_model_may_be_called_embeddings(tmp_path: Path) -> None:
     )
 
     with pytest.raises(HandlerError, match=r"a NAME other than .*embeddings"):
-        discover_handlers(tmp_path)
+        discover_handlers(tmp_path, reserved_names=reserved_names())

@@ -71,14 +71,30 @@ def test_hsts_only_over_https(page_app: Flask) -> None:
     assert secure.headers["Strict-Transport-Security"].startswith("max-age=31536000")
 
 
-@pytest.mark.parametrize("marker", ["GAE_ENV", "K_SERVICE", "FUNCTION_TARGET"])
-def test_flask_debug_is_refused_on_google_cloud(marker: str) -> None:
+@pytest.mark.parametrize(
+    ("env", "marker"),
+    [
+        ({"GAE_ENV": "standard"}, "GAE_ENV"),
+        ({"GAE_SERVICE": "default"}, "GAE_ENV"),
+        ({"K_SERVICE": "model-serving"}, "K_SERVICE"),
+        ({"K_SERVICE": "api", "FUNCTION_TARGET": "api"}, "FUNCTION_TARGET"),
+    ],
+    ids=["app-engine", "app-engine-service-only", "cloud-run", "cloud-functions"],
+)
+def test_flask_debug_is_refused_on_google_cloud(env: dict[str, str], marker: str) -> None:
     with pytest.raises(SettingsError, match=f"FLASK_DEBUG is refused on Google Cloud \\({marker} is set\\)"):
-        Settings.from_env({"FLASK_DEBUG": "1", marker: "standard"})
+        Settings.from_env({"FLASK_DEBUG": "1", **env})
 
 
-def test_flask_debug_is_allowed_locally() -> None:
-    assert Settings.from_env({"FLASK_DEBUG": "1"}).flask_debug is True
+# A developer's machine: dev_appserver.py and functions-framework set their platform's
+# variables too, but nothing there faces the internet.
+@pytest.mark.parametrize(
+    "env",
+    [{}, {"GAE_ENV": "localdev"}, {"FUNCTION_TARGET": "api"}],
+    ids=["local", "dev-appserver", "functions-framework"],
+)
+def test_flask_debug_is_allowed_locally(env: dict[str, str]) -> None:
+    assert Settings.from_env({"FLASK_DEBUG": "1", **env}).flask_debug is True
 
 
 def test_create_app_refuses_a_debug_app_on_google_cloud(

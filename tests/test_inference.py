@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from serving.errors import InvalidInput
+from serving.errors import InputRejected
 from serving.runtime.batching import Batchers
 from serving.runtime.handlers import load_handler
 from serving.runtime.inference import Inference
@@ -27,7 +27,7 @@ from tests.servers import run_python
 RECORDER = """
 import threading
 
-from serving.contract import InvalidInput
+from serving.kit import InvalidInput
 
 NAME = "Recorder"
 INPUT_SCHEMA = {"type": "object"}
@@ -136,7 +136,7 @@ def test_a_failed_batch_falls_back_item_by_item_on_the_runner_without_queueing_a
         good, bad, other = queued
         assert good.result(5) == 4
         assert other.result(5) == 6
-        with pytest.raises(InvalidInput, match="x must not be negative"):
+        with pytest.raises(InputRejected, match="x must not be negative"):
             bad.result(5)
 
     sizes = [size for size, _ in module.CALLS]
@@ -208,7 +208,7 @@ def test_the_runtime_imports_no_web_framework() -> None:
     code = (
         "import sys\n"
         "import serving.runtime.inference, serving.runtime.batching, serving.runtime.timebudget\n"
-        "import serving.runtime.registry, serving.runtime.validation, serving.runtime.forking\n"
+        "import serving.runtime.registry, serving.runtime.validation, serving.kit.forking\n"
         "web = ('flask', 'werkzeug', 'serving.http')\n"
         "print(sorted(m for m in sys.modules if m.startswith(web)))\n"
     )

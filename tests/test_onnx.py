@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 
 from serving.config.settings import Settings
-from serving.runtime import onnx as onnx_runtime
+from serving.kit import onnx as onnx_runtime
 from serving.runtime.onnx import (
     OnnxModel,
     OnnxModelError,

@@ -4,7 +4,7 @@ gunicorn's preload_app loads the models in the master, then forks the workers. O
 Runtime's thread pools do not survive a fork: with the pinned version, a child that runs
 a parent's session with an inter-op pool hangs, and one that destroys a parent's session
 with an intra-op pool dies in `pthread_join` (the control case below shows both).
-`OnnxModel` never lets a session cross a fork (serving/runtime/onnx.py says how). Each
+`OnnxModel` never lets a session cross a fork (serving/kit/onnx.py says how). Each
 case runs in a fresh process whose children die by SIGALRM instead of hanging the test.
 """
 
@@ -34,7 +34,7 @@ from tests.onnx_graphs import expected_y, two_branch_matmul, WIDTH
 kind = sys.argv[1]
 x = np.random.default_rng(1).standard_normal((64, WIDTH)).astype(np.float32)
 if kind == "OnnxModel":
-    from serving.runtime.onnx import OnnxModel, OnnxRuntimeOptions, configure_onnx_runtime
+    from serving.kit.onnx import OnnxModel, OnnxRuntimeOptions, configure_onnx_runtime
     configure_onnx_runtime(OnnxRuntimeOptions(intra_op_threads=4, inter_op_threads=2, spin_wait=True))
     model = OnnxModel(two_branch_matmul(), name="two_branch_matmul")
     run = lambda: model.run({"X": x})["Y"]
@@ -111,7 +111,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.runtime.onnx import OnnxModel
+from serving.kit import OnnxModel
 
 NAME = "TwoBranch"
 INPUT_SCHEMA = {"type": "object", "properties": {"x": {"type": "array", "items": {"type": "number"}}}}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +12,8 @@ import pytest
 from flask import Flask
 
 from serving.config.api_keys import parse_key_specs
-from serving.http.pipeline import installed_steps
+from serving.config.settings import PROJECT_ROOT
+from serving.http.pipeline import installed_steps, pipeline_table
 from tests.conftest import FIXTURE_HANDLERS
 
 STEPS = [
@@ -24,10 +27,6 @@ STEPS = [
     "enforce-key",
     "security-headers",
     "cors",
-    "announce-prediction",
-    "tf-serving-errors",
-    "openai-errors",
-    "v2-errors",
 ]
 KEY = "pipeline-secret-0123456789abcdef"
 
@@ -77,12 +76,8 @@ def test_flask_runs_the_hooks_of_the_steps_in_list_order_and_no_others(full_app:
         "key_identifier.<locals>._identify",  # identify-key
         "Limiter._check_request_limit",  # rate-limit (Flask-Limiter's own hook)
         "enforce_key",  # enforce-key
-        "announce_prediction",  # announce-prediction
-        "tf_serving_marker.<locals>._mark",  # tf-serving-errors
     ]
     assert after == [
-        "protocol_error_key",  # v2-errors
-        "openai_error_shape",  # openai-errors
         "make_after_request_function.<locals>.cors_after_request",  # cors (Flask-CORS's own hook)
         "security_headers",  # security-headers
         "retry_after.<locals>._retry_after",  # rate-limit
@@ -93,7 +88,7 @@ def test_flask_runs_the_hooks_of_the_steps_in_list_order_and_no_others(full_app:
         "preflight_no_content",  # preflight-204
         "request_logger.<locals>._finish",  # request-log
     ]
-    assert teardown == ["withdraw_prediction", "Limiter.__release_context"]
+    assert teardown == ["Limiter.__release_context"]
 
 
 def test_a_refusal_still_passes_every_after_step(full_app: Flask, caplog: pytest.LogCaptureFixture) -> None:
@@ -106,7 +101,7 @@ def test_a_refusal_still_passes_every_after_step(full_app: Flask, caplog: pytest
     assert body["request_id"] == response.headers["X-Request-Id"]  # request-log
     assert response.headers["Content-Security-Policy"]  # security-headers
     assert response.headers["Access-Control-Allow-Origin"] == "*"  # cors
-    assert "error" not in body  # refused before tf-serving-errors: the plain format
+    assert "error" not in body  # the native protocol's shape
     (line,) = [r for r in caplog.records if r.name == "serving.request"]
     assert line.__dict__["status"] == 401
     metrics = full_app.test_client().get("/metrics", headers={"X-API-Key": KEY}).get_data(as_text=True)
@@ -133,3 +128,25 @@ def test_a_preflight_is_logged_as_the_204_it_answers(full_app: Flask, caplog: py
     assert "Content-Type" not in response.headers
     (line,) = [r for r in caplog.records if r.name == "serving.request"]
     assert line.__dict__["status"] == 204
+
+
+def test_docs_step_table_is_generated_from_the_steps(full_app: Flask) -> None:
+    page = (PROJECT_ROOT / "docs" / "request-pipeline.md").read_text()
+    table = pipeline_table(installed_steps(full_app))
+
+    assert table in page, "docs/request-pipeline.md's step table is stale: run `make pipeline-table`"
+    assert [line.split("`")[1] for line in table.splitlines()[2:]] == STEPS
+
+
+@pytest.mark.e2e
+def test_pipeline_table_command_writes_what_the_test_checks(full_app: Flask, tmp_path: Any) -> None:
+    page = tmp_path / "request-pipeline.md"
+    before, after = "# Pipeline\n\n<!-- pipeline-table: generated -->\n", "\n<!-- /pipeline-table -->\n\nOutro.\n"
+    page.write_text(before + "\n| stale |\n" + after)
+
+    result = subprocess.run(
+        [sys.executable, "bin/pipeline-table", "--page", str(page)], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert page.read_text() == before + "\n" + pipeline_table(installed_steps(full_app)) + "\n" + after

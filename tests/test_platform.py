@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from serving.config.platform import Platform
 from serving.config.settings import Settings, SettingsError
-from serving.platform.detect import Platform, detect_platform, log_format, project_id, proxy_hops
+from serving.platform.detect import log_format, project_id, proxy_hops
 
 APP_ENGINE = {"GAE_ENV": "standard", "GAE_SERVICE": "default", "GOOGLE_CLOUD_PROJECT": "shop-prod"}
 CLOUD_RUN = {"K_SERVICE": "model-serving", "K_REVISION": "model-serving-00002-xyz"}
@@ -20,16 +21,54 @@ CLOUD_FUNCTIONS = {"K_SERVICE": "api", "FUNCTION_TARGET": "api", "FUNCTION_SIGNA
     [
         ({}, Platform.LOCAL),
         (APP_ENGINE, Platform.APP_ENGINE),
-        ({"GAE_ENV": "localdev", "GAE_SERVICE": "default"}, Platform.APP_ENGINE),
+        ({"GAE_ENV": "localdev", "GAE_SERVICE": "default"}, Platform.DEV_APPSERVER),
+        ({"GAE_SERVICE": "default"}, Platform.APP_ENGINE),
         (CLOUD_RUN, Platform.CLOUD_RUN),
         (CLOUD_FUNCTIONS, Platform.CLOUD_FUNCTIONS),
         ({"FUNCTION_TARGET": "api"}, Platform.FUNCTIONS_FRAMEWORK),
         ({"K_SERVICE": ""}, Platform.LOCAL),
     ],
-    ids=["local", "app-engine", "dev-appserver", "cloud-run", "cloud-functions", "functions-framework", "empty"],
+    ids=[
+        "local",
+        "app-engine",
+        "dev-appserver",
+        "gae-service-only",
+        "cloud-run",
+        "cloud-functions",
+        "functions-framework",
+        "empty",
+    ],
 )
 def test_detect_platform(env: dict[str, str], platform: Platform) -> None:
-    assert detect_platform(Settings.from_env(env)) is platform
+    assert Settings.from_env(env).platform is platform
+
+
+# Every module that behaves differently on Google Cloud asks one of these; one table says them all.
+@pytest.mark.parametrize(
+    ("platform", "on_google_cloud", "behind_front_end", "app_engine", "cloud_run", "functions", "marker"),
+    [
+        (Platform.APP_ENGINE, True, True, True, False, False, "GAE_ENV"),
+        (Platform.DEV_APPSERVER, False, True, False, False, False, "GAE_ENV"),
+        (Platform.CLOUD_RUN, True, True, False, True, False, "K_SERVICE"),
+        (Platform.CLOUD_FUNCTIONS, True, True, False, False, True, "FUNCTION_TARGET"),
+        (Platform.FUNCTIONS_FRAMEWORK, False, False, False, False, False, "FUNCTION_TARGET"),
+        (Platform.LOCAL, False, False, False, False, False, None),
+    ],
+    ids=lambda value: value.value if isinstance(value, Platform) else None,
+)
+def test_platform_properties(
+    platform: Platform,
+    on_google_cloud: bool,
+    behind_front_end: bool,
+    app_engine: bool,
+    cloud_run: bool,
+    functions: bool,
+    marker: str | None,
+) -> None:
+    assert platform.on_google_cloud is on_google_cloud
+    assert platform.behind_google_front_end is behind_front_end
+    assert (platform.is_app_engine, platform.is_cloud_run, platform.is_functions) == (app_engine, cloud_run, functions)
+    assert platform.marker == marker
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -77,6 +78,17 @@ def test_sampling_logs_about_the_rate(make_app: Callable[..., Flask], caplog: py
 
     # Binomial(400, 0.25): mean 100, standard deviation ~8.7; these bounds are ~6 sigma.
     assert 48 <= len(entries) <= 152
+
+
+def test_sampling_neither_reads_nor_moves_the_shared_random_generator() -> None:
+    # A handler that seeds `random` must not make every worker sample the same requests.
+    log = PredictionLog(sample_rate=0.5, include_input=False)
+    random.seed(0)
+    state = random.getstate()
+    first = [log.sampled() for _ in range(64)]
+    assert random.getstate() == state
+    random.seed(0)
+    assert [log.sampled() for _ in range(64)] != first
 
 
 def test_a_failing_log_handler_does_not_fail_the_request(

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from serving.protocols import reserved_names
 from serving.runtime.handlers import HandlerError, discover_handlers
 from serving.runtime.registry import Registry
 from tests.conftest import FIXTURE_HANDLERS
@@ -38,7 +39,7 @@ from tests.conftest import FIXTURE_HANDLERS
 )
 def test_broken_handler_is_rejected_with_file_expected_and_found(case: str, expected: str, found: str) -> None:
     with pytest.raises(HandlerError) as info:
-        discover_handlers(FIXTURE_HANDLERS / case)
+        discover_handlers(FIXTURE_HANDLERS / case, reserved_names=reserved_names())
 
     message = str(info.value)
     assert str(FIXTURE_HANDLERS / case) in message
@@ -94,7 +95,7 @@ def test_setup_raising_model_unavailable_marks_the_model_unavailable(
     tmp_path: Path, raised: str, status: str, ready: bool
 ) -> None:
     (tmp_path / "needs_files.py").write_text(
-        "from serving.contract import ModelUnavailable\n"
+        "from serving.kit import ModelUnavailable\n"
         "INPUT_SCHEMA = {'type': 'object'}\n"
         f"def setup():\n    raise {raised}('model.bin not found here; run make models')\n"
         "def predict(model, payload):\n    return {}\n"

@@ -72,8 +72,12 @@ def test_generated_files_compile(tmp_path: Path) -> None:
 @pytest.fixture
 def project_copy(tmp_path: Path) -> Path:
     """A copy of this project's code (not its .venv) to scaffold into."""
-    copy = tmp_path / "project"
-    for part in PROJECT_PARTS:
+    return copy_project(tmp_path / "project")
+
+
+def copy_project(copy: Path, extra: tuple[str, ...] = ()) -> Path:
+    """Copy this project's code (not its .venv), and the `extra` parts, to the new directory `copy`."""
+    for part in [*PROJECT_PARTS, *extra]:
         source = PROJECT_ROOT / part
         target = copy / part
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -100,6 +104,7 @@ def test_flask_new_model_writes_files_whose_tests_pass(project_copy: Path) -> No
     result = _new_model(project_copy, "ImageTagger")
 
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # a command prints its result and errors, no log records
     written = [
         project_copy / "handlers" / "image_tagger.py",
         project_copy / "models" / "image_tagger.py",

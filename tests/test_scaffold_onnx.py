@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,8 @@ from flask import Flask
 from onnx import TensorProto, helper
 
 from serving.cli.onnx_scaffold import GraphPlan, plan_graph, python_literal
-from serving.runtime.onnx import OnnxModel
-from tests.servers import VENV_BIN
+from serving.kit import OnnxModel
+from tests.servers import PROJECT_ROOT, VENV_BIN
 from tests.test_scaffold import _run, project_copy  # noqa: F401 - project_copy is a fixture
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -80,6 +81,7 @@ def test_a_scaffold_from_an_onnx_file_passes_its_tests_and_answers(
     result = _run([*flask, *features], project_copy)
 
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
     names = ("handlers/flower_kind.py", "models/flower_kind.py", "tests/test_flower_kind.py")
     written = [project_copy / name for name in names]
     assert all(f"wrote {path}" in result.stdout for path in written)
@@ -101,6 +103,37 @@ def test_a_scaffold_from_an_onnx_file_passes_its_tests_and_answers(
     statuses, labels = zip(*json.loads(answered.stdout.strip().splitlines()[-1]), strict=True)
     assert set(statuses) == {200}
     assert list(labels) == estimator.predict(x).tolist()
+
+
+def _repository_onnx_files() -> list[str]:
+    """Every ONNX file in git, and SentenceEmbedding's graph (`make models` exports it; not in git)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "*.onnx"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    return sorted({*listed, EMBEDDING_GRAPH})
+
+
+EMBEDDING_GRAPH = "models/sentence_embedding/model.onnx"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("source", _repository_onnx_files())
+def test_every_onnx_file_in_the_repository_scaffolds_into_passing_tests(project_copy: Path, source: str) -> None:  # noqa: F811
+    if not (PROJECT_ROOT / source).exists():
+        pytest.skip(f"{source} is missing: `make models` exports it")
+    name = "Scaffolded" + "".join(part.title() for part in Path(source).stem.split("_"))
+    flask = [str(VENV_BIN / "flask"), "--app", "main", "new-model", name, "--from", source]
+
+    result = _run(flask, project_copy)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    module = f"scaffolded_{Path(source).stem}"
+    selected = [f"tests/test_{module}.py", "tests/test_handler_contract.py", "-k", module]
+    tests = _run([str(VENV_BIN / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", *selected], project_copy)
+    assert tests.returncode == 0, tests.stdout[-3000:]
+    assert "failed" not in tests.stdout
+    assert "skipped" not in tests.stdout
 
 
 # --- refusals ------------------------------------------------------------------------
@@ -156,7 +189,7 @@ def _write(tmp_path: Path, data: bytes) -> Path:
         pytest.param(
             lambda: _iris_classifier()[1],
             ["--features", "a,b,c,a"],
-            "--features must be distinct names",
+            "--features: 'a' is given twice",
             id="repeated-feature",
         ),
         pytest.param(

@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 
-from serving.config.settings import PROJECT_ROOT, Settings, SettingsError, settings_table
+from serving.config.fields import setting
+from serving.config.settings import (
+    PROJECT_ROOT,
+    SETTINGS_GROUPS,
+    Settings,
+    SettingsError,
+    check_groups,
+    settings_table,
+)
 
 
 def test_defaults() -> None:
@@ -72,6 +80,43 @@ def test_every_field_names_an_environment_variable_and_a_doc() -> None:
     for spec in dataclasses.fields(Settings):
         assert spec.metadata["env"].isupper()
         assert spec.metadata["doc"]
+
+
+def test_the_table_runs_group_by_group_in_the_order_the_groups_are_listed() -> None:
+    rows = [line.split("`")[1] for line in settings_table().splitlines()[2:]]
+    expected = [spec.metadata["env"] for group in SETTINGS_GROUPS for spec in dataclasses.fields(group)]
+
+    assert rows == expected
+    assert SETTINGS_GROUPS[0].__name__ == "ServerSettings"  # `HOST` and `PORT` open the table
+    assert rows[:2] == ["HOST", "PORT"]
+
+
+@dataclasses.dataclass(frozen=True)
+class _First:
+    alpha: int = setting("ALPHA", 1, "First.")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Again:
+    beta: int = setting("ALPHA", 2, "The same variable again.")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Combined(_First, _Again):
+    gamma: int = setting("GAMMA", 3, "Declared outside any group.")
+
+
+@pytest.mark.parametrize(
+    ("groups", "message"),
+    [
+        ((_First, _Again), "declared by two settings groups"),
+        ((_First,), r"_Combined declares settings outside its groups: \['beta', 'gamma'\]"),
+    ],
+    ids=["same-variable-twice", "field-outside-groups"],
+)
+def test_settings_groups_that_would_lose_a_setting_are_refused(groups: tuple[type, ...], message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        check_groups(_Combined, groups)
 
 
 def test_docs_configuration_table_is_current() -> None:

@@ -1,4 +1,4 @@
-"""How handler schemas map to Open Inference Protocol tensors (serving/runtime/tensors.py)."""
+"""How handler schemas map to Open Inference Protocol tensors (serving/protocols/oip/tensors.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from serving.runtime.tensors import OutputMismatch, output_values, signature
+from serving.protocols.oip.tensors import OutputMismatch, output_values, signature
 
 
 def _input(schema: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import pytest
 import requests
 from flask import Flask
 
-from serving.errors import GatewayTimeout, ModelUnavailable
+from serving.errors import GatewayTimeout, ModelNotServing
 from serving.runtime.handlers import discover_handlers
 from serving.runtime.timebudget import TimeBudget, _CallThreads
 from tests.conftest import FIXTURE_HANDLERS
@@ -117,7 +117,7 @@ def test_too_many_abandoned_calls_degrade_only_that_model_until_they_end() -> No
     for _ in range(2):
         with pytest.raises(GatewayTimeout):
             budget.call("Stuck", None, stuck)
-    with pytest.raises(ModelUnavailable) as degraded:
+    with pytest.raises(ModelNotServing) as degraded:
         budget.call("Stuck", None, stuck)
     other = budget.call("Other", None, lambda: "fine")
 

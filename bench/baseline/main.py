@@ -27,8 +27,8 @@ from flask_cors import CORS
 from bench.baseline.tutorial import validate_json
 from models.digits import image
 from models.digits.model import load_estimator
-from models.errors import InvalidInput
 from models.greeter import XXXModel
+from serving.kit import InvalidInput
 
 xxx_model_instance = XXXModel()
 xxx_model_schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}

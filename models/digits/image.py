@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.errors import InvalidInput
+from serving.kit import InvalidInput
 
 if TYPE_CHECKING:
     from PIL import Image

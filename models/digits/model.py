@@ -20,10 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from models.artifacts import ArtifactError, display_path, load_artifact
 from models.digits import image
 from models.onnx_classifier import OnnxClassifier
-from serving.runtime.onnx import OnnxModel, json_floats
+from serving.kit import ArtifactError, OnnxModel, display_path, json_floats, load_artifact
 
 ARTIFACT_DIR = Path(__file__).resolve().parent
 ARTIFACT_FILE = "digits.skops"

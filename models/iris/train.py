@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from models.artifacts import ServingForm, output_dir, print_written, write_artifact
+from models.artifact_writer import ServingForm, output_dir, print_written, write_artifact
 from models.iris import model
 from models.onnx_export import check_parity, sklearn_to_onnx
 

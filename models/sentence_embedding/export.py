@@ -15,7 +15,7 @@ downloaded) and writes, into DIR (default: this package's directory):
 - `export.json`: sha256 and size of both, and the versions that decide their bytes.
 
 Needs requirements-export.txt (torch, transformers); the server never imports either.
-The same versions give the same bytes (tests/models/test_sentence_embedding_export.py).
+The same versions give the same bytes (tests/models/test_sentence_embedding.py, its last test).
 The exporter is torch's TorchScript-based one (`dynamo=False`): it needs no package
 beyond torch, and its output is byte-for-byte reproducible; torch warns that it is the
 legacy path, so that warning is silenced here, not ignored: the parity test is what
@@ -35,7 +35,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from models.artifacts import write_atomically
+from models.artifact_writer import write_atomically
 from models.sentence_embedding.model import (
     DIMENSIONS,
     INPUT_NAMES,

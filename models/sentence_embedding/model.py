@@ -8,7 +8,7 @@ Pooling with mean_tokens, Normalize), without torch:
    tokenizer call does;
 2. ONNX Runtime runs the BERT encoder (`model.onnx`, written by
    `python -m models.sentence_embedding.export`) on a padded batch, through the
-   `Encoder` the caller passes (the handler passes `serving.runtime.onnx.OnnxModel`,
+   `Encoder` the caller passes (the handler passes `serving.kit.OnnxModel`,
    which sizes its threads from the settings and is safe across gunicorn's fork);
 3. numpy averages each text's token embeddings over its attention mask and scales the
    mean to Euclidean length 1 (sentence-transformers' Pooling and Normalize, same
@@ -52,7 +52,7 @@ class ModelFilesMissing(FileNotFoundError):
 
 
 class Encoder(Protocol):
-    """Runs the ONNX graph: `serving.runtime.onnx.OnnxModel` in the server."""
+    """Runs the ONNX graph: `serving.kit.OnnxModel` in the server."""
 
     def run(self, feeds: Mapping[str, Any], outputs: Sequence[str] | None = None) -> Mapping[str, np.ndarray]:
         """Output name -> array for one batch of named input arrays."""

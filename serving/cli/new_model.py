@@ -9,8 +9,10 @@ the files exists or a served model already has the name.
 
 `--from model.onnx` starts from an ONNX graph instead (serving/cli/onnx_scaffold.py): the
 schemas come from the graph's inputs and outputs (`--features a,b,c` names the columns of
-a single tabular input), the file is copied to `models/<name>.onnx`, and a graph a
-generated handler cannot serve is refused with what was found.
+a single tabular input; names that are not field names become ones, titled with the
+original), `--classes` names a classifier's classes, `--example` gives real rows for the
+schema's examples, the file is copied to `models/<name>.onnx`, and a graph a generated
+handler cannot serve is refused with what was found.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from serving.cli.onnx_fields import graph_class_labels, plan_classes, split_names
 from serving.cli.onnx_scaffold import UnsupportedGraph, load_graph, onnx_scaffold_files, plan_graph
 from serving.config.settings import PROJECT_ROOT
 from serving.http.state import get_state
-from serving.runtime.handlers import RESERVED_NAMES
+from serving.protocols import reserved_names
 
 # A class name and a URL segment at once: letters and digits, starting with a letter;
 # short enough that every generated line fits ruff's 120 columns.
@@ -201,7 +204,7 @@ def name_problem(name: str, served: set[str]) -> str | None:
     """Why `name` cannot be a new model's name, or None when it can."""
     if not SCAFFOLD_NAME.fullmatch(name):
         return "a model name is letters and digits, starting with a letter, at most 32 (e.g. ImageTagger)"
-    if name.lower() in RESERVED_NAMES:
+    if name.lower() in reserved_names():
         return f"{name!r} is used by the API's own routes"
     if keyword.iskeyword(module_name(name)):
         return f"{module_name(name)!r} is a Python keyword and cannot be a module name"
@@ -229,23 +232,45 @@ def name_problem(name: str, served: set[str]) -> str | None:
 @click.option(
     "--features",
     default=None,
-    help="With --from: names of the columns of the graph's single float input [N, k], comma-separated.",
+    help="With --from: names of the columns of the graph's single float input [N, k], comma-separated "
+    "(or a JSON array). Names that are not field names become ones; the original is the field's title.",
+)
+@click.option(
+    "--classes",
+    default=None,
+    help="With --from: a classifier's class names, in the order of its score columns, comma-separated "
+    "(or a JSON array). The result shows them instead of 0, 1, 2...",
+)
+@click.option(
+    "--example",
+    "examples",
+    multiple=True,
+    help="With --from: a real input row as JSON (an object of fields, or with --features an array of "
+    "values), shown by 'Fill example' and used by the tests. Repeat for more.",
 )
 @with_appcontext
-def new_model_command(name: str, directory: Path, source: Path | None, features: str | None) -> None:
+def new_model_command(
+    name: str,
+    directory: Path,
+    source: Path | None,
+    features: str | None,
+    classes: str | None,
+    examples: tuple[str, ...],
+) -> None:
     """Write handlers/, models/ and tests/ files for a new model NAME (e.g. ImageTagger)."""
     served = {runtime.spec.name for runtime in get_state(current_app).registry}
     problem = name_problem(name, served)
     if problem:
         raise click.ClickException(f"cannot create model {name!r}: {problem}")
-    if features is not None and source is None:
-        raise click.ClickException("--features describes the input of an ONNX model: use it with --from")
+    for option, value in (("--features", features), ("--classes", classes), ("--example", examples or None)):
+        if value is not None and source is None:
+            raise click.ClickException(f"{option} describes an ONNX model: use it with --from")
     root = directory.resolve()
     files: dict[Path, str | bytes] = {}
     if source is None:
         files.update(scaffold_files(name, root))
     else:
-        files.update(_onnx_files(name, root, source, features))
+        files.update(_onnx_files(name, root, source, features, classes, examples))
     existing = [path for path in files if path.exists()]
     if existing:
         shown = ", ".join(str(path) for path in existing)
@@ -264,17 +289,23 @@ def new_model_command(name: str, directory: Path, source: Path | None, features:
     click.echo(f"next: edit the model, then run: python -m pytest {test_file}")
 
 
-def _onnx_files(name: str, root: Path, source: Path, features: str | None) -> dict[Path, str | bytes]:
+def _onnx_files(
+    name: str, root: Path, source: Path, features: str | None, classes: str | None, examples: tuple[str, ...]
+) -> dict[Path, str | bytes]:
     """The scaffold for serving `source`, and the model file's copy under models/."""
     module = module_name(name)
-    names = [part.strip() for part in features.split(",")] if features is not None else None
+    data = source.read_bytes()
     try:
-        plan = plan_graph(load_graph(source), names)
+        model = load_graph(source)
+        class_names = split_names(classes, "--classes") if classes is not None else None
+        class_plan = plan_classes(model.outputs, class_names, graph_class_labels(data))
+        names = split_names(features, "--features") if features is not None else None
+        plan = plan_graph(model, names, class_plan, examples)
     except UnsupportedGraph as exc:
         raise click.ClickException(f"cannot serve {source} as model {name!r}: {exc}") from None
     model_file = f"{module}.onnx"
     files: dict[Path, str | bytes] = dict(
         onnx_scaffold_files(name, module, name[0].upper() + name[1:], root, plan, model_file)
     )
-    files[root / "models" / model_file] = source.read_bytes()
+    files[root / "models" / model_file] = data
     return files

@@ -10,21 +10,23 @@ The mapping, per input (its first dimension is the batch, dynamic or fixed at 1)
 - `[N]`: one JSON value per request; `[N, k]`: an array of k values; `[N, a, b]`:
   nested arrays. Element types: float, double, float16 -> number; (u)int -> integer
   within the type's range; bool -> boolean; string -> string.
-- with `--features a,b,c`, a single float input `[N, 3]` becomes three named number fields.
+- with `--features a,b,c`, a single float input `[N, 3]` becomes three named number fields
+  (names that are not field names are turned into ones: serving/cli/onnx_fields.py).
 - one dynamic dimension after the batch one (a sequence length) becomes an array of any
   length; such a graph is served one request per call (rows of different lengths
   cannot be stacked without padding, which only the model's author can define).
 Outputs must be tensors of known rank with a batch dimension; each becomes a field of
 the result. Sequences and maps (skl2onnx's ZipMap: convert with `zipmap=False`), unknown
-shapes and several dynamic dimensions in one input are refused.
+shapes and several dynamic dimensions in one input are refused. A classifier's scores
+and label get class names with `--classes` (or the graph's string labels), and
+`--example` rows become the input schema's examples (serving/cli/onnx_fields.py).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -32,13 +34,10 @@ from typing import Any
 import numpy as np
 
 from serving.cli import onnx_templates as templates
-from serving.runtime.onnx import OnnxModel, OnnxModelError, TensorSpec
+from serving.cli.onnx_fields import ClassPlan, UnsupportedGraph, feature_fields, parse_examples
+from serving.kit import OnnxModel, OnnxModelError, TensorSpec
 
-_FEATURE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-
-
-class UnsupportedGraph(ValueError):
-    """The graph cannot be served by a generated handler; the message says what was found."""
+__all__ = ["GraphPlan", "UnsupportedGraph", "load_graph", "onnx_scaffold_files", "plan_graph", "python_literal"]
 
 
 @dataclass(frozen=True)
@@ -59,12 +58,19 @@ class GraphPlan:
     features: tuple[str, ...] | None  # named fields of the single tabular input, if asked
     outputs: tuple[tuple[str, dict[str, Any]], ...]  # output name, schema of one row
     batchable: bool  # requests can be stacked into one run
+    titles: tuple[str | None, ...] = ()  # each feature's name as given, where its field differs
+    classes: ClassPlan | None = None  # class names for a classifier's scores and label
+    examples: tuple[dict[str, Any], ...] = ()  # real rows (--example); else zeros
 
     def input_schema(self) -> dict[str, Any]:
         """The handler's INPUT_SCHEMA."""
         if self.features is not None:
             item = self.inputs[0].schema["items"]
-            properties = {feature: dict(item) for feature in self.features}
+            titles = self.titles or (None,) * len(self.features)
+            properties = {
+                feature: {**item, "title": title} if title else dict(item)
+                for feature, title in zip(self.features, titles, strict=True)
+            }
             example: dict[str, Any] = {feature: 0.0 for feature in self.features}
         else:
             properties = {plan.name: plan.schema for plan in self.inputs}
@@ -75,12 +81,14 @@ class GraphPlan:
             "properties": properties,
             "required": list(properties),
             "additionalProperties": False,
-            "examples": [example],
+            "examples": list(self.examples) or [example],
         }
 
     def output_schema(self) -> dict[str, Any]:
         """The handler's OUTPUT_SCHEMA."""
         properties = dict(self.outputs)
+        if self.classes is not None:
+            properties = self.classes.output_schemas(properties)
         return {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "type": "object",
@@ -132,8 +140,17 @@ def _batch_dim_problem(spec: TensorSpec, what: str) -> str | None:
     return None
 
 
-def plan_graph(model: OnnxModel, features: Sequence[str] | None = None) -> GraphPlan:
-    """How requests map onto `model`'s inputs and its outputs onto results; `UnsupportedGraph` if they cannot."""
+def plan_graph(
+    model: OnnxModel,
+    features: Sequence[str] | None = None,
+    classes: ClassPlan | None = None,
+    examples: Sequence[str] = (),
+) -> GraphPlan:
+    """How requests map onto `model`'s inputs and its outputs onto results; `UnsupportedGraph` if they cannot.
+
+    `features` are `--features` names, `classes` what `plan_classes` decided, `examples`
+    the `--example` texts (JSON rows), checked against the input schema.
+    """
     if not model.inputs:
         raise UnsupportedGraph("the graph has no inputs")
     inputs: list[InputPlan] = []
@@ -169,12 +186,21 @@ def plan_graph(model: OnnxModel, features: Sequence[str] | None = None) -> Graph
         element.pop("minimum", None)
         element.pop("maximum", None)
         outputs.append((spec.name, _nest(element, example, spec.shape[1:])[0]))
-    if features is not None:
-        _check_features(model, inputs, features)
-    return GraphPlan(tuple(inputs), tuple(features) if features is not None else None, tuple(outputs), batchable)
+    fields = _check_features(model, inputs, features) if features is not None else None
+    plan = GraphPlan(
+        tuple(inputs),
+        tuple(name for name, _ in fields) if fields is not None else None,
+        tuple(outputs),
+        batchable,
+        titles=tuple(title for _, title in fields) if fields is not None else (),
+        classes=classes,
+    )
+    if examples:
+        plan = replace(plan, examples=tuple(parse_examples(examples, plan.input_schema(), fields)))
+    return plan
 
 
-def _check_features(model: OnnxModel, inputs: list[InputPlan], features: Sequence[str]) -> None:
+def _check_features(model: OnnxModel, inputs: list[InputPlan], features: Sequence[str]) -> list[tuple[str, str | None]]:
     found = "; ".join(spec.describe() for spec in model.inputs)
     spec = model.inputs[0]
     if len(inputs) != 1 or spec.element_type not in ("float", "double") or spec.shape is None or len(spec.shape) != 2:
@@ -182,9 +208,7 @@ def _check_features(model: OnnxModel, inputs: list[InputPlan], features: Sequenc
     width = spec.shape[1]
     if width != len(features):
         raise UnsupportedGraph(f"--features names {len(features)} features; the graph's input {found} takes {width}")
-    bad = [name for name in features if not _FEATURE_NAME.fullmatch(name)]
-    if bad or len(set(features)) != len(features):
-        raise UnsupportedGraph(f"--features must be distinct names of letters, digits and '_'; got {list(features)}")
+    return feature_fields(features)
 
 
 def load_graph(path: Path) -> OnnxModel:
@@ -239,6 +263,28 @@ def _string(text: str) -> str:
     return literal
 
 
+def _result_code(classes: ClassPlan | None) -> dict[str, str]:
+    """The model code's class table and `_result` function: plain outputs, or class names."""
+    if classes is None:
+        return {"result_table": "", "result_function": templates.RESULT_BY_OUTPUT}
+    if classes.label_from_graph:
+        label_table = Template(templates.LABEL_FROM_GRAPH).substitute(
+            label=_string(classes.label),
+            graph_labels=python_literal(list(classes.graph_labels), prefix=len("GRAPH_LABELS = ")),
+        )
+        label_index = "GRAPH_LABELS.index(result[LABEL])"
+    else:
+        label_table = Template(templates.LABEL_ADDED).substitute(label=_string(classes.label))
+        label_index = "scores.index(max(scores))"
+    table = templates.CLASSES_TABLE.substitute(
+        classes=python_literal(list(classes.names), prefix=len("CLASSES = ")),
+        scores=_string(classes.scores),
+        label_table=label_table,
+    )
+    function = templates.RESULT_BY_CLASS.substitute(label_index=label_index)
+    return {"result_table": table, "result_function": function}
+
+
 def onnx_scaffold_files(
     name: str, module: str, cls: str, directory: Path, plan: GraphPlan, model_file: str
 ) -> dict[Path, str]:
@@ -269,6 +315,7 @@ def onnx_scaffold_files(
         feeds_table=feeds_table,
         outputs=python_literal([output for output, _ in plan.outputs]),
         feeds_function=feeds_function,
+        **_result_code(plan.classes),
     )
     test = templates.TEST.substitute(values)
     return {

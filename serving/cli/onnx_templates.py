@@ -60,11 +60,11 @@ from typing import Any
 
 import numpy as np
 
-from serving.runtime.onnx import OnnxModel
+from serving.kit import OnnxModel
 
 MODEL_FILE = Path(__file__).with_name("${model_file}")
 ${feeds_table}
-OUTPUTS = ${outputs}
+OUTPUTS = ${outputs}${result_table}
 
 
 class ${cls}:
@@ -78,10 +78,13 @@ class ${cls}:
         if not payloads:
             return []  # a graph cannot run on zero rows of an unknown shape
         outputs = self.onnx.run(_feeds(payloads), outputs=list(OUTPUTS))
-        return [{name: outputs[name][row].tolist() for name in OUTPUTS} for row in range(len(payloads))]
+        columns = {name: outputs[name].tolist() for name in OUTPUTS}  # numpy arrays -> Python values
+        return [_result(columns, row) for row in range(len(payloads))]
 
 
-${feeds_function}''')
+${feeds_function}
+
+${result_function}''')
 
 FEEDS_BY_FEATURE = """\
 def _feeds(payloads: list[dict[str, Any]]) -> dict[str, np.ndarray]:
@@ -93,6 +96,34 @@ FEEDS_BY_INPUT = """\
 def _feeds(payloads: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     return {name: np.asarray([payload[name] for payload in payloads], dtype=dtype) for name, dtype in INPUTS.items()}
 """
+
+RESULT_BY_OUTPUT = """\
+def _result(columns: dict[str, list[Any]], row: int) -> dict[str, Any]:
+    return {name: columns[name][row] for name in OUTPUTS}
+"""
+
+# A classifier's result: its scores keyed by class name, its label a class name.
+CLASSES_TABLE = Template("""
+# The class names, in the order of the columns of the scores output (--classes, or the graph's labels).
+CLASSES = ${classes}
+SCORES = ${scores}  # the output with one score per class: an object keyed by class name in results
+${label_table}""")
+
+LABEL_FROM_GRAPH = """\
+LABEL = ${label}  # the graph's predicted class, shown as the class's name
+GRAPH_LABELS = ${graph_labels}  # the value the label output gives for each class, in the order of CLASSES"""
+
+LABEL_ADDED = """\
+LABEL = ${label}  # added to each result (the graph has no label output): the class with the highest score"""
+
+RESULT_BY_CLASS = Template("""\
+def _result(columns: dict[str, list[Any]], row: int) -> dict[str, Any]:
+    result = {name: columns[name][row] for name in OUTPUTS}
+    scores = result[SCORES]
+    result[SCORES] = dict(zip(CLASSES, scores, strict=True))
+    result[LABEL] = CLASSES[${label_index}]
+    return result
+""")
 
 TEST = Template('''\
 """${name}: the ONNX model called directly, over HTTP one by one and in a batch, and bad input.
@@ -117,6 +148,11 @@ URL = "/v1/${name}"
 BATCH_URL = "/v1/models/${name}:predict"
 EXAMPLE: dict[str, Any] = INPUT_SCHEMA["examples"][0]
 FIRST_FIELD = next(iter(INPUT_SCHEMA["properties"]))
+# A run of 2 rows may add in another order than a run of 1 (ONNX Runtime picks kernels by
+# batch size), so floats can differ in their last digits: float32 keeps about 7
+# significant digits. Integers, strings and labels must be equal (docs/onnx.md).
+RELATIVE_TOLERANCE = 1e-5
+ABSOLUTE_TOLERANCE = 1e-6
 
 
 @pytest.fixture
@@ -127,7 +163,8 @@ def model_client(make_app: Callable[..., Flask]) -> FlaskClient:
 
 def test_predict_gives_every_output() -> None:
     (result,) = ${cls}().predict_many([EXAMPLE])
-    assert set(result) == set(OUTPUTS) == set(OUTPUT_SCHEMA["required"])
+    # Every output of the graph, and any field the scaffold adds (a classifier's label).
+    assert set(result) == set(OUTPUT_SCHEMA["required"]) >= set(OUTPUTS)
 
 
 def test_predict_over_http(model_client: FlaskClient) -> None:
@@ -142,7 +179,7 @@ def test_batch_over_http(model_client: FlaskClient) -> None:
 
     assert response.status_code == 200, response.get_json()
     expected = ${cls}().predict_many([EXAMPLE])[0]
-    assert response.get_json() == {"predictions": [expected, expected]}
+    assert_close(response.get_json(), {"predictions": [expected, expected]})
 
 
 @pytest.mark.parametrize(
@@ -158,4 +195,22 @@ def test_bad_input_is_a_400_naming_the_path(model_client: FlaskClient, body: Any
 
     assert response.status_code == 400
     assert response.get_json()["path"] == path
+
+
+def assert_close(got: Any, expected: Any) -> None:
+    """`got` equals `expected`, except that floats may differ by the tolerances above."""
+    if isinstance(expected, float):
+        assert got == pytest.approx(expected, rel=RELATIVE_TOLERANCE, abs=ABSOLUTE_TOLERANCE)
+    elif isinstance(expected, dict):
+        assert isinstance(got, dict)
+        assert list(got) == list(expected)
+        for key, value in expected.items():
+            assert_close(got[key], value)
+    elif isinstance(expected, list):
+        assert isinstance(got, list)
+        assert len(got) == len(expected)
+        for got_item, expected_item in zip(got, expected, strict=True):
+            assert_close(got_item, expected_item)
+    else:
+        assert got == expected
 ''')

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from serving.config import parsers
-from serving.config.artifacts import ArtifactSource, parse_model_artifacts, parse_storage_directory
-from serving.config.fields import SettingsError, setting
+from serving.config.artifact_uris import ArtifactSource, parse_model_artifacts, parse_storage_directory
+from serving.config.fields import setting
 
 # Under /tmp: App Engine standard's only writable place.
 DEFAULT_ARTIFACTS_CACHE_DIR = Path("/tmp/model-serving-artifacts")  # noqa: S108
@@ -95,21 +94,3 @@ class ArtifactSettings:
         "instead of Google's API.",
         emulator_url,
     )
-
-
-def check_model_artifacts(
-    overrides: tuple[tuple[str, ArtifactSource], ...], setup_takes_artifacts: Mapping[str, bool]
-) -> None:
-    """Refuse `MODEL_ARTIFACTS` for a model that is not served, or whose `setup()` takes no artifacts.
-
-    `setup_takes_artifacts` maps each served model's name to whether its setup has the parameter.
-    """
-    served = ", ".join(sorted(setup_takes_artifacts)) or "none"
-    for name, _source in overrides:
-        takes = setup_takes_artifacts.get(name)
-        if takes is None:
-            raise SettingsError(f"MODEL_ARTIFACTS names {name!r}, which is not a served model (served: {served})")
-        if not takes:
-            raise SettingsError(
-                f"MODEL_ARTIFACTS gives artifacts to {name!r}, but its setup() takes no artifacts parameter"
-            )

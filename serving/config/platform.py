@@ -1,9 +1,16 @@
-"""Settings Google Cloud sets or reads: proxies, project, runtime markers, Vertex AI's container contract."""
+"""Settings Google Cloud sets or reads: proxies, project, runtime markers, Vertex AI's container contract.
+
+`settings.platform` is the one answer to "where does this process run?": every module
+that behaves differently on Google Cloud (log format, proxy hops, job stores, Cloud
+Tasks, debug mode) reads it, never the variables themselves.
+"""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NoReturn
 
 from serving.config import parsers
@@ -86,6 +93,61 @@ class VertexSettings:
         raise SettingsError(f"AIP_PREDICT_ROUTE={self.aip_predict_route!r} serves one model, but {found}")
 
 
+class Platform(enum.StrEnum):
+    """The platform running this process, from the variables each one sets (`PlatformSettings.platform`).
+
+    App Engine standard sets `GAE_ENV=standard` and `GAE_SERVICE` (dev_appserver.py sets
+    `GAE_ENV=localdev`), Cloud Run sets `K_SERVICE`, and Cloud Functions sets
+    `FUNCTION_TARGET` beside `K_SERVICE` (every current runtime does). functions-framework
+    sets `FUNCTION_TARGET` itself when run locally, so that alone means a local run.
+    """
+
+    APP_ENGINE = "app_engine"
+    DEV_APPSERVER = "dev_appserver"  # App Engine's local emulator, on a developer's machine
+    CLOUD_RUN = "cloud_run"
+    CLOUD_FUNCTIONS = "cloud_functions"
+    FUNCTIONS_FRAMEWORK = "functions_framework"  # `functions-framework` run locally
+    LOCAL = "local"
+
+    @property
+    def on_google_cloud(self) -> bool:
+        """True on Google's serverless machines: instances whose disk is thrown away, facing the internet."""
+        return self in {Platform.APP_ENGINE, Platform.CLOUD_RUN, Platform.CLOUD_FUNCTIONS}
+
+    @property
+    def behind_google_front_end(self) -> bool:
+        """True behind Google's front end (one proxy hop, Cloud Logging); dev_appserver.py counts: it mimics it."""
+        return self.on_google_cloud or self is Platform.DEV_APPSERVER
+
+    @property
+    def is_app_engine(self) -> bool:
+        """True on App Engine (not its local emulator): Cloud Tasks can target the app itself."""
+        return self is Platform.APP_ENGINE
+
+    @property
+    def is_cloud_run(self) -> bool:
+        return self is Platform.CLOUD_RUN
+
+    @property
+    def is_functions(self) -> bool:
+        """True on Cloud Functions (not functions-framework run locally)."""
+        return self is Platform.CLOUD_FUNCTIONS
+
+    @property
+    def marker(self) -> str | None:
+        """The variable that shows this platform, for messages; None locally."""
+        return _MARKERS.get(self)
+
+
+_MARKERS = {
+    Platform.APP_ENGINE: "GAE_ENV",
+    Platform.DEV_APPSERVER: "GAE_ENV",
+    Platform.CLOUD_RUN: "K_SERVICE",
+    Platform.CLOUD_FUNCTIONS: "FUNCTION_TARGET",
+    Platform.FUNCTIONS_FRAMEWORK: "FUNCTION_TARGET",
+}
+
+
 @dataclass(frozen=True)
 class PlatformSettings:
     proxy_hops: int | None = setting(
@@ -119,12 +181,26 @@ class PlatformSettings:
         "FUNCTION_TARGET", None, "Set by Cloud Functions: the entry point's name (`api`).", parsers.optional
     )
 
-    @property
-    def google_cloud_runtime(self) -> str | None:
-        """The variable that shows this runs on Google Cloud, or None when it does not."""
-        # dev_appserver.py sets GAE_ENV=localdev: that is a developer's machine.
-        if self.gae_env and self.gae_env != "localdev":
-            return "GAE_ENV"
+    @cached_property
+    def platform(self) -> Platform:
+        """The platform whose variables are set; `Platform.LOCAL` when none are."""
+        if self.function_target:
+            return Platform.CLOUD_FUNCTIONS if self.k_service else Platform.FUNCTIONS_FRAMEWORK
+        if self.gae_env == "localdev":
+            return Platform.DEV_APPSERVER
+        if self.gae_env or self.gae_service:
+            return Platform.APP_ENGINE
         if self.k_service:
-            return "K_SERVICE"
-        return "FUNCTION_TARGET" if self.function_target else None
+            return Platform.CLOUD_RUN
+        return Platform.LOCAL
+
+    def check_debug(self, debug: bool, switch: str = "FLASK_DEBUG") -> None:
+        """Refuse debug mode (`switch` names what asked for it) on Google Cloud: the one place this rule lives.
+
+        Flask's debug mode shows tracebacks and, with the development server, an interactive
+        debugger that executes code: it must never face the internet.
+        """
+        if debug and self.platform.on_google_cloud:
+            raise SettingsError(
+                f"{switch} is refused on Google Cloud ({self.platform.marker} is set): debug mode must not be public"
+            )

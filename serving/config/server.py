@@ -140,16 +140,6 @@ class DebugSettings:
     )
 
 
-def refuse_debug_on_google_cloud(runtime: str | None, debug: bool) -> None:
-    """Refuse a debug-mode app on Google Cloud (`runtime` names the variable that shows it runs there).
-
-    Flask's debug mode shows tracebacks and, with the development server, an interactive
-    debugger that executes code: it must never face the internet.
-    """
-    if runtime is not None and debug:
-        raise SettingsError(f"FLASK_DEBUG is refused on Google Cloud ({runtime} is set): debug mode must not be public")
-
-
 def ensure_metrics_dir(configured: Path) -> None:
     """Create a configured `PROMETHEUS_MULTIPROC_DIR` if it is missing; refuse one that cannot be a directory."""
     try:

@@ -7,9 +7,11 @@ first request. `settings_table()` renders the configuration table in docs/config
 (`make settings-table` writes it there), and a test
 keeps the two in step.
 
-The fields are declared by concern in the sibling modules (server, models, platform,
-jobs, security, artifacts_settings); `Settings` combines them into one flat, frozen
-object, so code reads `settings.jobs_store` without knowing which module declared it.
+The fields are declared by concern, one group (a frozen dataclass) each, in the sibling
+modules (server, models, platform, jobs, security, artifacts_settings). `Settings`
+combines the groups into one flat, frozen object, so code reads `settings.jobs_store`
+without knowing which group declared it. `SETTINGS_GROUPS` lists the groups in the
+order of the configuration table: `Settings`' bases, top to bottom, as written.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import Field, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,31 +40,31 @@ from serving.config.server import (
     UploadSettings,
 )
 
-__all__ = ["PROJECT_ROOT", "Settings", "SettingsError", "settings_table"]
+__all__ = ["PROJECT_ROOT", "SETTINGS_GROUPS", "Settings", "SettingsError", "settings_fields", "settings_table"]
 
 
-# A dataclass collects its fields from the last base to the first, so the bases are listed
-# bottom-up: the fields (and so the configuration table and the repr) run from
-# ServerSettings's `HOST` to DebugSettings's `FLASK_DEBUG`.
+# The groups in the configuration table's order, top to bottom: a new group goes where its
+# rows should appear. (`SETTINGS_GROUPS` is this list; nothing reads the dataclass's own
+# field order, which runs the other way.)
 @dataclass(frozen=True)
 class Settings(
-    BigQuerySettings,
-    PredictionLogSettings,
-    ArtifactSettings,
-    DebugSettings,
-    OnnxSettings,
-    CallLimitSettings,
-    SecuritySettings,
-    MetricsSettings,
-    BatchingSettings,
-    PlatformSettings,
-    JobsSettings,
-    VertexSettings,
-    LoggingSettings,
-    UploadSettings,
-    HttpSettings,
-    ModelSettings,
     ServerSettings,
+    ModelSettings,
+    HttpSettings,
+    UploadSettings,
+    LoggingSettings,
+    VertexSettings,
+    BigQuerySettings,
+    JobsSettings,
+    PlatformSettings,
+    BatchingSettings,
+    MetricsSettings,
+    SecuritySettings,
+    CallLimitSettings,
+    OnnxSettings,
+    DebugSettings,
+    ArtifactSettings,
+    PredictionLogSettings,
 ):
     """The server's configuration: defaults, overridden by environment variables.
 
@@ -75,7 +77,7 @@ class Settings(
         """Build settings from `environ` (default `os.environ`); unset names keep defaults."""
         source = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for spec in dataclasses.fields(cls):
+        for spec in settings_fields():
             env = spec.metadata["env"]
             raw = source.get(env)
             if raw is None:
@@ -92,12 +94,7 @@ class Settings(
 
     def check(self) -> None:
         """Reject combinations of values that are each valid alone but not together."""
-        # GAE_ENV, K_SERVICE and FUNCTION_TARGET (PlatformSettings) mark a Google Cloud
-        # runtime, where FLASK_DEBUG is refused.
-        if self.flask_debug and self.google_cloud_runtime:
-            raise SettingsError(
-                f"FLASK_DEBUG is refused on Google Cloud ({self.google_cloud_runtime} is set): debug must not be public"
-            )
+        self.check_debug(self.flask_debug)
         self.check_http()
         self.check_vertex()
 
@@ -111,10 +108,34 @@ class Settings(
         return dataclasses.replace(self, **changes)
 
 
+SETTINGS_GROUPS: tuple[type, ...] = Settings.__bases__
+
+
+def settings_fields(groups: tuple[type, ...] = SETTINGS_GROUPS) -> list[Field[Any]]:
+    """Every setting's field, group by group in `groups`' order (for `SETTINGS_GROUPS`, the table's)."""
+    return [spec for group in groups for spec in dataclasses.fields(group)]
+
+
+def check_groups(combined: type, groups: tuple[type, ...]) -> None:
+    """Refuse groups that would lose or hide a setting: one declared twice, or a field `combined` declares itself."""
+    seen: dict[str, str] = {}
+    for spec in settings_fields(groups):
+        env = spec.metadata["env"]
+        if spec.name in seen or env in seen.values():
+            raise TypeError(f"setting {spec.name} ({env}) is declared by two settings groups")
+        seen[spec.name] = env
+    own = {spec.name for spec in dataclasses.fields(combined)} - set(seen)
+    if own:
+        raise TypeError(f"{combined.__name__} declares settings outside its groups: {sorted(own)}")
+
+
+check_groups(Settings, SETTINGS_GROUPS)
+
+
 def settings_table() -> str:
-    """The configuration table of docs/configuration.md, generated from the fields above."""
+    """The configuration table of docs/configuration.md, generated from the groups' fields in order."""
     rows = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
-    for spec in dataclasses.fields(Settings):
+    for spec in settings_fields():
         default = spec.default
         if isinstance(default, tuple):
             shown = ",".join(default) or "(unset)"  # an empty "``" would open a code span

@@ -3,24 +3,26 @@
 Flask-CORS answers preflights and adds the `Access-Control-*` headers; `CORS_ORIGINS`
 says which origins (default `*`). No credentials are ever allowed, and the headers a
 widget needs to read (the request id, the model's version, `Location` of a job,
-`Retry-After`, and the JSON part's length of a binary v2 answer) are exposed.
+`Retry-After`, and those a protocol's clients read, such as the JSON part's length of a
+binary Open Inference answer) are exposed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from flask import Flask, Response, request
 from flask_cors import CORS
 
 from serving.config.settings import Settings
-from serving.http.inference_v2_wire import HEADER_LENGTH as V2_HEADER_LENGTH
 from serving.http.model_version import MODEL_VERSION_HEADER
 from serving.observability.logs import REQUEST_ID_HEADER
 
 
-def cors_extension(settings: Settings) -> Callable[[Flask], None]:
+def cors_extension(settings: Settings, exposed_headers: Iterable[str] = ()) -> Callable[[Flask], None]:
     """Flask-CORS's `init_app` for `settings.cors_origins`: it registers one after-request hook.
+
+    `exposed_headers` are the wire protocols' own response headers, exposed beside ours.
 
     `intercept_exceptions=False`: Flask-CORS would otherwise wrap the app's exception
     handling too. Every error response here is rendered by an error handler and passes
@@ -34,7 +36,7 @@ def cors_extension(settings: Settings) -> Callable[[Flask], None]:
         send_wildcard=any_origin,
         supports_credentials=False,
         methods=["GET", "POST", "DELETE", "OPTIONS"],
-        expose_headers=[REQUEST_ID_HEADER, MODEL_VERSION_HEADER, "Location", "Retry-After", V2_HEADER_LENGTH],
+        expose_headers=[REQUEST_ID_HEADER, MODEL_VERSION_HEADER, "Location", "Retry-After", *exposed_headers],
         max_age=3600,
         intercept_exceptions=False,
     )

@@ -16,19 +16,15 @@ in `init_app`: the pipeline calls it at the step's place, so their hooks run the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response
 
 from serving.config.api_keys import KeyRing
-from serving.http.batch import tf_serving_marker
 from serving.http.cors import cors_extension, preflight_no_content
-from serving.http.inference_v2 import protocol_error_key
 from serving.http.model_version import version_header
-from serving.http.openai import openai_error_shape
-from serving.http.predict import announce_prediction, withdraw_prediction
 from serving.http.state import ServingState
 from serving.observability.logs import request_logger, start_request
 from serving.observability.metrics import request_observer
@@ -45,6 +41,9 @@ class Step:
     """One named stage of every request; each hook is optional (a step may be switched off)."""
 
     name: str
+    # What the step does and why it stands where it does: the table in
+    # docs/request-pipeline.md is generated from it (`pipeline_table`).
+    does: str
     before: Callable[[], Any] | None = None
     after: Callable[[Response], Response] | None = None
     teardown: Callable[[BaseException | None], None] | None = None
@@ -52,57 +51,66 @@ class Step:
     extension: Callable[[Flask], None] | None = None
 
 
-def request_steps(state: ServingState, ring: KeyRing) -> list[Step]:
-    """Every request's steps, outermost first."""
+def request_steps(state: ServingState, ring: KeyRing, *, exposed_headers: Iterable[str] = ()) -> list[Step]:
+    """Every request's steps, outermost first; `exposed_headers` are the protocols' own, for CORS."""
     settings = state.settings
     limiter = create_limiter(
         limits=settings.rate_limits,
         storage_url=settings.rate_limit_storage_url,
         key_prefix=settings.rate_limit_key_prefix,
     )
-    batching = state.inference.batchers is not None
     return [
-        # First in, last out: every response carries the request id, every request is
-        # logged once with its final status, and the log context has the id from the start.
-        Step("request-log", before=start_request, after=request_logger(key_id=current_key_id)),
-        # Flask's automatic answer to a CORS preflight (an empty 200) goes out as a 204.
-        # Here, inside the request log (which logs the 204) and outside the metrics
-        # (which count the view's 200).
-        Step("preflight-204", after=preflight_no_content),
-        # Counts every response, refusals included, with the model the request named.
-        Step("metrics", after=request_observer(state.metrics)),
-        # A sampled prediction's entry (PREDICTION_LOG), with the version the next step found.
+        Step(
+            "request-log",
+            "First in, last out: sets the request id, trace and start time, so the log context has them "
+            "from the start; adds `X-Request-Id` and logs the request once, with its final status.",
+            before=start_request,
+            after=request_logger(key_id=current_key_id),
+        ),
+        Step(
+            "preflight-204",
+            "Flask's automatic answer to a CORS preflight (an empty 200) goes out as a 204: inside the request "
+            "log, which logs the 204, and outside the metrics, which count the view's 200.",
+            after=preflight_no_content,
+        ),
+        Step(
+            "metrics",
+            "Counts every response, refusals included, with the model the request named (`METRICS`).",
+            after=request_observer(state.metrics),
+        ),
         Step(
             "prediction-log",
+            "A sampled prediction's entry (`PREDICTION_LOG`), with the version the next step found.",
             after=prediction_logger(state.prediction_log) if state.prediction_log is not None else None,
         ),
-        # `X-Model-Version` on responses about a loaded model, and the version in the log line.
-        Step("model-version", after=version_header(state.registry)),
-        # Identify the API key, count the request against its client's rate limit (so
-        # failed key guesses are limited too), then refuse it if it has no valid key.
-        Step("identify-key", before=key_identifier(ring)),
+        Step(
+            "model-version",
+            "`X-Model-Version` on responses about a loaded model, and the version in the log line.",
+            after=version_header(state.registry),
+        ),
+        Step(
+            "identify-key",
+            "Which API key was presented: counted against its client's rate limit next, so failed key "
+            "guesses are limited too.",
+            before=key_identifier(ring),
+        ),
         Step(
             "rate-limit",
+            "Flask-Limiter's check and its headers (`RATE_LIMITS`); `Retry-After` on a 429.",
             extension=limiter.init_app if limiter is not None else None,
             after=retry_after(limiter) if limiter is not None else None,
         ),
-        Step("enforce-key", before=enforce_key),
-        # Headers for every response that passed the steps above, refusals included.
-        Step("security-headers", after=security_headers),
-        Step("cors", extension=cors_extension(settings)),
-        # Admitted requests only: a `POST /v1/<Name>` tells its model's batcher it is
-        # coming while its body is still read; withdrawn at teardown if it never got there.
+        Step("enforce-key", "401 without a valid key on a protected route.", before=enforce_key),
         Step(
-            "announce-prediction",
-            before=announce_prediction if batching else None,
-            teardown=withdraw_prediction if batching else None,
+            "security-headers",
+            "`nosniff`, CSP, HSTS... on every response that passed the steps above, refusals included.",
+            after=security_headers,
         ),
-        # Errors of TF Serving's routes carry `error` too; those refused above (401, 429) do not.
-        Step("tf-serving-errors", before=tf_serving_marker(settings.aip_predict_route)),
-        # The error shapes other protocols' clients parse, for every error on their routes
-        # (refusals above included): OpenAI's on /v1/embeddings, `error` on /v2.
-        Step("openai-errors", after=openai_error_shape),
-        Step("v2-errors", after=protocol_error_key),
+        Step(
+            "cors",
+            "Flask-CORS's headers (`CORS_ORIGINS`), exposing ours and the protocols' own.",
+            extension=cors_extension(settings, exposed_headers),
+        ),
     ]
 
 
@@ -124,3 +132,28 @@ def installed_steps(app: Flask) -> tuple[Step, ...]:
     """The steps `install_pipeline` installed on `app`, in order."""
     steps: tuple[Step, ...] = app.extensions[EXTENSION_KEY]
     return steps
+
+
+def pipeline_table(steps: Sequence[Step]) -> str:
+    """The Markdown table of `steps` in docs/request-pipeline.md: each step, what it does, its hooks.
+
+    `bin/pipeline-table` writes it into the page; tests/test_pipeline.py fails while it is stale.
+    """
+    rows = [
+        "| step | what it does | before | after | teardown | extension (registers its own hooks) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for step in steps:
+        hooks = (step.before, step.after, step.teardown, step.extension)
+        cells = [f"`{step.name}`", step.does, *(_hook_name(hook) for hook in hooks)]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def _hook_name(hook: Callable[..., Any] | None) -> str:
+    """`function`, or `factory()` for a hook a factory made, as a reader would search for it."""
+    if hook is None:
+        return ""
+    qualname = str(getattr(hook, "__qualname__", type(hook).__name__))
+    factory, made, _ = qualname.partition(".<locals>")
+    return f"`{factory}()`" if made else f"`{qualname}`"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from flask import Flask, Response, current_app
+from flask import Response, current_app
+from flask.sansio.app import App
 
 from serving.config.settings import Settings
 from serving.errors import JobsUnavailable
@@ -30,9 +31,9 @@ def _no_job_scheduler(runtime: ModelRuntime, payload: Any, *, idempotency_key: s
     raise JobsUnavailable()
 
 
-@dataclass
+@dataclass(frozen=True)
 class ServingState:
-    """The per-app state every route reads; built once by `create_app`."""
+    """The per-app state every route reads; built once by `create_app`, never changed after."""
 
     settings: Settings
     registry: Registry
@@ -48,7 +49,7 @@ class ServingState:
     jobs_enabled: bool = False
 
 
-def get_state(app: Flask | None = None) -> ServingState:
+def get_state(app: App | None = None) -> ServingState:
     """The `ServingState` of `app` (default: the app handling the current request)."""
     target = app if app is not None else current_app
     state: ServingState = target.extensions[EXTENSION_KEY]

@@ -13,5 +13,5 @@ The pieces, each in its own module:
 - `cloud_tasks`: the Cloud Tasks dispatcher and the proof a caller is the queue;
 - `webhooks`: the SSRF-safe completion callback;
 - `service`: `JobService`, which the routes use, and `init_jobs(app)`;
-- `routes`: the HTTP API (whether a request becomes a job is decided in serving/http/dispatch.py).
+- `routes`: the HTTP API (whether a request becomes a job is decided in serving/protocols/native/dispatch.py).
 """

@@ -1,6 +1,6 @@
 """The job API: asynchronous submits, `GET`/`DELETE /v1/jobs/<id>`, and Cloud Tasks' run endpoint.
 
-A `POST /v1/<Model>` becomes a job when serving/http/dispatch.py says so; the body is
+A `POST /v1/<Model>` becomes a job when serving/protocols/native/dispatch.py says so; the body is
 validated first, so a bad request never becomes a job. `submit` answers
 `202 {"job_id", "status": "queued", "message": "Task Scheduled"}` with
 `Location: /v1/jobs/<job_id>`.

@@ -22,12 +22,11 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask
 
 from serving.config.settings import Settings
-from serving.http.state import get_state
 from serving.jobs.pool import WorkerPool
 from serving.jobs.records import Job, JobStatus, new_job_id, request_fingerprint
 from serving.jobs.runner import JobRunner, LeaseKeeper, worker_name
 from serving.jobs.store import Claim, JobStore, StoreError
-from serving.jobs.stores import build_store, on_serverless
+from serving.jobs.stores import build_store
 from serving.jobs.webhooks import WebhookPolicy, backoff_s, deliver
 from serving.observability.metrics import Metrics
 from serving.runtime.inference import Inference
@@ -120,7 +119,7 @@ class JobService:
             self.queue_caller = QueueCaller(
                 target=settings.jobs_tasks_target,
                 queue=settings.jobs_tasks_queue,
-                on_app_engine=settings.gae_env == "standard",
+                on_app_engine=settings.platform.is_app_engine,
                 service_account=settings.jobs_tasks_service_account,
                 audience=audience,
                 certs_url=settings.jobs_tasks_oidc_certs_url,
@@ -359,15 +358,16 @@ class JobService:
             log.warning("job sweep failed: %s", exc)
 
 
-def init_jobs(app: Flask, settings: Settings, registry: Registry, inference: Inference) -> JobService | None:
+def init_jobs(
+    app: Flask, settings: Settings, registry: Registry, inference: Inference, metrics: Metrics
+) -> JobService | None:
     """Build the app's `JobService` (None when jobs are off); refuses unsafe combinations."""
     store = build_store(settings)
-    metrics = get_state(app).metrics
     service = JobService(settings, registry, inference, store, metrics=metrics) if store is not None else None
     app.extensions[EXTENSION_KEY] = service
     if service is None:
         return None
-    if service.dispatcher_kind == "threads" and on_serverless(settings):
+    if service.dispatcher_kind == "threads" and settings.platform.on_google_cloud:
         log.warning(
             "JOBS_DISPATCHER=threads on a serverless platform: background threads get CPU only with "
             "instance-based billing / always-allocated CPU; JOBS_DISPATCHER=cloud-tasks runs jobs inside requests"

@@ -17,19 +17,13 @@ log = logging.getLogger("serving.jobs")
 SQLITE_FILE = "jobs.sqlite"
 
 
-def on_serverless(settings: Settings) -> bool:
-    """True on App Engine standard, Cloud Run or Cloud Functions: instances with throwaway disks."""
-    # dev_appserver.py sets GAE_ENV=localdev: a developer's machine, whose disk stays.
-    return settings.gae_env == "standard" or bool(settings.k_service)
-
-
 def resolve_store_kind(settings: Settings) -> str:
     """The store `JOBS_STORE` stands for here: sqlite, postgresql, firestore or none."""
     if settings.jobs_store != "auto":
         return settings.jobs_store
     if settings.database_url:
         return "postgresql"
-    if on_serverless(settings) and not settings.jobs_allow_ephemeral_store:
+    if settings.platform.on_google_cloud and not settings.jobs_allow_ephemeral_store:
         return "none"
     return "sqlite"
 
@@ -37,8 +31,9 @@ def resolve_store_kind(settings: Settings) -> str:
 def build_store(settings: Settings) -> JobStore | None:
     """The job store the settings ask for, after checking that it keeps jobs."""
     kind = resolve_store_kind(settings)
-    serverless = on_serverless(settings)
-    settings.check_dispatcher(kind, serverless=serverless, on_app_engine=settings.gae_env == "standard")
+    # Google Cloud's instances throw their disk away (dev_appserver.py's machine keeps it).
+    serverless = settings.platform.on_google_cloud
+    settings.check_dispatcher(kind, serverless=serverless, on_app_engine=settings.platform.is_app_engine)
     if kind == "none":
         if settings.jobs_store == "auto":
             log.warning("%s", settings.jobs_disabled_reason())

@@ -34,6 +34,10 @@ log = logging.getLogger("serving.jobs.webhooks")
 MAX_URL_LENGTH = 2048
 MAX_BACKOFF_S = 3600.0
 USER_AGENT = "model-serving-webhook/1"
+# Jitter from the OS, not the `random` module's shared generator: a handler that seeds that
+# one (random.seed(0) for reproducible predictions) would give every worker the same
+# jitter, and the jitter would move its sequence (and that of any test tool watching it).
+_JITTER = random.SystemRandom()
 
 
 class WebhookRefused(ValueError):
@@ -140,7 +144,7 @@ def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
 def backoff_s(attempt: int, base_s: float) -> float:
     """Seconds before retry number `attempt` (1 = the first retry), doubling, with jitter."""
     delay: float = min(base_s * 2.0 ** (attempt - 1), MAX_BACKOFF_S)
-    return delay * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
+    return delay * _JITTER.uniform(0.8, 1.2)
 
 
 def deliver(url: str, document: dict[str, Any], attempt: int, policy: WebhookPolicy) -> Delivery:

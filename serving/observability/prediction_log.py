@@ -1,13 +1,13 @@
 """Prediction logging (opt-in): one structured log entry per sampled prediction.
 
 With `PREDICTION_LOG=true`, a `PREDICTION_LOG_SAMPLE_RATE` fraction of the requests to a
-model's predict routes (`POST /v1/<Name>`, `POST /v1/models/<Name>:predict` and Vertex
-AI's predict route) each gets one entry from the `serving.prediction` logger, message
-`prediction`, with the fields `model`, `model_version`, `request_id`, `status`,
-`latency_ms`, `input_bytes` and `input_sha256` (a digest of the request body), and
-`input` (the body as text, at most 64 KiB) only when `PREDICTION_LOG_INPUT=true`. Cloud
-Logging reads the line from stdout; a log sink to BigQuery makes it a table (see
-docs/artifacts.md).
+model's predict routes (the views marked `@logs_predictions`: `POST /v1/<Name>`,
+`POST /v1/models/<Name>:predict` and Vertex AI's predict route) each gets one entry from
+the `serving.prediction` logger, message `prediction`, with the fields `model`,
+`model_version`, `request_id`, `status`, `latency_ms`, `input_bytes` and `input_sha256`
+(a digest of the request body), and `input` (the body as text, at most 64 KiB) only when
+`PREDICTION_LOG_INPUT=true`. Cloud Logging reads the line from stdout; a log sink to
+BigQuery makes it a table (see docs/artifacts.md).
 
 Logging must never fail or slow a request: the request thread only samples and hands
 the entry to a bounded queue (dropping it, and counting the drop, when the queue is
@@ -26,18 +26,23 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
-from flask import Response, request
+from flask import Response, current_app, request
 
 from serving.observability.logs import current_model, current_model_version, current_request_id, request_started
 
 log = logging.getLogger("serving.prediction")
 
-# The endpoints whose requests are predictions.
-PREDICTION_ENDPOINTS = frozenset({"api.predict", "batch_api.predict", "batch_api.predict_version", "vertex_predict"})
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Set on a view function by `logs_predictions`.
+_PREDICTION_ATTR = "_serving_logs_predictions"
 MAX_LOGGED_INPUT_BYTES = 64 * 1024
 _QUEUE_SIZE = 1024
+# Sampling draws from the OS, not the `random` module's shared generator, which handlers may
+# seed (all workers would then sample the same requests) and which sampling would advance.
+_SAMPLER = random.SystemRandom()
 
 
 class PredictionLog:
@@ -53,7 +58,7 @@ class PredictionLog:
 
     def sampled(self) -> bool:
         """True for the fraction of calls that `sample_rate` says."""
-        return self.sample_rate >= 1.0 or random.random() < self.sample_rate  # noqa: S311 (not security)
+        return self.sample_rate >= 1.0 or _SAMPLER.random() < self.sample_rate
 
     def submit(self, fields: dict[str, Any], body: bytes) -> None:
         """Queue one entry; never blocks, never raises."""
@@ -97,6 +102,17 @@ class PredictionLog:
                 entries.task_done()
 
 
+def logs_predictions(view: F) -> F:
+    """Mark a view function as a prediction: its requests are sampled into the prediction log."""
+    setattr(view, _PREDICTION_ATTR, True)
+    return view
+
+
+def _is_prediction() -> bool:
+    view = current_app.view_functions.get(request.endpoint or "")
+    return bool(getattr(view, _PREDICTION_ATTR, False))
+
+
 def create_prediction_log(enabled: bool, sample_rate: float, include_input: bool) -> PredictionLog | None:
     """The prediction log `PREDICTION_LOG*` ask for, or None when it is off."""
     if not enabled or sample_rate <= 0:
@@ -109,7 +125,7 @@ def prediction_logger(prediction_log: PredictionLog) -> Callable[[Response], Res
 
     def _log_prediction(response: Response) -> Response:
         try:
-            if request.endpoint not in PREDICTION_ENDPOINTS or not prediction_log.sampled():
+            if not _is_prediction() or not prediction_log.sampled():
                 return response
             started = request_started()
             fields = {

@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document builder: `OpenApiDocument` and the parts every operation shares.
 
-Each group of routes describes itself beside its routes (e.g. serving/http/predict_openapi.py)
+Each group of routes describes itself beside its routes (e.g. serving/protocols/native/openapi.py)
 in a function taking an `OpenApiDocument` and the app's `ServingState`; the document gives
 it everything it needs to write operations (`json_response`, `error_responses`,
 `json_request_body`, `ref`, `embed_schema`), so a route group depends on nothing here but

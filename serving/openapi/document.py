@@ -2,8 +2,9 @@
 
 `GET /openapi.json` serves `build_document(app)`. Each group of routes describes itself in
 a function beside its routes, taking an `OpenApiDocument` (serving/openapi/builder.py) and
-the app's `ServingState`; `ROUTE_GROUPS` lists them in the order they appear. A new group
-of routes adds one such function and one entry to `ROUTE_GROUPS`.
+the app's `ServingState`; `ROUTE_GROUPS` lists them in the order they appear: every wire
+protocol's (`PROTOCOLS`, serving/protocols/), then the server's own. A new protocol adds
+its group to its `WireProtocol`; another new group of routes adds one entry here.
 """
 
 from __future__ import annotations
@@ -14,34 +15,55 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
 from serving.http.health_openapi import health_routes
-from serving.http.inference_v2_openapi import inference_v2_routes
-from serving.http.openai_openapi import openai_routes
-from serving.http.predict_openapi import listing_routes, model_routes
 from serving.http.state import ServingState, get_state
-from serving.http.vertex_openapi import vertex_routes
 from serving.http.web_openapi import web_routes
 from serving.jobs.openapi import job_routes
 from serving.observability.metrics_openapi import metrics_routes
 from serving.openapi.builder import BATCH_ERROR_SCHEMA, ERROR_SCHEMA, MODEL_STATUS_SCHEMA, OpenApiDocument
 from serving.openapi.security import document_security
-from serving.protocols.bigquery import bigquery_routes
+from serving.protocols import PROTOCOLS
 from serving.security.access import public
 
 blueprint = Blueprint("openapi", __name__)
 
 RouteGroup = Callable[[OpenApiDocument, ServingState], None]
-# Each group describes its routes; a new group of routes adds its function here.
+
+
+def document_routes(doc: OpenApiDocument, state: ServingState) -> None:
+    """`GET /openapi.json` (this document) and `GET /docs` (the page that shows it)."""
+    doc.add_tag("discovery", "What is served here and how to call it.")
+    doc.add_operation(
+        "/openapi.json",
+        "get",
+        {
+            "tags": ["discovery"],
+            "operationId": "openapi_document",
+            "summary": "This document",
+            "responses": {"200": doc.json_response("The OpenAPI 3.1 document.", {"type": "object"})},
+        },
+    )
+    doc.add_operation(
+        "/docs",
+        "get",
+        {
+            "tags": ["discovery"],
+            "operationId": "api_docs",
+            "summary": "Interactive API documentation (Swagger UI)",
+            "responses": {
+                "200": {"description": "An HTML page.", "content": {"text/html": {"schema": {"type": "string"}}}}
+            },
+        },
+    )
+
+
+# Each group describes its routes; a new group of routes (not a protocol's) adds its function here.
 ROUTE_GROUPS: tuple[RouteGroup, ...] = (
-    model_routes,
-    listing_routes,
+    *(protocol.openapi for protocol in PROTOCOLS if protocol.openapi is not None),
+    document_routes,
     health_routes,
-    vertex_routes,
     metrics_routes,
     job_routes,
     web_routes,
-    openai_routes,  # after listing_routes: it extends ModelList and Model
-    inference_v2_routes,
-    bigquery_routes,
 )
 
 

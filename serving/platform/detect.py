@@ -1,16 +1,13 @@
-"""Which Google serverless platform runs this process, and what follows from it.
+"""What follows from the platform running this process: proxies to trust, log format, trace project.
 
-Each platform announces itself through environment variables (read once into `Settings`):
-App Engine standard sets `GAE_ENV`/`GAE_SERVICE`, Cloud Run sets `K_SERVICE`, and Cloud
-Functions sets `FUNCTION_TARGET` beside `K_SERVICE`. functions-framework sets
-`FUNCTION_TARGET` itself when run locally, so that alone means a local run. From that
-follow the log format (`LOG_FORMAT=auto`), how many proxy hops to trust (`PROXY_HOPS=auto`)
-and the project that trace links name.
+The platform itself is `settings.platform` (serving/config/platform.py, computed once
+from the variables each platform sets). From it follow the log format
+(`LOG_FORMAT=auto`), how many proxy hops to trust (`PROXY_HOPS=auto`) and the project
+that trace links name.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 
 from flask import Flask
@@ -19,30 +16,6 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from serving.config.settings import Settings
 
 log = logging.getLogger("serving.platform.detect")
-
-
-class Platform(enum.StrEnum):
-    APP_ENGINE = "app_engine"
-    CLOUD_RUN = "cloud_run"
-    CLOUD_FUNCTIONS = "cloud_functions"
-    FUNCTIONS_FRAMEWORK = "functions_framework"  # `functions-framework` run locally
-    LOCAL = "local"
-
-    @property
-    def on_google_cloud(self) -> bool:
-        """True behind Google's front end (dev_appserver.py counts: it mimics it)."""
-        return self not in {Platform.LOCAL, Platform.FUNCTIONS_FRAMEWORK}
-
-
-def detect_platform(settings: Settings) -> Platform:
-    """The platform whose variables are set; `LOCAL` when none are."""
-    if settings.function_target:
-        return Platform.CLOUD_FUNCTIONS if settings.k_service else Platform.FUNCTIONS_FRAMEWORK
-    if settings.gae_env or settings.gae_service:
-        return Platform.APP_ENGINE
-    if settings.k_service:
-        return Platform.CLOUD_RUN
-    return Platform.LOCAL
 
 
 def project_id(settings: Settings) -> str | None:
@@ -54,7 +27,7 @@ def log_format(settings: Settings) -> str:
     """`gcp`, `json` or `text`: `LOG_FORMAT` with `auto` resolved for this platform."""
     if settings.log_format != "auto":
         return settings.log_format
-    return "gcp" if detect_platform(settings).on_google_cloud else "json"
+    return "gcp" if settings.platform.behind_google_front_end else "json"
 
 
 def proxy_hops(settings: Settings) -> int:
@@ -67,12 +40,12 @@ def proxy_hops(settings: Settings) -> int:
     """
     if settings.proxy_hops is not None:
         return settings.proxy_hops
-    return 1 if detect_platform(settings).on_google_cloud else 0
+    return 1 if settings.platform.behind_google_front_end else 0
 
 
 def adapt_to_platform(app: Flask, settings: Settings) -> None:
     """Trust the platform's front end (`PROXY_HOPS`) and say at start-up what was detected."""
-    platform = detect_platform(settings)
+    platform = settings.platform
     hops = proxy_hops(settings)
     trust_proxies(app, hops)
     project = project_id(settings)
@@ -83,7 +56,7 @@ def adapt_to_platform(app: Flask, settings: Settings) -> None:
         hops,
         extra={"platform": platform.value, "project": project},
     )
-    if platform.on_google_cloud and project is None:
+    if platform.behind_google_front_end and project is None:
         log.warning(
             "GOOGLE_CLOUD_PROJECT is not set: log entries carry bare trace ids, which Cloud Logging "
             "does not link to their requests; set it in the service's environment"

@@ -5,7 +5,7 @@
 - a local directory is used where it is; a local file is linked into a directory of its
   own in the cache, so `setup` always receives a directory;
 - Cloud Storage objects are listed, and their names and generations make the digest;
-  the directory `<cache>/gcs-<digest>` is filled once, under a lock file, and a
+  the directory `<cache>/gcs-<first 32 hex digits of the digest>` is filled once, under a lock file, and a
   `.complete` marker written after the last rename says it is whole. So gunicorn's
   master (eager loading, before the fork) or the first worker (lazy loading) downloads,
   and every other process of the instance finds the marker and reads the same files; a
@@ -13,7 +13,9 @@
 
 The digest is a sha256 in hex: of the objects' `gs://` names and generations, or of a
 local source's file names and contents. `FetchedArtifacts.short_digest` (its first 12
-characters) is what the served version shows.
+characters) is what the served version shows; a cache directory is named with its first
+`DIRECTORY_DIGEST_LENGTH` (32 hex digits, 128 bits: no two sources meet by chance, and
+the paths stay short).
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from serving.config.artifacts import ArtifactSource, CloudStorageSource, LocalSource
+from serving.config.artifact_uris import ArtifactSource, CloudStorageSource, LocalSource
 from serving.config.artifacts_settings import DEFAULT_ARTIFACTS_CACHE_DIR
-from serving.runtime.cloud_storage import ArtifactError, create_client, digest_of, download, list_objects
+from serving.runtime.cloud_storage import ArtifactFetchError, create_client, digest_of, download, list_objects
 
 log = logging.getLogger("serving.runtime.artifact_cache")
 
@@ -40,6 +42,8 @@ SHORT_DIGEST_LENGTH = 12
 # /tmp by name, not $TMPDIR: it is App Engine's only writable directory, and memory-backed
 # and private to the instance on App Engine and Cloud Run (the directory is checked to be
 # this user's alone before use; see `_check_private`).
+# Hex digits of the digest in a cache directory's name (`gcs-<32 hex>`, `local-<32 hex>`).
+DIRECTORY_DIGEST_LENGTH = 32
 # A request to Cloud Storage that stays silent this long is retried (within the timeout).
 _MAX_REQUEST_TIMEOUT_S = 60.0
 
@@ -74,7 +78,7 @@ class ArtifactCache:
         self.emulator_host = emulator_host
 
     def fetch(self, source: ArtifactSource) -> FetchedArtifacts:
-        """The artifacts `source` names, on local disk; `ArtifactError` naming the URI when they cannot be."""
+        """The artifacts `source` names, on local disk; `ArtifactFetchError` naming the URI when they cannot be."""
         if isinstance(source, LocalSource):
             return self._local(source)
         return self._cloud_storage(source)
@@ -85,13 +89,13 @@ class ArtifactCache:
             if path.is_dir():
                 return FetchedArtifacts(source.uri, path, local_digest(path))
             if not path.is_file():
-                raise ArtifactError(source.uri, "no such file or directory")
+                raise ArtifactFetchError(source.uri, "no such file or directory")
             digest = local_digest(path)
-            target = self.directory / f"local-{digest[:32]}"
+            target = self.directory / f"local-{digest[:DIRECTORY_DIGEST_LENGTH]}"
             self._fill_once(source.uri, target, lambda directory: (directory / path.name).symlink_to(path))
             return FetchedArtifacts(source.uri, target, digest)
         except OSError as exc:
-            raise ArtifactError(source.uri, f"{exc.__class__.__name__}: {exc}") from exc
+            raise ArtifactFetchError(source.uri, f"{exc.__class__.__name__}: {exc}") from exc
 
     def _cloud_storage(self, source: CloudStorageSource) -> FetchedArtifacts:
         from google.cloud.storage.retry import DEFAULT_RETRY
@@ -104,7 +108,7 @@ class ArtifactCache:
         try:
             objects = list_objects(client, source, retry, request_timeout, self.timeout_s)
             digest = digest_of(source, objects)
-            target = self.directory / f"gcs-{digest[:32]}"
+            target = self.directory / f"gcs-{digest[:DIRECTORY_DIGEST_LENGTH]}"
 
             def fill(directory: Path) -> None:
                 download(
@@ -129,7 +133,7 @@ class ArtifactCache:
             try:
                 self._fill_once(source.uri, target, fill)
             except OSError as exc:
-                raise ArtifactError(
+                raise ArtifactFetchError(
                     source.uri, f"cannot write to ARTIFACTS_CACHE_DIR={str(self.directory)!r}: {exc}"
                 ) from exc
         finally:
@@ -169,7 +173,7 @@ class ArtifactCache:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         status = self.directory.stat()
         if status.st_uid != os.getuid() or status.st_mode & 0o022:
-            raise ArtifactError(
+            raise ArtifactFetchError(
                 uri,
                 f"ARTIFACTS_CACHE_DIR={str(self.directory)!r} belongs to another user or others may write to it; "
                 "set ARTIFACTS_CACHE_DIR to a directory of this user's",

@@ -13,12 +13,12 @@ Batches therefore grow with load by themselves: under no load every call is sing
 heavy load a batch holds everything that arrived during the previous model call. The
 runner waits for a batch to fill (at most `max_latency_ms` after its oldest request
 arrived) only when requests for the model are known to be on their way — announced by
-`announce()` when their HTTP request started and not yet submitted (the HTTP layer does
-this through `Inference.announce`) — and never longer than a model call has been taking,
+`announce()` once their route found the model and not yet submitted (the route does this
+through `Inference.arriving`) — and never longer than a model call has been taking,
 since waiting longer than a call costs more than making another one.
 
-A `Batcher` knows nothing of models or HTTP: `Inference` owns the `Batchers` and hands
-each batcher the two calls it makes (one payload, a list of payloads).
+A `Batcher` knows nothing of HTTP nor of how a model is called: `Inference` owns the
+`Batchers` and is the `ModelCalls` each batcher calls back (one payload, a list of them).
 
 Threads do not survive `fork()`: with gunicorn's `preload_app` the app is built in the
 master and forked, so runner threads are started lazily, in the process that needs them,
@@ -32,18 +32,31 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from serving.errors import ApiError, InternalError, Overloaded
-from serving.runtime.forking import reset_in_forked_child
+from serving.kit.forking import reset_in_forked_child
 from serving.runtime.handlers import BatchPolicy
+from serving.runtime.registry import ModelRuntime
 
 log = logging.getLogger("serving.runtime.batching")
 
 # Weight of the newest model call in the running average of call durations.
 _EWMA_WEIGHT = 0.2
+
+
+class ModelCalls(Protocol):
+    """The calls a batcher makes to run its model's requests; `Inference` implements it.
+
+    Neither goes through a batcher, so nothing a batcher runs can queue again.
+    """
+
+    def predict_now(self, runtime: ModelRuntime, payload: Any) -> Any:
+        """One payload's result, on this thread; raises its `ApiError`."""
+
+    def predict_many(self, runtime: ModelRuntime, payloads: list[Any]) -> list[Any]:
+        """One result or `ApiError` per payload, in order."""
 
 
 class BatchObserver(Protocol):
@@ -133,19 +146,13 @@ class Batcher:
     """Gathers one model's concurrent requests into batches, in one process."""
 
     def __init__(
-        self,
-        name: str,
-        limits: BatchLimits,
-        run_one: Callable[[Any], Any],
-        run_many: Callable[[list[Any]], list[Any]],
-        observer: BatchObserver | None = None,
+        self, runtime: ModelRuntime, limits: BatchLimits, calls: ModelCalls, observer: BatchObserver | None = None
     ) -> None:
-        """`run_one(payload)` returns a result or raises `ApiError`; `run_many(payloads)`
-        returns one result or `ApiError` per payload, in order."""
-        self.name = name
+        """A batcher for `runtime`'s requests, run through `calls` within `limits`."""
+        self.name = runtime.spec.name
         self.limits = limits
-        self._run_one = run_one
-        self._run_many = run_many
+        self._runtime = runtime
+        self._calls = calls
         self._observer: BatchObserver = _SafeObserver(observer) if observer is not None else _NoObserver()
         self._max_size = limits.max_batch_size
         self._max_wait_s = limits.max_latency_ms / 1000
@@ -221,7 +228,7 @@ class Batcher:
     def _run_alone(self, payload: Any) -> Any:
         started = time.perf_counter()
         try:
-            return self._run_one(payload)
+            return self._calls.predict_now(self._runtime, payload)
         finally:
             elapsed = time.perf_counter() - started
             with self._lock:
@@ -283,7 +290,7 @@ class Batcher:
 
     def _outcomes(self, payloads: list[Any]) -> list[Any]:
         try:
-            outcomes = self._run_many(payloads)
+            outcomes = self._calls.predict_many(self._runtime, payloads)
         except ApiError as error:  # e.g. the model is not loaded: every item gets it
             return [_copy_error(error) for _ in payloads]
         except Exception:
@@ -336,21 +343,19 @@ class Batchers:
         """Model `name`'s batcher, if it has one yet (one dict read: the hot path)."""
         return self._batchers.get(name)
 
-    def add(
-        self,
-        name: str,
-        policy: BatchPolicy,
-        run_one: Callable[[Any], Any],
-        run_many: Callable[[list[Any]], list[Any]],
-    ) -> Batcher:
-        """Model `name`'s batcher, made with `policy`, `run_one` and `run_many` unless another thread just did."""
+    def add(self, runtime: ModelRuntime, calls: ModelCalls) -> Batcher:
+        """`runtime`'s batcher, made with its handler's `BATCH` policy and `calls`, unless another thread just did."""
+        name = runtime.spec.name
         with self._lock:
             batcher = self._batchers.get(name)
             if batcher is None:
                 max_batch_size, max_latency_ms, queue_limit = self._overrides
                 limits = BatchLimits.resolve(
-                    policy, max_batch_size=max_batch_size, max_latency_ms=max_latency_ms, queue_limit=queue_limit
+                    runtime.spec.batch,
+                    max_batch_size=max_batch_size,
+                    max_latency_ms=max_latency_ms,
+                    queue_limit=queue_limit,
                 )
-                batcher = Batcher(name, limits, run_one, run_many, observer=self.observer)
+                batcher = Batcher(runtime, limits, calls, observer=self.observer)
                 self._batchers[name] = batcher
         return batcher

@@ -6,7 +6,7 @@ connections) with exponential backoff bounded by `ARTIFACTS_TIMEOUT_S`, and its 
 manager for parallel downloads. Each object is downloaded at the generation the listing
 saw, to a temporary name, checked against the crc32c (else md5) that Cloud Storage
 reported for it, and only then renamed to its real name. Every failure becomes an
-`ArtifactError` whose message says what went wrong in terms of the URI.
+`ArtifactFetchError` whose message says what went wrong in terms of the URI.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import google_crc32c
 
-from serving.config.artifacts import CloudStorageSource, relative_object_path
+from serving.config.artifact_uris import CloudStorageSource, relative_object_path
+from serving.kit import ArtifactError
 
 if TYPE_CHECKING:
     from google.cloud.storage import Client
@@ -36,8 +37,12 @@ _CHUNK = 1024 * 1024
 _CORRUPTION = re.compile(r"indicated an? (\w+) checksum of:\s+(\S+)\s+but the actual \w+ checksum[^:]*:\s+(\S+)")
 
 
-class ArtifactError(Exception):
-    """A model's artifacts cannot be had; the message names the URI and what went wrong."""
+class ArtifactFetchError(ArtifactError):
+    """A model's artifacts cannot be fetched; the message names the URI and what went wrong.
+
+    A kind of `serving.kit.ArtifactError` (a model's files missing or corrupt), raised
+    before `setup` rather than by it.
+    """
 
     def __init__(self, uri: str, problem: str) -> None:
         super().__init__(f"artifacts {uri}: {problem}")
@@ -95,16 +100,16 @@ def list_objects(
         blobs = client.list_blobs(source.bucket, prefix=prefix or None, retry=retry, timeout=timeout)
         found = [_remote(blob, prefix) for blob in blobs if not blob.name.endswith("/")]
     except ValueError as exc:  # an object name that cannot be a local file
-        raise ArtifactError(source.uri, str(exc)) from None
+        raise ArtifactFetchError(source.uri, str(exc)) from None
     except Exception as exc:
         from google.api_core.exceptions import NotFound
 
         if isinstance(exc, NotFound):  # listing a bucket that does not exist
-            raise ArtifactError(source.uri, f"bucket {source.bucket} not found (404)") from exc
-        raise ArtifactError(source.uri, describe_error(exc, source, budget_s)) from exc
+            raise ArtifactFetchError(source.uri, f"bucket {source.bucket} not found (404)") from exc
+        raise ArtifactFetchError(source.uri, describe_error(exc, source, budget_s)) from exc
     if not found:
         where = f"no object {source.uri} and none under gs://{source.bucket}/{prefix}"
-        raise ArtifactError(source.uri, where if not source.is_prefix else f"no objects under {source.uri}")
+        raise ArtifactFetchError(source.uri, where if not source.is_prefix else f"no objects under {source.uri}")
     return found
 
 
@@ -136,7 +141,7 @@ def download(
     budget_s: float,
     workers: int,
 ) -> None:
-    """Download `objects` into `directory`, each verified, in parallel; `ArtifactError` on any failure."""
+    """Download `objects` into `directory`, each verified, in parallel; `ArtifactFetchError` on any failure."""
     from google.cloud.storage import transfer_manager
 
     bucket = client.bucket(source.bucket)
@@ -159,11 +164,13 @@ def download(
         object_uri = f"gs://{source.bucket}/{obj.name}"
         if isinstance(result, BaseException):
             Path(part).unlink(missing_ok=True)
-            raise ArtifactError(source.uri, f"{object_uri}: {describe_error(result, source, budget_s)}") from result
+            raise ArtifactFetchError(
+                source.uri, f"{object_uri}: {describe_error(result, source, budget_s)}"
+            ) from result
         problem = checksum_problem(Path(part), obj)
         if problem is not None:
             Path(part).unlink(missing_ok=True)
-            raise ArtifactError(source.uri, f"{object_uri}: {problem}")
+            raise ArtifactFetchError(source.uri, f"{object_uri}: {problem}")
         os.replace(part, directory / obj.relative)
 
 

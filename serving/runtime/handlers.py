@@ -9,7 +9,7 @@ A handler module (see `handlers/xxx_model.py`) declares at module level:
   to `predict`. A handler whose files live elsewhere sets `ARTIFACTS` (a `gs://` URI or
   a local path, see `serving.config.artifacts`) and takes them as `setup(artifacts)`:
   a `pathlib.Path` to a local directory holding them. Raising
-  `serving.contract.ModelUnavailable` marks the model unavailable (e.g. its files are
+  `serving.kit.ModelUnavailable` marks the model unavailable (e.g. its files are
   not installed here) instead of failed;
 - `predict(model, payload)`: the result for one request, JSON-serialisable;
 - optional: a docstring (first line is the description), `VERSION`, `REQUIRES` (module
@@ -36,20 +36,17 @@ import math
 import re
 import sys
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from serving.config.artifacts import ArtifactSource, parse_artifact_uri
+from serving.config.artifact_uris import ArtifactSource, parse_artifact_uri
 from serving.runtime.embeddings import EmbeddingsDeclarationError, EmbeddingsSpec, parse_embeddings
 from serving.runtime.validation import SchemaValidator, schema_problem
 
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 ASYNC_MODES = ("never", "allowed", "always")
-# URL segments under /v1/ that belong to the core, so no model may take them.
-# "bigquery": serving/protocols/bigquery/ (its RESERVED_NAMES, until the protocol-package merge).
-RESERVED_NAMES = frozenset({"models", "jobs", "embeddings", "bigquery"})
 
 
 class HandlerError(Exception):
@@ -88,15 +85,24 @@ class ModelSpec:
     input_validator: SchemaValidator = field(repr=False, compare=False)
     output_validator: SchemaValidator | None = field(repr=False, compare=False)
     # Where `setup(artifacts)` finds its files, from the handler's ARTIFACTS (settings may
-    # override it: see serving.runtime.model_artifacts), and whether setup takes them.
+    # override it: see serving.runtime.artifact_sources), and whether setup takes them.
     artifacts: ArtifactSource | None = None
     setup_takes_artifacts: bool = False
     # Set when the handler declares EMBEDDINGS (served by POST /v1/embeddings too).
     embeddings: EmbeddingsSpec | None = None
 
+    @property
+    def input_examples(self) -> list[Any]:
+        """The `examples` of INPUT_SCHEMA: the request examples of the model's operations."""
+        examples = self.input_schema.get("examples")
+        return list(examples) if isinstance(examples, list) else []
 
-def discover_handlers(directory: Path) -> list[ModelSpec]:
-    """Import every handler module in `directory` and check it against the contract."""
+
+def discover_handlers(directory: Path, reserved_names: Collection[str] = ()) -> list[ModelSpec]:
+    """Import every handler module in `directory` and check it against the contract.
+
+    No NAME may be one of `reserved_names` (see `load_handler`).
+    """
     if not directory.is_dir():
         raise HandlerError(directory, "a directory of handler modules", "no such directory")
     specs: list[ModelSpec] = []
@@ -104,7 +110,7 @@ def discover_handlers(directory: Path) -> list[ModelSpec]:
     for path in sorted(directory.glob("*.py")):
         if path.name.startswith("_"):
             continue
-        spec = load_handler(path)
+        spec = load_handler(path, reserved_names)
         if spec.name in seen:
             raise HandlerError(path, f"a NAME not used by another handler ({seen[spec.name]})", repr(spec.name))
         seen[spec.name] = path
@@ -157,16 +163,21 @@ def _callable(module: types.ModuleType, path: Path, attr: str, arity: int, requi
     return func
 
 
-def load_handler(path: Path) -> ModelSpec:
-    """Import one handler module and return its checked `ModelSpec`."""
+def load_handler(path: Path, reserved_names: Collection[str] = ()) -> ModelSpec:
+    """Import one handler module and return its checked `ModelSpec`.
+
+    Its NAME may not be one of `reserved_names` (any case): the app passes the names its
+    URLs take (`serving.protocols.reserved_names()` and the jobs'), which this layer
+    cannot know.
+    """
     module = _import_file(path)
     name = getattr(module, "NAME", path.stem)
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise HandlerError(
             path, "NAME to be letters, digits, '_', '.' or '-' (at most 64, starting with a letter)", repr(name)
         )
-    if name.lower() in RESERVED_NAMES:
-        raise HandlerError(path, f"a NAME other than {', '.join(sorted(RESERVED_NAMES))} (used by the API)", repr(name))
+    if name.lower() in reserved_names:
+        raise HandlerError(path, f"a NAME other than {', '.join(sorted(reserved_names))} (used by the API)", repr(name))
 
     if not hasattr(module, "INPUT_SCHEMA"):
         raise HandlerError(path, "INPUT_SCHEMA (a JSON Schema dict)", "none")

@@ -8,20 +8,21 @@ handler's OUTPUT_SCHEMA.
 
 With batching on, `Inference` owns a `Batchers` (serving/runtime/batching.py): a single
 prediction for a model with `predict_batch` is handed to that model's `Batcher`, which
-runs it alone or with concurrent ones. The batcher calls back into `_predict_now` and
-`predict_many`, never into `predict`, so nothing it runs can queue a second time.
+runs it alone or with concurrent ones. The batcher calls back through `ModelCalls`
+(`predict_now` and `predict_many`), which `Inference` implements, never into `predict`,
+so nothing it runs can queue a second time.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from serving.config.settings import Settings
-from serving.contract import InvalidInput
-from serving.errors import ApiError, GatewayTimeout, InternalError, ModelUnavailable, Overloaded
-from serving.errors import InvalidInput as InvalidInputError
+from serving.errors import ApiError, GatewayTimeout, InputRejected, InternalError, ModelNotServing, Overloaded
+from serving.kit import InvalidInput
 from serving.runtime.batching import Batcher, Batchers, BatchObserver
 from serving.runtime.registry import ModelNotReady, ModelRuntime, ModelStatus
 from serving.runtime.timebudget import TimeBudget
@@ -56,7 +57,7 @@ class Arrival:
 
 
 class Inference:
-    """Runs model code for the routes and the jobs; one per app."""
+    """Runs model code for the routes and the jobs; one per app. It is the batchers' `ModelCalls`."""
 
     def __init__(self, *, validate_output: bool, budget: TimeBudget, batchers: Batchers | None = None) -> None:
         """`budget` bounds every model call; `batchers`, when given, batch concurrent predictions."""
@@ -66,12 +67,25 @@ class Inference:
 
     # --- single predictions ---
 
+    @contextmanager
+    def arriving(self, runtime: ModelRuntime) -> Iterator[Arrival | None]:
+        """Within the block, `runtime`'s batcher expects a prediction (None: it does not batch).
+
+        A route enters it once it has found the model and before it reads the body, so
+        that a batch about to run may wait for the request; it passes the `Arrival` to
+        `predict`. Leaving the block without that withdraws it, whatever happened.
+        """
+        arrival = self.announce(runtime)
+        try:
+            yield arrival
+        finally:
+            if arrival is not None:
+                arrival.withdraw()
+
     def announce(self, runtime: ModelRuntime) -> Arrival | None:
         """Tell `runtime`'s batcher that a prediction is on its way; None when it does not batch.
 
-        The HTTP layer calls this as a request starts, so that a batch about to run may
-        wait for it while its body is still being read; it must then pass the `Arrival`
-        to `predict`, or withdraw it.
+        The caller must pass the `Arrival` to `predict`, or withdraw it: `arriving` does both.
         """
         if runtime.status is not ModelStatus.READY:
             return None  # loading or failed: no batch will be waiting for it
@@ -88,7 +102,7 @@ class Inference:
         """
         batcher = self.batcher_for(runtime)
         if batcher is None:
-            return self._predict_now(runtime, payload)
+            return self.predict_now(runtime, payload)
         return batcher.submit(payload, announced=arrival is not None and arrival.take(batcher))
 
     def batcher_for(self, runtime: ModelRuntime) -> Batcher | None:
@@ -96,20 +110,15 @@ class Inference:
         batchers = self.batchers
         if batchers is None or runtime.spec.predict_batch is None:
             return None
-        return batchers.get(runtime.spec.name) or batchers.add(
-            runtime.spec.name,
-            runtime.spec.batch,
-            run_one=lambda payload: self._predict_now(runtime, payload),
-            run_many=lambda payloads: self.predict_many(runtime, payloads),
-        )
+        return batchers.get(runtime.spec.name) or batchers.add(runtime, self)
 
-    def _predict_now(self, runtime: ModelRuntime, payload: Any) -> Any:
-        """`predict` for one payload, on this thread, within the budget."""
+    def predict_now(self, runtime: ModelRuntime, payload: Any) -> Any:
+        """`predict` for one payload, on this thread (never through a batcher), within the budget."""
         model = self.model_for(runtime)
         try:
             result = self.call_model(runtime, lambda: runtime.spec.predict(model, payload))
         except InvalidInput as exc:
-            raise InvalidInputError(str(exc) or "The model could not use this input") from None
+            raise InputRejected(str(exc) or "The model could not use this input") from None
         except ApiError:
             raise
         except Exception:
@@ -144,7 +153,7 @@ class Inference:
                     len(payloads),
                     extra={"model": runtime.spec.name},
                 )
-            except (GatewayTimeout, Overloaded, ModelUnavailable):
+            except (GatewayTimeout, Overloaded, ModelNotServing):
                 raise  # over the time budget, or degraded: retrying item by item would be worse
             except Exception:  # noqa: BLE001
                 # Not necessarily a bug: one unusable item (a corrupt image) fails the
@@ -153,7 +162,7 @@ class Inference:
         outcomes: list[Any | ApiError] = []
         for payload in payloads:
             try:
-                outcomes.append(self._predict_now(runtime, payload))
+                outcomes.append(self.predict_now(runtime, payload))
             except ApiError as error:
                 outcomes.append(error)
         return outcomes
@@ -165,11 +174,11 @@ class Inference:
         return self.budget.call(runtime.spec.name, runtime.spec.timeout_s, fn)
 
     def model_for(self, runtime: ModelRuntime) -> Any:
-        """The loaded model, or `ModelUnavailable` (503) saying why it cannot serve."""
+        """The loaded model, or `ModelNotServing` (503) saying why it cannot serve."""
         try:
             return runtime.ensure_loaded()
         except ModelNotReady as exc:
-            error = ModelUnavailable(
+            error = ModelNotServing(
                 f"Model {exc.name} is {exc.status.value}" + (f": {exc.reason}" if exc.reason else ""),
                 status=exc.status.value,
             )

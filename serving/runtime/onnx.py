@@ -1,129 +1,39 @@
-"""Serving a model from any framework through ONNX Runtime: `OnnxModel(path).run(feeds)`.
+"""ONNX Runtime's threads for this server, from `Settings`; the model class lives in `serving.kit`.
 
-A handler's `setup()` returns an `OnnxModel`; `predict_batch` turns payloads into arrays
-and calls `run`. Converters exist for scikit-learn (skl2onnx), PyTorch (`torch.onnx`),
-TensorFlow/Keras (tf2onnx) and XGBoost/LightGBM (onnxmltools); see docs/onnx.md.
-
-Threads: ONNX Runtime's intra-op pool is sized per process from `Settings`
-(`ONNX_INTRA_OP_THREADS`, `ONNX_INTER_OP_THREADS`, `ONNX_SPIN_WAIT`), which the app
-factory hands over once with `configure_onnx_runtime`; handlers read no environment.
-The default shares the usable cores among gunicorn's workers (2 cores, 2 workers: one
-thread each), so the workers' pools never oversubscribe the machine.
-
-Fork safety (gunicorn's preload_app loads the models in the master, then forks): ONNX
-Runtime's thread pools do not survive a fork, and a session copied into a child can
-deadlock on a lock that a pool thread of the parent held at the fork, or when the child
-destroys it and joins threads it does not have. So a session never crosses a fork:
-- the model's bytes are read once (before the fork, shared copy-on-write);
-- each process creates its own session from them (a forked child starts building it
-  in a background thread at once; otherwise on first use or `warm()`), and a session
-  is used only by the process that created it;
-- just before a fork the parent lets go of its session (its pools are joined there,
-  where their threads exist), so the master holds no session while workers serve;
-- a session a child inherits anyway (a fork the hook did not see, or one a parent
-  thread was running at the fork) is never used and never destroyed in the child.
-tests/runtime/test_onnx_fork.py proves it with real forks and a real gunicorn.
-
-onnxruntime is imported on first use, not with this module: the app factory imports
-this module to configure it even when no handler serves an ONNX model.
+`OnnxModel` and its companions are `serving.kit`'s (serving/kit/onnx.py). They are
+re-exported here, as the same objects, because handlers written before the kit import
+them from `serving.runtime.onnx`; new code imports `serving.kit`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
-import threading
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import numpy as np
+from serving.kit.onnx import (
+    OnnxModel,
+    OnnxModelError,
+    OnnxRuntimeOptions,
+    TensorSpec,
+    configure_onnx_runtime,
+    json_floats,
+    onnx_runtime_options,
+)
 
-from serving.runtime.forking import release_before_fork, reset_in_forked_child
-
-if TYPE_CHECKING:  # model code imports this module: keep it light
+if TYPE_CHECKING:
     from serving.config.settings import Settings
 
-# ONNX element types (as ONNX Runtime spells them in `tensor(...)`) and their numpy dtypes.
-_DTYPES: dict[str, np.dtype[Any]] = {
-    "float": np.dtype(np.float32),
-    "double": np.dtype(np.float64),
-    "float16": np.dtype(np.float16),
-    "int8": np.dtype(np.int8),
-    "int16": np.dtype(np.int16),
-    "int32": np.dtype(np.int32),
-    "int64": np.dtype(np.int64),
-    "uint8": np.dtype(np.uint8),
-    "uint16": np.dtype(np.uint16),
-    "uint32": np.dtype(np.uint32),
-    "uint64": np.dtype(np.uint64),
-    "bool": np.dtype(np.bool_),
-    "string": np.dtype(object),  # ONNX Runtime takes strings as an object array of str
-}
-
-Dim = int | str | None  # a fixed size, a named dynamic dimension ("batch"), or unknown
-
-
-class OnnxModelError(RuntimeError):
-    """An ONNX file is missing, unreadable or not a model ONNX Runtime can run; names the file."""
-
-
-@dataclass(frozen=True)
-class OnnxRuntimeOptions:
-    """How every ONNX Runtime session of this process uses threads."""
-
-    intra_op_threads: int = 1  # threads one operator (a matrix product, a tree ensemble) may use
-    inter_op_threads: int = 1  # > 1 runs independent operators of a graph in parallel
-    spin_wait: bool = False  # pool threads spin between runs: lower latency, burnt CPU
-
-    def __post_init__(self) -> None:
-        if self.intra_op_threads < 1 or self.inter_op_threads < 1:
-            raise ValueError("ONNX Runtime needs at least one thread of each kind")
-
-
-_process_options = OnnxRuntimeOptions()
-
-# A session was let go of before a fork and the heap it used not yet handed back.
-_heap_to_trim = False
-
-
-def _trim_heap_before_fork() -> bool:
-    """Hand the heap that released sessions freed back to the OS; True if it tried.
-
-    Registered before any `OnnxModel` exists, so it runs after their release hooks
-    (`os.register_at_fork` runs `before` hooks last-registered first). glibc keeps freed
-    memory in its arenas: without `malloc_trim` the master would carry the sessions'
-    tens of MB into every worker's page tables (measured: about 70 MB less in the
-    master with every example model). Elsewhere than glibc it does nothing.
-    """
-    global _heap_to_trim
-    if not _heap_to_trim:
-        return False
-    _heap_to_trim = False
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).malloc_trim(0)
-    return True
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_trim_heap_before_fork)
-
-
-def configure_onnx_runtime(options: OnnxRuntimeOptions) -> None:
-    """Set the thread options of sessions this process creates from now on.
-
-    Process-wide on purpose: threads are a property of the process and its cores, not of
-    a model. The app factory calls it from `Settings` before any handler's `setup()`.
-    """
-    global _process_options
-    _process_options = options
-
-
-def onnx_runtime_options() -> OnnxRuntimeOptions:
-    """The thread options sessions of this process are created with."""
-    return _process_options
+__all__ = [
+    "OnnxModel",
+    "OnnxModelError",
+    "OnnxRuntimeOptions",
+    "TensorSpec",
+    "configure_onnx_runtime",
+    "json_floats",
+    "onnx_runtime_options",
+    "options_from_settings",
+    "usable_cores",
+]
 
 
 def usable_cores() -> int:
@@ -143,229 +53,3 @@ def options_from_settings(settings: Settings, cores: int | None = None) -> OnnxR
         inter_op_threads=settings.onnx_inter_op_threads,
         spin_wait=settings.onnx_spin_wait,
     )
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One input or output of a graph: its name, ONNX type, numpy dtype and shape.
-
-    `shape` holds an int per fixed dimension, the dimension's name (e.g. "batch_size")
-    for a named dynamic one and None for an unnamed one; it is None when the value is not
-    a tensor (ONNX Runtime shows a shape the graph does not declare as (), like a
-    scalar's). `dtype` is None for non-tensors (sequences, maps) and element types
-    numpy cannot hold.
-    """
-
-    name: str
-    onnx_type: str  # as ONNX Runtime spells it: "tensor(float)", "seq(map(int64,tensor(float)))"
-    dtype: np.dtype[Any] | None
-    shape: tuple[Dim, ...] | None
-
-    @property
-    def is_tensor(self) -> bool:
-        """True for a tensor; False for a sequence, a map or an optional value."""
-        return self.onnx_type.startswith("tensor(")
-
-    @property
-    def element_type(self) -> str | None:
-        """The tensor's ONNX element type ("float", "int64", "string"), None for a non-tensor."""
-        return self.onnx_type[len("tensor(") : -1] if self.is_tensor else None
-
-    @property
-    def dynamic_axes(self) -> tuple[int, ...]:
-        """Indices of the dimensions whose size is not fixed (the batch dimension, say)."""
-        return tuple(i for i, dim in enumerate(self.shape or ()) if not isinstance(dim, int))
-
-    def describe(self) -> str:
-        """`name: tensor(float) [batch, 4]`, for messages."""
-        dims = "unknown rank" if self.shape is None else "[" + ", ".join(_dim_text(d) for d in self.shape) + "]"
-        return f"{self.name}: {self.onnx_type} {dims}"
-
-
-def _dim_text(dim: Dim) -> str:
-    return "?" if dim is None else str(dim)
-
-
-def _spec(arg: Any) -> TensorSpec:
-    onnx_type = str(arg.type)
-    is_tensor = onnx_type.startswith("tensor(")
-    dtype = _DTYPES.get(onnx_type[len("tensor(") : -1]) if is_tensor else None
-    raw = arg.shape if is_tensor else None
-    shape = None if raw is None else tuple(d if isinstance(d, int | str) else None for d in raw)
-    return TensorSpec(name=str(arg.name), onnx_type=onnx_type, dtype=dtype, shape=shape)
-
-
-class OnnxModel:
-    """An ONNX graph served by ONNX Runtime on the CPU, safe across gunicorn's fork.
-
-    `model` is a path to a `.onnx` file or its bytes. Thread counts default to the
-    process's options (`configure_onnx_runtime`); pass them only for a model that must
-    differ. `run` may be called from many threads at once.
-    """
-
-    def __init__(
-        self,
-        model: str | os.PathLike[str] | bytes,
-        *,
-        name: str | None = None,
-        intra_op_threads: int | None = None,
-        inter_op_threads: int | None = None,
-    ) -> None:
-        if isinstance(model, bytes):
-            self.name = name or "<onnx bytes>"
-            self._bytes = model
-        else:
-            path = Path(model)
-            self.name = name or path.name
-            try:
-                self._bytes = path.read_bytes()
-            except OSError as exc:
-                raise OnnxModelError(f"{self.name}: cannot read the ONNX file ({exc.strerror})") from None
-        self._intra = intra_op_threads
-        self._inter = inter_op_threads
-        self._lock = threading.Lock()
-        self._owned: tuple[Any, int] | None = None  # (session, the pid that created it)
-        self._inherited: list[Any] = []  # sessions of a parent process: never used, never freed
-        session = self._session()  # a file ONNX Runtime cannot load fails here, in setup()
-        self.inputs: tuple[TensorSpec, ...] = tuple(_spec(arg) for arg in session.get_inputs())
-        self.outputs: tuple[TensorSpec, ...] = tuple(_spec(arg) for arg in session.get_outputs())
-        release_before_fork(self._release_before_fork)
-        reset_in_forked_child(self._reset_in_child)
-
-    @property
-    def size_bytes(self) -> int:
-        """Size of the serialized model."""
-        return len(self._bytes)
-
-    def input(self, name: str) -> TensorSpec:
-        """The input called `name`; KeyError naming the inputs there are."""
-        return _by_name(self.inputs, name, f"{self.name} has no input")
-
-    def output(self, name: str) -> TensorSpec:
-        """The output called `name`; KeyError naming the outputs there are."""
-        return _by_name(self.outputs, name, f"{self.name} has no output")
-
-    def warm(self) -> None:
-        """Create this process's session now rather than at the first `run`."""
-        self._session()
-
-    def run(self, feeds: Mapping[str, Any], outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """Run the graph once on a batch: input name -> array in, output name -> array out.
-
-        Each feed is converted to its input's dtype when numpy can do so without changing
-        kind (float64 to float32, say; not float to int); a missing or unknown input, a
-        dtype that cannot be converted or a rank or fixed dimension that differs raises
-        ValueError. `outputs` defaults to every tensor output; sequences and maps (e.g.
-        skl2onnx's ZipMap, which `zipmap=False` avoids) are not returned.
-        """
-        arrays = self._feeds(feeds)
-        names = list(outputs) if outputs is not None else [spec.name for spec in self.outputs if spec.is_tensor]
-        for output_name in names:
-            if not self.output(output_name).is_tensor:
-                raise ValueError(f"{self.name}: output {output_name!r} is not a tensor")
-        results = self._session().run(names, arrays)
-        return {output_name: np.asarray(value) for output_name, value in zip(names, results, strict=True)}
-
-    def _feeds(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        expected = {spec.name for spec in self.inputs}
-        if set(feeds) != expected:
-            missing, unknown = sorted(expected - set(feeds)), sorted(set(feeds) - expected)
-            raise ValueError(
-                f"{self.name}: feeds must be exactly {sorted(expected)}; missing {missing}, unknown {unknown}"
-            )
-        arrays: dict[str, np.ndarray] = {}
-        for spec in self.inputs:
-            array = np.asarray(feeds[spec.name])
-            if spec.dtype is not None and array.dtype != spec.dtype:
-                if spec.dtype.kind == "O" and array.dtype.kind == "U":
-                    array = array.astype(object)
-                elif np.can_cast(array.dtype, spec.dtype, casting="same_kind"):
-                    array = array.astype(spec.dtype)
-                else:
-                    raise ValueError(f"{self.name}: input {spec.name!r} takes {spec.onnx_type}, got {array.dtype}")
-            if spec.shape is not None:
-                fixed = [(i, d) for i, d in enumerate(spec.shape) if isinstance(d, int)]
-                if array.ndim != len(spec.shape) or any(array.shape[i] != d for i, d in fixed):
-                    raise ValueError(f"{self.name}: input {spec.describe()} got an array of shape {array.shape}")
-            arrays[spec.name] = array
-        return arrays
-
-    def _session(self) -> Any:
-        """This process's session, created on first use from the bytes."""
-        owned = self._owned
-        if owned is not None and owned[1] == os.getpid():
-            return owned[0]
-        with self._lock:
-            owned = self._owned
-            if owned is not None and owned[1] == os.getpid():
-                return owned[0]
-            if owned is not None:
-                # A parent's session that reached this process: dropping it would join
-                # the parent's pool threads, which do not exist here.
-                self._inherited.append(owned[0])
-            session = self._create_session()
-            self._owned = (session, os.getpid())
-            return session
-
-    def _create_session(self) -> Any:
-        import onnxruntime  # type: ignore[import-untyped]
-
-        process = onnx_runtime_options()
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = self._intra or process.intra_op_threads
-        options.inter_op_num_threads = self._inter or process.inter_op_threads
-        options.execution_mode = (
-            onnxruntime.ExecutionMode.ORT_PARALLEL
-            if options.inter_op_num_threads > 1
-            else onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-        )
-        spin = "1" if process.spin_wait else "0"
-        options.add_session_config_entry("session.intra_op.allow_spinning", spin)
-        options.add_session_config_entry("session.inter_op.allow_spinning", spin)
-        options.log_severity_level = 3  # errors only: converters' graphs draw harmless warnings
-        try:
-            return onnxruntime.InferenceSession(self._bytes, options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own classes for a bad graph
-            detail = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-            raise OnnxModelError(f"{self.name}: ONNX Runtime cannot load this model ({detail})") from None
-
-    def _release_before_fork(self) -> None:
-        # Runs in the parent: the session (unless a thread is running it right now) is
-        # destroyed here, where its pool threads exist, and no child inherits it.
-        global _heap_to_trim
-        owned, self._owned = self._owned, None
-        if owned is not None and owned[1] != os.getpid():
-            self._inherited.append(owned[0])
-        elif owned is not None:
-            _heap_to_trim = True
-
-    def _reset_in_child(self) -> None:
-        # A thread of the parent may have held the lock at the fork; it never releases it here.
-        self._lock = threading.Lock()
-        # Build this process's session while the worker boots, so the first requests
-        # wait less than a whole session creation (0.3 s for Digits' 200 trees); a run
-        # that comes first waits on the lock for it.
-        threading.Thread(target=self._warm_quietly, name=f"onnx-warm {self.name}", daemon=True).start()
-
-    def _warm_quietly(self) -> None:
-        # The bytes loaded in the parent, so creation fails only for want of memory; the
-        # first run() then raises it where the core reports it.
-        with contextlib.suppress(OnnxModelError, MemoryError):
-            self._session()
-
-
-def json_floats(values: Any) -> list[float]:
-    """A float32 array's values as JSON numbers at float32's precision: 0.005, not 0.004999999888241291.
-
-    Each number is the shortest decimal that reads back as the same float32 (numpy's
-    conversion to text), so nothing the model computed is lost and nothing it did not
-    compute is shown.
-    """
-    return [float(text) for text in np.asarray(values, dtype=np.float32).ravel().astype(str)]
-
-
-def _by_name(specs: tuple[TensorSpec, ...], name: str, problem: str) -> TensorSpec:
-    for spec in specs:
-        if spec.name == name:
-            return spec
-    raise KeyError(f"{problem} {name!r}; it has {[spec.name for spec in specs]}")

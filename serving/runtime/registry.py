@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from serving.config.artifacts import ArtifactSource
-from serving.contract import ModelUnavailable
+from serving.config.artifact_uris import ArtifactSource
+from serving.kit import ModelUnavailable
 from serving.runtime.artifact_cache import ArtifactCache, FetchedArtifacts
-from serving.runtime.cloud_storage import ArtifactError
+from serving.runtime.cloud_storage import ArtifactFetchError
 from serving.runtime.handlers import ModelSpec
 
 log = logging.getLogger("serving.runtime.registry")
@@ -95,7 +95,7 @@ class ModelRuntime:
         started = time.perf_counter()
         try:
             directory = self._fetch_artifacts()
-        except ArtifactError as exc:  # its message names the URI and what went wrong
+        except ArtifactFetchError as exc:  # its message names the URI and what went wrong
             self.status = ModelStatus.FAILED
             self.reason = str(exc)
             log.error("model %s failed to load: %s", self.spec.name, exc, extra={"model": self.spec.name})

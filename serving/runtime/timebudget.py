@@ -34,8 +34,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from serving.errors import GatewayTimeout, ModelUnavailable
-from serving.runtime.forking import reset_in_forked_child
+from serving.errors import GatewayTimeout, ModelNotServing
+from serving.kit.forking import reset_in_forked_child
 
 log = logging.getLogger("serving.runtime.timebudget")
 
@@ -185,14 +185,14 @@ class TimeBudget:
         """`fn()`'s result if it returns within the budget; its exception if it raises.
 
         Raises `GatewayTimeout` (504) when it overruns and, with `degrade`, counts the
-        abandoned call toward `model`'s degradation and raises `ModelUnavailable` (503)
+        abandoned call toward `model`'s degradation and raises `ModelNotServing` (503)
         while `model` is degraded. Without `degrade` the caller bounds its overruns itself.
         """
         budget = self.timeout_for(timeout_s)
         if budget <= 0 or _WITHIN_BUDGET.get():
             return fn()
         if degrade and self.degraded(model):
-            error = ModelUnavailable(
+            error = ModelNotServing(
                 f"Model {model} is degraded: earlier requests overran its {budget:g} s time budget "
                 "and are still running; retry later",
                 status="degraded",

@@ -14,7 +14,6 @@ from __future__ import annotations
 from flask import Flask, Response, request
 from werkzeug.serving import WSGIRequestHandler
 
-from serving.config.server import refuse_debug_on_google_cloud
 from serving.config.settings import Settings
 
 HTML_CSP = "; ".join(
@@ -52,12 +51,11 @@ def security_headers(response: Response) -> Response:
 
 
 def refuse_debug_in_production(app: Flask, settings: Settings) -> None:
-    """Raise `SettingsError` when `app` would run in debug mode on a Google Cloud runtime.
+    """Raise `SettingsError` when `app` would run in debug mode on Google Cloud (`Settings.check_debug`'s rule).
 
-    Flask's debug mode shows tracebacks and, with the development server, an interactive
-    debugger that executes code: it must never face the internet.
+    `app.debug` too: Flask sets it from `FLASK_DEBUG` itself, also for settings built in code.
     """
-    refuse_debug_on_google_cloud(settings.google_cloud_runtime, app.debug or settings.flask_debug)
+    settings.check_debug(app.debug or settings.flask_debug)
 
 
 class QuietRequestHandler(WSGIRequestHandler):

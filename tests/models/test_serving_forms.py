@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from models import artifacts
-from models.artifacts import ArtifactError
 from models.digits import model as digits_model
 from models.digits import train as digits_train
 from models.iris import model as iris_model
 from models.iris import train as iris_train
+from serving import kit
+from serving.kit import ArtifactError
 from tests.servers import run_python
 
 DIGITS_TOLERANCE = digits_model.PROBABILITY_TOLERANCE
@@ -214,12 +214,12 @@ def _install(module: Any, directory: Path, data: bytes) -> None:
     Re-signing is what someone crafting a file would do: the sha256 check passes, so the
     graph's own checks are all that stands between the file and the server.
     """
-    for name in (module.ARTIFACT_FILE, artifacts.MANIFEST_NAME):
+    for name in (module.ARTIFACT_FILE, kit.MANIFEST_NAME):
         shutil.copy(module.ARTIFACT_DIR / name, directory / name)
     (directory / module.SERVING_FILE).write_bytes(data)
-    manifest_path = directory / artifacts.MANIFEST_NAME
+    manifest_path = directory / kit.MANIFEST_NAME
     manifest = json.loads(manifest_path.read_text())
-    manifest["serving"].update(sha256=artifacts.sha256_hex(data), size_bytes=len(data))
+    manifest["serving"].update(sha256=kit.sha256_hex(data), size_bytes=len(data))
     manifest_path.write_text(json.dumps(manifest))
 
 

@@ -2,7 +2,8 @@
 
 The protocol as one unit: its route and error shape (routes.py), its wire format
 (wire.py, encoding.py), who may call it (callers.py), its OpenAPI description
-(openapi.py) and the SQL that declares it in BigQuery (sql.py, `flask bigquery-sql`).
+(openapi.py) and the SQL that declares it in BigQuery (sql.py, `flask bigquery-sql`,
+which the app factory registers beside its other commands).
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 from serving.protocols.bigquery.command import bigquery_sql_command
 from serving.protocols.bigquery.openapi import bigquery_routes
 from serving.protocols.bigquery.routes import blueprint, error_body
+from serving.protocols.spec import WireProtocol
 
-RESERVED_NAMES = frozenset({"bigquery"})
+# `/v1/bigquery/<Model>` would shadow a model called bigquery.
+PROTOCOL = WireProtocol("bigquery", blueprint, bigquery_routes, frozenset({"bigquery"}), error_body)
 
-__all__ = ["RESERVED_NAMES", "bigquery_routes", "bigquery_sql_command", "blueprint", "error_body"]
+__all__ = ["PROTOCOL", "bigquery_sql_command"]

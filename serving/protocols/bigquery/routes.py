@@ -28,12 +28,11 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from flask.blueprints import BlueprintSetupState
-from werkzeug.exceptions import HTTPException
 
 from serving.config.settings import Settings
-from serving.errors import ApiError, InternalError, ModelUnavailable, NotFound, TooManyRequests, ValidationFailed
+from serving.errors import ApiError, ModelNotServing, NotFound, TooManyRequests, ValidationFailed
 from serving.http.body import read_json
-from serving.http.predict import find_model
+from serving.http.model_route import find_model
 from serving.http.state import get_state
 from serving.observability.logs import current_request_id
 from serving.protocols.bigquery.callers import CallerCheck
@@ -168,7 +167,7 @@ def _refuse_while_loading(runtime: ModelRuntime) -> None:
         return
     if status is ModelStatus.PENDING:
         threading.Thread(target=_load_quietly, args=(runtime,), name=f"load-{runtime.spec.name}", daemon=True).start()
-    error = ModelUnavailable(f"Model {runtime.spec.name} is loading; retry shortly", status="loading")
+    error = ModelNotServing(f"Model {runtime.spec.name} is loading; retry shortly", status="loading")
     error.headers["Retry-After"] = "5"
     raise error
 
@@ -247,34 +246,3 @@ def error_body(error: ApiError) -> dict[str, Any]:
     if error.status >= 500 and request_id:
         message = f"{message} (request id {request_id})"
     return {"errorMessage": short(message)}
-
-
-def _render(error: ApiError) -> Response:
-    response = jsonify(error_body(error))
-    response.status_code = error.status
-    for header, value in error.headers.items():
-        response.headers[header] = value
-    return response
-
-
-@blueprint.errorhandler(ApiError)
-def _api_error(error: ApiError) -> Response:
-    if error.status >= 500:
-        log.warning("BigQuery call failed: %s", error.message, extra={"status": error.status})
-    return _render(error)
-
-
-@blueprint.errorhandler(HTTPException)
-def _http_error(exc: HTTPException) -> Response:
-    error = ApiError(exc.description or exc.name)
-    error.status = exc.code or 500
-    for header, value in exc.get_headers():
-        if header.lower() != "content-type":
-            error.headers[header] = value
-    return _render(error)
-
-
-@blueprint.errorhandler(Exception)
-def _unexpected(exc: Exception) -> Response:
-    log.exception("unhandled exception")
-    return _render(InternalError("Internal server error"))

@@ -1,0 +1,29 @@
+"""How much the app logs while the `flask` command loads it to run one of the app's commands.
+
+A command-line tool prints its result and its errors, nothing else. `flask --app main
+new-model ...` builds the whole app to find the command, and building it logs the
+server's start-up records ("platform local, log format json, ..."), which would land on
+the terminal as JSON lines before the command's own output.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+from flask.cli import FlaskGroup
+
+
+def command_log_level(level: str) -> str:
+    """`level`, raised to WARNING while the `flask` command group loads the app to find a command.
+
+    Only then: `flask run` loads the app inside its own command (the development server
+    keeps its logs), and gunicorn, functions-framework and tests build the app outside the
+    `flask` group, so they log at `level`.
+    """
+    context = click.get_current_context(silent=True)
+    if context is None or not isinstance(context.command, FlaskGroup):
+        return level
+    if logging.getLevelNamesMapping().get(level, logging.NOTSET) >= logging.WARNING:
+        return level
+    return "WARNING"

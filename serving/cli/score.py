@@ -1,0 +1,101 @@
+"""`flask --app main score <Model> --input PATTERN --output PREFIX`: score JSON Lines offline with Beam.
+
+Reads every file matching `--input` (local or `gs://` globs, one payload per line), scores
+each with the model's handler under Apache Beam's RunInference (serving/offline/), and
+writes `PREFIX-SSSSS-of-NNNNN.jsonl` (`{"key"?, "result", "model_version"}`) and the
+dead-letter shards `PREFIX.errors-...jsonl` (`{"line", "error"}`; `--dead-letter` moves
+them). `--runner DataflowRunner` runs it on Dataflow; every other `--name=value` is a Beam
+pipeline option (`--project`, `--region`, `--temp_location`, `--direct_num_workers`...).
+On Dataflow the project travels to the workers as the package `setup.py` builds, unless
+`--setup_file` or `--sdk_container_image` says otherwise.
+
+Exit status 0 when the pipeline finished (rows in the dead-letter output included: their
+count is printed), 1 for an unknown model, an input that matches no file or a pipeline
+that failed, 2 for a bad option. apache-beam lives in .venv-beam (requirements-beam.txt):
+`MODEL_LOADING=lazy .venv-beam/bin/flask --app main score Iris --input rows.jsonl --output out/iris`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+from flask.cli import with_appcontext
+
+from serving.config.settings import SettingsError
+from serving.http.state import get_state
+from serving.runtime.handlers import HandlerError
+
+_RUNNERS = ("DirectRunner", "DataflowRunner")
+
+
+@click.command(
+    "score",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    help="Score a model on JSON Lines files with Apache Beam (locally, or on Dataflow). "
+    "Extra --name=value options are Beam pipeline options.",
+)
+@click.argument("model")
+@click.option("--input", "input_pattern", required=True, help="JSON Lines files: a path or glob, local or gs://.")
+@click.option("--output", required=True, help="Prefix of the result shards (local or gs://).")
+@click.option("--dead-letter", default=None, help="Prefix of the dead-letter shards (default: OUTPUT.errors).")
+@click.option("--key", default=None, help="A field of each line copied to its result (and left out of the payload).")
+@click.option("--runner", type=click.Choice(_RUNNERS), default="DirectRunner", show_default=True)
+@click.pass_context
+@with_appcontext
+def score_command(
+    ctx: click.Context,
+    model: str,
+    input_pattern: str,
+    output: str,
+    dead_letter: str | None,
+    key: str | None,
+    runner: str,
+) -> None:
+    try:
+        from apache_beam.io.filesystems import FileSystems
+
+        from serving.offline.model_handler import HandlerModelHandler, ModelLoadError, UnknownModel
+        from serving.offline.options import BadPipelineOption, pipeline_options, ship_project
+        from serving.offline.pipeline import ScoreJob, score
+    except ImportError as exc:
+        raise click.ClickException(
+            f"apache-beam is not installed in this environment ({exc}): use .venv-beam "
+            "(make test-beam builds it) or pip install -r requirements-beam.txt"
+        ) from None
+
+    try:
+        options = pipeline_options([f"--runner={runner}", *ctx.args])
+    except BadPipelineOption as exc:
+        raise click.UsageError(str(exc), ctx) from None
+    if runner != "DirectRunner" and ship_project(options):
+        click.echo("shipping the project to the workers with --setup_file setup.py", err=True)
+
+    settings = get_state().settings
+    try:
+        handler = HandlerModelHandler.for_model(model, settings)
+    except (UnknownModel, HandlerError, SettingsError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+    try:
+        matched = FileSystems.match([input_pattern])[0].metadata_list
+    except Exception as exc:  # noqa: BLE001 - Beam's filesystems raise BeamIOError and others
+        raise click.ClickException(f"cannot read --input {input_pattern}: {exc}") from None
+    if not matched:
+        raise click.ClickException(f"no file matches --input {input_pattern}")
+
+    # Beam logs every step of building the pipeline at INFO; the terminal shows progress instead.
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    job = ScoreJob(input_pattern, output, dead_letter or f"{output}.errors", key)
+    click.echo(f"scoring {model} on {len(matched)} file(s) with the {runner}", err=True)
+    try:
+        summary = score(handler, job, options, progress=runner == "DirectRunner")
+    except ModelLoadError as exc:
+        raise click.ClickException(f"model {model} cannot load: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - whatever the runner raises, one line and exit 1
+        raise click.ClickException(f"the pipeline failed: {exc.__class__.__name__}: {exc}") from None
+    click.echo(
+        f"{model}: {summary.scored:,} rows scored, {summary.dead_letters:,} in the dead-letter output "
+        f"in {summary.seconds:.1f} s ({summary.state}); results: {job.output}-*.jsonl, "
+        f"dead letters: {job.dead_letter}-*.jsonl"
+    )

@@ -1,0 +1,180 @@
+"""`flask --app main score`: its errors (in process) and one real run in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+from flask import Flask
+
+from serving.config.settings import PROJECT_ROOT
+from tests.offline.conftest import BEAM_MISSING, read_shards
+
+pytest.importorskip("apache_beam", reason=BEAM_MISSING)
+
+IRIS_ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+
+
+@pytest.fixture
+def rows(tmp_path: Path) -> Path:
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps({"id": index, **IRIS_ROW}) + "\n" for index in range(5)))
+    return path
+
+
+@pytest.fixture
+def invoke(make_app: Callable[..., Flask]) -> Callable[..., Result]:
+    app = make_app(model_loading="lazy")
+    return lambda *args: app.test_cli_runner().invoke(args=["score", *args])
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "message"),
+    [
+        pytest.param(["Nope"], 1, "no model named 'Nope' in ", id="unknown-model"),
+        pytest.param(["Iris", "--input", "{missing}"], 1, "no file matches --input ", id="no-input-file"),
+        pytest.param(["Iris", "--num_worker=3"], 2, "unknown pipeline option --num_worker", id="unknown-option"),
+        pytest.param(
+            ["Iris", "--direct_num_workers=many"],
+            2,
+            "bad pipeline option: argument --direct_num_workers: invalid int value: 'many'",
+            id="bad-option-value",
+        ),
+        pytest.param(
+            ["Iris", "--runner", "SparkRunner"],
+            2,
+            "'SparkRunner' is not one of 'DirectRunner', 'DataflowRunner'",
+            id="bad-runner",
+        ),
+    ],
+)
+def test_errors_are_one_clear_line_and_a_non_zero_exit(
+    invoke: Callable[..., Result], rows: Path, tmp_path: Path, args: list[str], status: int, message: str
+) -> None:
+    model, *rest = args
+    rest = [str(tmp_path / "missing-*.jsonl") if arg == "{missing}" else arg for arg in rest]
+    if "--input" not in rest:
+        rest = ["--input", str(rows), *rest]
+
+    result = invoke(model, *rest, "--output", str(tmp_path / "out" / "scores"))
+
+    assert result.exit_code == status, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_model_whose_setup_fails_stops_the_run_with_the_reason(
+    make_app: Callable[..., Flask], tmp_path: Path, rows: Path
+) -> None:
+    handlers = tmp_path / "handlers"
+    handlers.mkdir()
+    (handlers / "broken.py").write_text(
+        'NAME = "Broken"\nINPUT_SCHEMA = {}\n\ndef setup():\n    raise OSError("weights.bin is corrupt")\n\n'
+        "def predict(model, payload):\n    return 1\n"
+    )
+    app = make_app(model_loading="lazy", handlers_dir=handlers)
+
+    result = app.test_cli_runner().invoke(
+        args=["score", "Broken", "--input", str(rows), "--output", str(tmp_path / "o")]
+    )
+
+    assert result.exit_code == 1
+    assert "setup() raised OSError: weights.bin is corrupt" in result.output
+
+
+@pytest.mark.e2e
+def test_a_local_run_end_to_end_in_a_fresh_process(tmp_path: Path) -> None:
+    source = tmp_path / "in" / "part-1.jsonl"
+    source.parent.mkdir()
+    lines = [json.dumps({"id": f"a{index}", **IRIS_ROW}) for index in range(300)]
+    lines[7] = '{"id": "broken", "sepal_length": '
+    lines[9] = json.dumps({"id": "neg", **IRIS_ROW, "petal_width": -1})
+    source.write_text("\n".join(lines) + "\n")
+    (tmp_path / "in" / "part-2.jsonl").write_bytes(
+        b'{"id": "latin1", "name": "caf\xe9"}\n' + json.dumps({"id": "b0", **IRIS_ROW}).encode() + b"\n"
+    )
+    out = tmp_path / "out" / "iris"
+
+    process = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flask",
+            "--app",
+            "main",
+            "score",
+            "Iris",
+            "--input",
+            str(tmp_path / "in" / "*.jsonl"),
+            "--output",
+            str(out),
+            "--key",
+            "id",
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+        env={**os.environ, "MODEL_LOADING": "lazy", "LOG_FORMAT": "text"},
+    )
+
+    assert process.returncode == 0, process.stderr
+    assert "Traceback" not in process.stderr
+    assert "scoring Iris on 2 file(s) with the DirectRunner" in process.stderr
+    assert "Iris: 299 rows scored, 3 in the dead-letter output" in process.stdout
+    results = read_shards(out)
+    assert sorted(r["key"] for r in results) == sorted(
+        [f"a{index}" for index in range(300) if index not in (7, 9)] + ["b0"]
+    )
+    assert {r["model_version"] for r in results} == {"1.0.0"}
+    assert {r["result"]["label"] for r in results} == {"setosa"}
+    errors = {e["line"][:14]: e["error"] for e in read_shards(out.parent / "iris.errors")}
+    assert errors['{"id": "broken'].startswith("not JSON")
+    assert errors['{"id": "neg", '] == "invalid input at $.petal_width: -1 is less than or equal to the minimum of 0"
+    assert errors['{"id": "latin1'].startswith("not UTF-8 text: invalid continuation byte")
+
+
+def test_local_runs_report_progress_on_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from serving.offline import pipeline
+
+    monkeypatch.setattr(pipeline, "_PROGRESS_EVERY_S", 0.0)
+    stream = io.StringIO()
+    progress = pipeline._Progress("Iris", stream)
+    progress.setup()
+
+    passed = [line for index in range(3) for line in progress.process(f"row {index}")]
+
+    assert passed == ["row 0", "row 1", "row 2"]
+    assert stream.getvalue().splitlines()[-1].startswith("Iris: 3 rows scored (")
+
+
+@pytest.mark.parametrize(
+    ("flags", "setup_file"),
+    [
+        pytest.param([], "setup.py", id="nothing-given-ships-setup-py"),
+        pytest.param(["--setup_file=/elsewhere/setup.py"], "/elsewhere/setup.py", id="own-setup-file-kept"),
+        pytest.param(["--sdk_container_image=gcr.io/p/beam:1"], None, id="container-image-kept"),
+    ],
+)
+def test_remote_runs_ship_the_project_unless_told_how(flags: list[str], setup_file: str | None) -> None:
+    from apache_beam.options.pipeline_options import SetupOptions
+
+    from serving.offline.options import pipeline_options, ship_project
+
+    options = pipeline_options(["--runner=DataflowRunner", *flags])
+
+    ship_project(options)
+
+    found = options.view_as(SetupOptions).setup_file
+    expected = str(PROJECT_ROOT / "setup.py") if setup_file == "setup.py" else setup_file
+    assert found == expected
