@@ -15,8 +15,7 @@ from serving.config.settings import Settings, SettingsError
 from serving.errors import TooManyRequests, ValidationFailed
 from serving.protocols import PROTOCOLS, reserved_names
 from serving.protocols.bigquery import PROTOCOL
-from serving.protocols.bigquery.routes import error_body
-from serving.protocols.bigquery.routes import CallGate, max_rows
+from serving.protocols.bigquery.routes import CallGate, error_body, max_rows
 from tests.conftest import FIXTURE_HANDLERS
 from tests.jobs.oidc import SERVICE_ACCOUNT, CertificateServer, Issuer
 
@@ -411,3 +410,23 @@ def test_the_openapi_document_describes_the_route_and_says_when_it_is_off(
     }
     assert "/v1/bigquery/Typed" in off["paths"]
     assert "Off here" in next(tag["description"] for tag in off["tags"] if tag["name"] == "bigquery")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        pytest.param("post", "/v1/bigquery/Typed/extra", {}, 404, id="404-no-route-under-the-prefix"),
+        pytest.param("post", "/v1/bigquery/", {}, 404, id="404-the-prefix-itself"),
+        pytest.param("get", URL, None, 405, id="405-wrong-method"),
+        pytest.param("post", URL, "x" * 2000, 413, id="413-body-too-large"),
+    ],
+)
+def test_errors_the_router_raises_have_only_an_error_message(
+    make_app: Callable[..., Flask], method: str, path: str, body: Any, status: int
+) -> None:
+    client = make_app(handlers_dir=HANDLERS, bigquery_trust_front_end=True, max_request_bytes=1000).test_client()
+    kwargs: dict[str, Any] = {} if body is None else {"json": body}
+    response = getattr(client, method)(path, **kwargs)
+
+    assert response.status_code == status
+    _only_error_message(response)
