@@ -31,6 +31,7 @@ from serving.observability.prediction_log import create_prediction_log
 from serving.openapi import document as openapi
 from serving.platform.detect import adapt_to_platform, log_format, project_id
 from serving.protocols import PROTOCOLS, reserved_names
+from serving.protocols.bigquery import bigquery_sql_command
 from serving.runtime.artifact_sources import artifact_cache, artifact_sources
 from serving.runtime.handlers import discover_handlers
 from serving.runtime.inference import create_inference
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(docs.blueprint)
     app.cli.add_command(new_model_command)
     app.cli.add_command(score_command)
+    app.cli.add_command(bigquery_sql_command)
     app.register_blueprint(web.blueprint)
     app.register_blueprint(job_routes.blueprint)
     app.register_blueprint(job_routes.internal)

@@ -21,7 +21,7 @@ from tests.conftest import FIXTURE_HANDLERS
         ("invalid_schema", "INPUT_SCHEMA to be a JSON Schema", "'objekt' is not valid"),
         ("invalid_output_schema", "OUTPUT_SCHEMA to be a JSON Schema", "minimum"),
         ("bad_name", "NAME to be letters", "'a/b'"),
-        ("reserved_name", "a NAME other than embeddings, jobs, models", "'models'"),
+        ("reserved_name", "a NAME other than bigquery, embeddings, jobs, models", "'models'"),
         ("duplicate_name", "a NAME not used by another handler", "'Twin'"),
         ("import_error", "a module that imports cleanly", "ModuleNotFoundError"),
         ("predict_wrong_arity", "`predict` taking 2 positional arguments", "1"),

@@ -33,6 +33,9 @@ SCHEMAS = {
         ({"properties": {"text": {"type": "string", "pattern": "x"}}}, False),  # regex dialects differ
         ({"type": "string", "format": "email"}, False),  # formats are asserted by jsonschema only
         ({"enum": [1, 2]}, False),  # 1 == 1.0 == True questions
+        ({"enum": ["setosa", "virginica"]}, True),  # strings equal only equal strings
+        ({"const": "a"}, True),
+        ({"const": 1}, False),
         ({"anyOf": [{"type": "integer"}, {"$ref": "#/$defs/x"}], "$defs": {"x": {}}}, False),
         ({"type": "array", "uniqueItems": True}, False),
         ({"type": "number", "multipleOf": 0.1}, False),  # float remainders

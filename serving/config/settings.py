@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.config.artifacts_settings import ArtifactSettings, OnnxSettings
+from serving.config.bigquery import BigQuerySettings
 from serving.config.fields import PROJECT_ROOT, SettingsError
 from serving.config.jobs import JobsSettings
 from serving.config.models import BatchingSettings, CallLimitSettings, ModelSettings
@@ -53,6 +54,7 @@ class Settings(
     UploadSettings,
     LoggingSettings,
     VertexSettings,
+    BigQuerySettings,
     JobsSettings,
     PlatformSettings,
     BatchingSettings,

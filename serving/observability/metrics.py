@@ -119,6 +119,9 @@ class Metrics:
     def set_queue_depth(self, model: str, depth: int) -> None:
         """`depth` requests now wait for `model` in this process."""
 
+    def count_rows(self, route: str, model: str, outcome: str, rows: int) -> None:
+        """`rows` rows of one request to `route` ended as `outcome` (e.g. `null`: a bad row answered null)."""
+
     def count_job(self, model: str, state: str) -> None:
         """A job for `model` entered `state` (e.g. queued, running, succeeded, failed)."""
 
@@ -178,6 +181,12 @@ class PrometheusMetrics(Metrics):
             multiprocess_mode="livesum",
             registry=owner,
         )
+        self._rows = Counter(
+            "model_serving_rows",
+            "Rows of multi-row protocol requests by outcome (null: a bad row answered null).",
+            ("route", "model", "outcome"),
+            registry=owner,
+        )
         self._jobs = Counter("model_serving_jobs", "Jobs that entered each state.", ("model", "state"), registry=owner)
         # Info-style: 1 for each (model, version) loaded; `max` keeps the master's value
         # (eager loading happens there) alongside the workers'.
@@ -220,6 +229,9 @@ class PrometheusMetrics(Metrics):
 
     def set_queue_depth(self, model: str, depth: int) -> None:
         self._for_model(model)[2].set(depth)
+
+    def count_rows(self, route: str, model: str, outcome: str, rows: int) -> None:
+        self._rows.labels(route, model, outcome).inc(rows)
 
     def count_job(self, model: str, state: str) -> None:
         self._jobs.labels(model, state).inc()

@@ -11,7 +11,7 @@ row format of TF Serving and Vertex AI) or below them in serving/http/.
 
 from __future__ import annotations
 
-from serving.protocols import native, oip, openai, tfserving, vertex
+from serving.protocols import bigquery, native, oip, openai, tfserving, vertex
 from serving.protocols.spec import WireProtocol
 
 # In the order their routes appear in the OpenAPI document: native first, as it adds each
@@ -22,6 +22,7 @@ PROTOCOLS: tuple[WireProtocol, ...] = (
     vertex.PROTOCOL,
     openai.PROTOCOL,
     oip.PROTOCOL,
+    bigquery.PROTOCOL,
 )
 
 

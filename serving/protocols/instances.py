@@ -40,6 +40,7 @@ from serving.errors import ApiError, BadRequest, TooManyInstances, ValidationFai
 from serving.http.body import read_json
 from serving.http.error_handlers import standard_error_body
 from serving.http.state import get_state
+from serving.runtime.positional import PositionalOrder, refusal
 from serving.runtime.registry import ModelRuntime
 from serving.runtime.request_scope import check
 from serving.runtime.validation import SchemaValidator
@@ -170,6 +171,32 @@ def _replace_b64(instance: Any, path: str) -> Any:
     return instance
 
 
+def positional_instances(instances: list[Any], schema: Mapping[str, Any], model: str) -> list[Any]:
+    """`instances` with each list of values (Vertex AI's `instanceType: "array"`) as an object.
+
+    The values map to the object schema's top-level properties in declared order
+    (serving/runtime/positional.py); a model whose schema is not an object takes its
+    lists as they are, and one with no flat order to map to refuses them.
+    """
+    if schema.get("type") != "object" or not any(isinstance(instance, list) for instance in instances):
+        return instances
+    order = PositionalOrder.of(schema)
+    mapped = []
+    for index, instance in enumerate(instances):
+        if isinstance(instance, list):
+            where = json_path("$.instances", index)
+            try:
+                if order is None:
+                    raise refusal(model, where=where)
+                instance = order.payload(instance, where=where)
+            except ValidationFailed as failed:
+                failed.message = f"instances[{index}]: {failed.message}"
+                failed.details["index"] = index
+                raise
+        mapped.append(instance)
+    return mapped
+
+
 def validate_instances(validator: SchemaValidator, instances: list[Any]) -> None:
     """Raise `ValidationFailed` naming the first invalid instance's index and JSON path.
 
@@ -198,6 +225,8 @@ def predict_instances(runtime: ModelRuntime) -> Response:
     instances = parse_instances_request(
         read_json(request), model=runtime.spec.name, max_instances=state.settings.predict_max_instances
     )
+    # Vertex AI batch prediction's `instanceType: "array"` sends value lists.
+    instances = positional_instances(instances, runtime.spec.input_schema, runtime.spec.name)
     validate_instances(runtime.spec.input_validator, instances)
     return jsonify(predictions=run_instances(runtime, instances))
 

@@ -7,6 +7,7 @@ row fails, as the batch route does.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from serving.errors import ApiError
@@ -30,13 +31,23 @@ def predict_rows(inference: Inference, runtime: ModelRuntime, payloads: list[Any
     Each chunk is one `predict_many` (one `predict_batch` call when the handler has one).
     Raises `RowFailed` for the first failing row; later chunks are not run.
     """
-    size = runtime.spec.batch.max_batch_size
     results: list[Any] = []
+    for index, outcome in row_outcomes(inference, runtime, payloads):
+        if isinstance(outcome, ApiError):
+            raise RowFailed(index, outcome)
+        results.append(outcome)
+    return results
+
+
+def row_outcomes(inference: Inference, runtime: ModelRuntime, payloads: list[Any]) -> Iterator[tuple[int, Any]]:
+    """`(index, result or ApiError)` for every payload, in order, run in chunks of `max_batch_size`.
+
+    A chunk runs when the caller asks for its first row, so a caller that stops at a
+    failure runs no later chunk.
+    """
+    size = runtime.spec.batch.max_batch_size
     for start in range(0, len(payloads), size):
         check(ask_client=True)  # no next chunk once the budget is spent or the client has gone
         outcomes = inference.predict_many(runtime, payloads[start : start + size])
         for offset, outcome in enumerate(outcomes):
-            if isinstance(outcome, ApiError):
-                raise RowFailed(start + offset, outcome)
-        results.extend(outcomes)
-    return results
+            yield start + offset, outcome

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import http.server
+import json
+import threading
 import time
 from typing import Any
 
@@ -56,3 +59,35 @@ class Issuer:
         }
         claims.update(overrides)
         return jwt.encode(self._signer, {k: v for k, v in claims.items() if v is not None}).decode()
+
+
+class CertificateServer(http.server.ThreadingHTTPServer):
+    """Serves an `Issuer`'s certificates at any path on 127.0.0.1, as Google does at its certs URL."""
+
+    def __init__(self, issuer: Issuer) -> None:
+        self.issuer = issuer
+        super().__init__(("127.0.0.1", 0), _CertificateHandler)
+        self.url = f"http://127.0.0.1:{self.server_port}/certs"
+
+    def __enter__(self) -> CertificateServer:
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _CertificateHandler(http.server.BaseHTTPRequestHandler):
+    server: CertificateServer
+
+    def do_GET(self) -> None:
+        body = json.dumps(self.server.issuer.certs()).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass

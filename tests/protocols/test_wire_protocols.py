@@ -33,11 +33,11 @@ def test_the_app_serves_every_protocol_and_the_document_describes_them(make_app:
 def test_reserved_names_are_every_protocols_in_lower_case() -> None:
     extra = WireProtocol("extra", Blueprint("extra", __name__), reserved_names=frozenset({"BigThing"}))
 
-    assert reserved_names() == {"models", "jobs", "embeddings"}
-    assert reserved_names((*PROTOCOLS, extra)) == {"models", "jobs", "embeddings", "bigthing"}
+    assert reserved_names() == {"models", "jobs", "embeddings", "bigquery"}
+    assert reserved_names((*PROTOCOLS, extra)) == {"models", "jobs", "embeddings", "bigquery", "bigthing"}
 
 
-@pytest.mark.parametrize("name", ["Embeddings", "models", "JOBS"])
+@pytest.mark.parametrize("name", ["Embeddings", "models", "JOBS", "BigQuery"])
 def test_a_handler_named_like_a_protocols_url_stops_start_up(
     make_app: Callable[..., Flask], tmp_path: Path, name: str
 ) -> None:
@@ -55,6 +55,7 @@ def test_a_handler_named_like_a_protocols_url_stops_start_up(
         pytest.param("/v1/models", 200, id="listing"),
         pytest.param("/v1/models/embeddings", 404, id="not-a-model-called-embeddings"),
         pytest.param("/v1/models/Jobs", 404, id="not-a-model-called-jobs"),
+        pytest.param("/v1/models/bigquery", 404, id="not-a-model-called-bigquery"),
     ],
 )
 def test_no_model_route_takes_a_reserved_name(fixture_client: FlaskClient, path: str, status: int) -> None:
