@@ -278,6 +278,10 @@ def serving(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(5)
+        # Whatever the app started goes with it (LitServe's worker processes outlive their
+        # parent): it runs in a session of its own, so its whole process group.
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def worker_memory_mb(pids: Sequence[int]) -> tuple[float, float]:
