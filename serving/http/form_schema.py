@@ -48,13 +48,6 @@ def media_type_matches(accepted: str, sent: str) -> bool:
     return want.endswith("/*") and got.startswith(want[:-1])
 
 
-def json_path(name: str) -> str:
-    """The JSON path of top-level property `name`, as validation errors report it."""
-    if name.isidentifier():
-        return "$." + name
-    return "$[" + repr(name) + "]"
-
-
 def shown(name: str, limit: int = 80) -> str:
     """`name` quoted for an error message, cut short when a client sent something huge."""
     return repr(name if len(name) <= limit else name[: limit - 3] + "...")

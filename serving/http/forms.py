@@ -44,7 +44,8 @@ from serving.errors import (
     UnsupportedMediaType,
 )
 from serving.http.body import parse_json_bytes
-from serving.http.form_schema import FormSchema, json_path, schema_types, shown
+from serving.http.form_schema import FormSchema, schema_types, shown
+from serving.runtime.validation import json_path
 
 # RFC 2046 section 5.1.1: 1 to 70 of these characters, the last not a space.
 _BOUNDARY = re.compile(r"^[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]$")
@@ -97,7 +98,7 @@ class _TextPart:
         if self.size > self.limit:
             raise PayloadTooLarge(
                 f"Form field {shown(self.name)} is over {self.limit} bytes (FORM_MAX_FIELD_BYTES)",
-                path=json_path(self.name),
+                path=json_path("$", self.name),
             )
         self.chunks.append(data)
 
@@ -107,7 +108,7 @@ class _TextPart:
         except UnicodeDecodeError as exc:
             raise MalformedForm(
                 f"Form field {shown(self.name)} is not valid {self.charset} (byte {exc.start})",
-                path=json_path(self.name),
+                path=json_path("$", self.name),
             ) from None
 
     def close(self) -> None:
@@ -128,7 +129,8 @@ class _FilePart:
         self.size += len(data)
         if self.limit is not None and self.size > self.limit:
             raise PayloadTooLarge(
-                f"File {shown(self.name)} is over the {self.limit} bytes this model accepts", path=json_path(self.name)
+                f"File {shown(self.name)} is over the {self.limit} bytes this model accepts",
+                path=json_path("$", self.name),
             )
         self.file.write(data)
 
@@ -194,7 +196,9 @@ def convert_text(name: str, text: str, schema: Any) -> Any:
     except MalformedJson as exc:
         if types & {"object", "array"}:
             detail = exc.message.removeprefix("Malformed JSON: ")
-            raise MalformedJson(f"Form field {shown(name)} is not valid JSON: {detail}", path=json_path(name)) from None
+            raise MalformedJson(
+                f"Form field {shown(name)} is not valid JSON: {detail}", path=json_path("$", name)
+            ) from None
         return text
     if isinstance(value, float) and not math.isfinite(value):
         return text
@@ -217,7 +221,7 @@ class _FormReader:
         name: str | None = event.name
         if name is None:
             raise MalformedForm("Malformed multipart/form-data body: a part's Content-Disposition has no name")
-        path = json_path(name)
+        path = json_path("$", name)
         if name in self.seen and not self.repeatable(name):
             raise DuplicateField(f"Form field {shown(name)} was sent more than once", path=path)
         self.seen.add(name)
@@ -338,7 +342,7 @@ def _malformed(exc: ValueError, part: _Part | None) -> MalformedForm:
         return MalformedForm(
             f"Malformed multipart/form-data body: it ends inside field {shown(part.name)}, "
             "before the closing boundary (truncated?)",
-            path=json_path(part.name),
+            path=json_path("$", part.name),
         )
     return MalformedForm(
         "Malformed multipart/form-data body: no closing boundary (truncated, or not delimited "

@@ -19,9 +19,10 @@ from flask import Request
 
 from serving.errors import EmptyBody, PayloadTooLarge, UnsupportedMediaType
 from serving.http.body import is_json_mimetype, read_body, read_json
-from serving.http.form_schema import OCTET_STREAM, FormSchema, json_path, media_type_matches, shown
+from serving.http.form_schema import OCTET_STREAM, FormSchema, media_type_matches, shown
 from serving.http.forms import FormLimits, read_form
 from serving.http.state import get_state
+from serving.runtime.validation import json_path
 
 MULTIPART = "multipart/form-data"
 
@@ -64,7 +65,7 @@ def _takes_raw_body(form: FormSchema, media_type: str) -> bool:
         if declared is None:
             return True
         raise UnsupportedMediaType(
-            f"The body is {media_type}, but this model's {shown(name)} takes {declared}", path=json_path(name)
+            f"The body is {media_type}, but this model's {shown(name)} takes {declared}", path=json_path("$", name)
         )
     return False
 
@@ -76,10 +77,10 @@ def read_raw_body(request: Request, form: FormSchema) -> dict[str, str]:
         raise EmptyBody()
     limit = form.max_file_bytes(name)
     if limit is not None and request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"The body is over the {limit} bytes this model accepts", path=json_path(name))
+        raise PayloadTooLarge(f"The body is over the {limit} bytes this model accepts", path=json_path("$", name))
     data = read_body(request)
     if not data:
-        raise EmptyBody(f"The request body is empty: send the file's bytes as {shown(name)}", path=json_path(name))
+        raise EmptyBody(f"The request body is empty: send the file's bytes as {shown(name)}", path=json_path("$", name))
     if limit is not None and len(data) > limit:
-        raise PayloadTooLarge(f"The body is over the {limit} bytes this model accepts", path=json_path(name))
+        raise PayloadTooLarge(f"The body is over the {limit} bytes this model accepts", path=json_path("$", name))
     return {name: binascii.b2a_base64(data, newline=False).decode("ascii")}

@@ -43,7 +43,7 @@ from serving.http.state import get_state
 from serving.runtime.positional import PositionalOrder, refusal
 from serving.runtime.registry import ModelRuntime
 from serving.runtime.request_scope import check
-from serving.runtime.validation import SchemaValidator
+from serving.runtime.validation import SchemaValidator, json_path
 
 # TF Serving's name for the one signature a model has when it was not named.
 DEFAULT_SIGNATURE = "serving_default"
@@ -54,20 +54,10 @@ MAX_REPORTED_ERRORS = 20
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
 _WHITESPACE = re.compile(r"\s")
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class UnsupportedFormat(BadRequest):
     code = "unsupported_format"
-
-
-def json_path(parent: str, key: str | int) -> str:
-    """`parent` extended by one key or index, in the notation jsonschema uses."""
-    if isinstance(key, int):
-        return f"{parent}[{key}]"
-    if _IDENTIFIER.fullmatch(key):
-        return f"{parent}.{key}"
-    return f"{parent}[{key!r}]"
 
 
 def parse_instances_request(body: Any, *, model: str, max_instances: int) -> list[Any]:

@@ -17,6 +17,7 @@ two agree on every handler schema.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -147,3 +148,19 @@ def _short(message: str, limit: int = 300) -> str:
     # jsonschema repeats the offending value in its message; a 2 MB string would come
     # straight back to the client and into the logs.
     return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def json_path(parent: str, key: str | int) -> str:
+    """`parent` extended by one key or index, as error paths are written (`$.a`, `$[0]`, `$['a b']`).
+
+    Every route names the field an error is about this way: `json_path("$", name)` for a
+    top-level property, `json_path("$.instances", 3)` for a row.
+    """
+    if isinstance(key, int):
+        return f"{parent}[{key}]"
+    if _IDENTIFIER.fullmatch(key):
+        return f"{parent}.{key}"
+    return f"{parent}[{key!r}]"
