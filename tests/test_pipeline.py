@@ -74,7 +74,6 @@ def test_flask_runs_the_hooks_of_the_steps_in_list_order_and_no_others(full_app:
 
     assert before == [
         "start_request",  # request-log
-        "remote_model_loader.<locals>._start",  # remote-models
         "key_identifier.<locals>._identify",  # identify-key
         "Limiter._check_request_limit",  # rate-limit (Flask-Limiter's own hook)
         "enforce_key",  # enforce-key
@@ -94,9 +93,9 @@ def test_flask_runs_the_hooks_of_the_steps_in_list_order_and_no_others(full_app:
 
 
 def test_steps_that_are_off_install_no_hook(make_app: Callable[..., Flask]) -> None:
-    # No keys, no limits, no metrics, no prediction log: those steps cost a request nothing.
+    # No model from Cloud Storage, no keys, no limits, no metrics, no prediction log: those steps cost nothing.
     app = make_app(handlers_dir=FIXTURE_HANDLERS / "ok", metrics=False, rate_limits="", prediction_log=False)
-    off = {"metrics", "prediction-log", "identify-key", "rate-limit", "enforce-key"}
+    off = {"remote-models", "metrics", "prediction-log", "identify-key", "rate-limit", "enforce-key"}
 
     for step in installed_steps(app):
         hooks = (step.before, step.after, step.teardown, step.extension)

@@ -32,16 +32,20 @@ def start_worker(wsgi: Any) -> list[str]:
     return state.registry.load_remote_in_background()
 
 
-def remote_model_loader(state: ServingState) -> Callable[[], None]:
+def remote_model_loader(state: ServingState) -> Callable[[], None] | None:
     """Before-request step: start the remote models' background loading in this process (once).
 
-    Does nothing with `MODEL_LOADING=lazy`: each model then loads at its first use.
+    None (no hook, so no cost per request) with `MODEL_LOADING=lazy`, where each model
+    loads at its first use, or when no model's files come from Cloud Storage.
     """
-    eager = state.settings.model_loading == "eager"
+    if state.settings.model_loading != "eager":
+        return None
+    if not any(runtime.needs_remote_artifacts for runtime in state.registry):
+        return None
+    registry = state.registry
 
     def _start() -> None:
-        if eager:
-            state.registry.load_remote_in_background()
+        registry.load_remote_in_background()
 
     return _start
 

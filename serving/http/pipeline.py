@@ -79,7 +79,7 @@ def request_steps(state: ServingState, ring: KeyRing, *, exposed_headers: Iterab
             "remote-models",
             "With `MODEL_LOADING=eager`, the models whose files come from Cloud Storage start loading in this "
             "process's background, once, so the server answers meanwhile (a gunicorn worker has started them "
-            "already, in `post_worker_init`); with `lazy`, nothing.",
+            "already, in `post_worker_init`); with `lazy`, or no such model, no hook.",
             before=remote_model_loader(state),
         ),
         Step(

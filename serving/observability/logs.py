@@ -226,7 +226,9 @@ def request_logger(key_id: Callable[[], str | None], sample_rate: float = 1.0) -
     access_log = logging.getLogger("serving.request")
     sampled = 0.0 < sample_rate < 1.0
     skip_successes = sample_rate <= 0.0
-    draw = random.random
+    # A generator of its own: the global one's state is copied into every forked worker (they
+    # would sample the same requests), and a handler that seeds it would steer the sampling.
+    draw = random.SystemRandom().random
 
     def _finish(response: Response) -> Response:
         # This runs for every request: the request and `g` are looked up once each
