@@ -45,10 +45,20 @@ class SingleSendResponse(Response):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._held_headers: bytes | None = None
+        self._sending_file = False
 
     def _coalesces(self) -> bool:
         length = self.response_length
-        return not self.chunked and length is not None and 0 < length <= MAX_COALESCED_BODY
+        return not self._sending_file and not self.chunked and length is not None and 0 < length <= MAX_COALESCED_BODY
+
+    def sendfile(self, respiter: Any) -> bool:
+        """gunicorn's: a file's bytes go straight to the socket (os.sendfile), so its headers go first."""
+        # Not through `_emit_body`: headers held back here would follow the file's bytes.
+        self._sending_file = True
+        try:
+            return bool(super().sendfile(respiter))
+        finally:
+            self._sending_file = False
 
     def send_headers(self) -> None:
         """gunicorn's, except that the bytes of a coalescing response wait for its body."""
