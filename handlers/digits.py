@@ -10,8 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from models.digits.examples import SEVEN_DATA_URL, THREE_BASE64
 from models.digits.image import MAX_BASE64_CHARS
 from models.digits.model import DIGITS, DigitClassifier
@@ -66,16 +64,16 @@ def setup(artifacts: Path) -> DigitClassifier:
     return DigitClassifier.load(artifacts)
 
 
-def prepare(model: DigitClassifier, payload: dict[str, Any]) -> np.ndarray:
-    """The image's 64 features: decoded on the request's thread, before (and beside) any batch."""
-    return model.features(payload["image"])
+def prepare(model: DigitClassifier, payload: dict[str, Any]) -> bytes:
+    """The image's bytes, its pixels charged to the request (on the request's thread, before any batch)."""
+    return model.admit(payload["image"])
 
 
-def predict(model: DigitClassifier, features: np.ndarray) -> dict[str, Any]:
+def predict(model: DigitClassifier, data: bytes) -> dict[str, Any]:
     """The most probable digit and every digit's probability."""
-    return model.predict_features(features[np.newaxis])[0]
+    return model.predict_images([data])[0]
 
 
-def predict_batch(model: DigitClassifier, rows: list[np.ndarray]) -> list[dict[str, Any]]:
-    """One result per image's features, in order, from a single model call."""
-    return model.predict_features(np.stack(rows)) if rows else []
+def predict_batch(model: DigitClassifier, images: list[bytes]) -> list[dict[str, Any]]:
+    """One result per image, in order, from a single model call."""
+    return model.predict_images(images)

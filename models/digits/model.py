@@ -79,23 +79,24 @@ class DigitClassifier:
             raise
         return self.predict_features(np.stack(rows))
 
-    def features(self, text: str) -> np.ndarray:
-        """One base64 image's 64 features, charged to its request's pixel allowance first.
+    def admit(self, text: str) -> bytes:
+        """One base64 image's bytes, its pixels charged to its request's allowance from its header.
 
-        The handler's `prepare` stage: it runs on the request's own thread, before any batch.
-        The image's pixels are charged (MAX_PIXELS_PER_REQUEST) from its header before it is
-        decoded, so a request of many images stops at the first one past its allowance, and
-        nothing is decoded once nobody waits for the answer.
+        The handler's `prepare` stage, on the request's own thread: cheap (no pixel is decoded),
+        so a request of many images is refused (413, MAX_PIXELS_PER_REQUEST) before any of
+        them is decoded.
         """
         data = image.decode_base64(text)
-        pixels = image.declared_pixels(data)
-        request_scope.charge_pixels(pixels, "images")
-        try:
+        request_scope.charge_pixels(image.declared_pixels(data), "images")
+        return data
+
+    def predict_images(self, images: Sequence[bytes]) -> list[dict[str, Any]]:
+        """`{"digit", "probabilities"}` per admitted image; decoding stops once nobody waits."""
+        rows = []
+        for data in images:
             request_scope.check(ask_client=True)  # an image costs up to seconds: a peek is nothing
-            return image.features_from_bytes(data)
-        except BaseException:
-            request_scope.refund_pixels(pixels)
-            raise
+            rows.append(image.features_from_bytes(data))
+        return self.predict_features(np.stack(rows)) if rows else []
 
     def predict_features(self, rows: np.ndarray) -> list[dict[str, Any]]:
         """Results for rows of 64 `load_digits`-style features, in one model call."""

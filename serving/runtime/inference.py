@@ -45,6 +45,9 @@ from serving.runtime.registry import ModelNotReady, ModelRuntime, ModelStatus
 from serving.runtime.request_scope import current_scope
 from serving.runtime.timebudget import TimeBudget
 
+# Errors about the whole request (its pixel allowance, its time budget, its client), never one item.
+REQUEST_WIDE = (TooManyPixels, GatewayTimeout, ClientGone)
+
 log = logging.getLogger("serving.runtime.inference")
 
 
@@ -192,6 +195,10 @@ class Inference:
         for payload in payloads:
             try:
                 outcomes.append(self.prepare(runtime, payload))
+            except REQUEST_WIDE:
+                # The request's allowance, budget or client is gone, not this item: running the
+                # items prepared so far would be work nobody can use.
+                raise
             except ApiError as error:
                 outcomes.append(error)
         ready = [index for index, outcome in enumerate(outcomes) if not isinstance(outcome, ApiError)]
