@@ -165,7 +165,10 @@ def test_triton_model_metadata(triton_client: triton.InferenceServerClient) -> N
     metadata = triton_client.get_model_metadata("Digits", headers=auth())
 
     assert metadata["name"] == "Digits"
-    assert metadata["versions"] == ["1.0.0"]
+    # The version as X-Model-Version has it: the handler's, with its model files' digest.
+    (version,) = metadata["versions"]
+    assert version.startswith("1.0.0+")
+    assert version == triton_client.get_model_metadata("Digits", model_version=version, headers=auth())["versions"][0]
     assert metadata["inputs"] == [{"name": "image", "datatype": "BYTES", "shape": [-1]}]
     assert {"name": "probabilities", "datatype": "FP64", "shape": [-1, 10]} in metadata["outputs"]
 
