@@ -26,22 +26,19 @@ import json
 import logging
 import os
 import threading
-import time
 from typing import Any
 
-import requests
 from google.api_core import exceptions as google_exceptions
 from google.auth import exceptions as auth_exceptions
-from google.auth import jwt
 from google.cloud import tasks_v2
 
 from serving.jobs.records import Job
+from serving.security.google_tokens import GoogleCertificates, TokenRejected, bearer_token, verified_claims
 
 log = logging.getLogger("serving.jobs.cloud_tasks")
 
 RUN_PATH = "/internal/jobs/{job_id}/run"
 WEBHOOK_PATH = "/internal/jobs/{job_id}/webhook"
-_GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
 # Cloud Tasks allows HTTP tasks at most 30 minutes of dispatch deadline.
 _MAX_DEADLINE_S = 1800
 
@@ -157,7 +154,7 @@ class QueueCaller:
         self.on_app_engine = on_app_engine
         self.service_account = service_account
         self.audience = audience
-        self._certs = _CertCache(certs_url)
+        self._certs = GoogleCertificates(certs_url)
 
     def verify(self, headers: Any) -> str | None:
         """None when the caller is the queue; otherwise the reason it is refused (for the log)."""
@@ -168,49 +165,13 @@ class QueueCaller:
             if name in (self.queue_id, self.queue):
                 return None
             return "no X-AppEngine-QueueName header naming the job queue"
-        authorization = headers.get("Authorization", "")
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = bearer_token(headers.get("Authorization", ""))
+        if token is None:
             return "no bearer token"
-        return self._verify_token(token.strip())
-
-    def _verify_token(self, token: str) -> str | None:
         try:
-            header = jwt.decode_header(token)  # type: ignore[no-untyped-call]
-            certs = self._certs.get(str(header.get("kid", "")))
-            claims = jwt.decode(  # type: ignore[no-untyped-call]
-                token, certs=certs, audience=self.audience, clock_skew_in_seconds=10
-            )
-        except (ValueError, OSError, auth_exceptions.GoogleAuthError) as exc:
-            return f"OIDC token rejected: {exc}"
-        if claims.get("iss") not in _GOOGLE_ISSUERS:
-            return "OIDC token not issued by Google"
-        if claims.get("email") != self.service_account or claims.get("email_verified") is not True:
-            return "OIDC token is not the queue's service account"
+            claims = verified_claims(token, self._certs, self.audience)
+        except TokenRejected as exc:
+            return str(exc)
+        if claims["email"] != self.service_account:
+            return "the ID token is not the queue's service account"
         return None
-
-
-class _CertCache:
-    """Google's OIDC signing certificates, fetched once an hour or on an unknown key id."""
-
-    def __init__(self, url: str) -> None:
-        self._url = url
-        self._certs: dict[str, str] = {}
-        self._fetched_at = 0.0
-        self._lock = threading.Lock()
-
-    def get(self, kid: str) -> dict[str, str]:
-        with self._lock:
-            stale = time.monotonic() - self._fetched_at > 3600
-            # An unknown kid refetches at most once a minute, so forged tokens cannot
-            # turn into a flood of requests to Google.
-            unknown = kid not in self._certs and time.monotonic() - self._fetched_at > 60
-            if stale or unknown or not self._certs:
-                response = requests.get(self._url, timeout=10)
-                response.raise_for_status()
-                certs = response.json()
-                if not isinstance(certs, dict):
-                    raise ValueError("the certificate endpoint did not return an object")
-                self._certs = {str(k): str(v) for k, v in certs.items()}
-                self._fetched_at = time.monotonic()
-            return dict(self._certs)
