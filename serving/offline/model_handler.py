@@ -10,7 +10,8 @@
   and their digest becomes part of the version;
 - each element is checked against `INPUT_SCHEMA` *before* batching (a preprocessing step
   that `get_preprocess_fns` contributes), so one invalid element fails alone;
-- `run_inference` calls `predict_batch` once per batch (else `predict` per element); when
+- `run_inference` runs the handler's `prepare` (if any) on each element, then calls
+  `predict_batch` once per batch (else `predict` per element); when
   `predict_batch` raises or returns something unusable, the batch is retried element by
   element, so one row the model cannot handle fails only itself;
 - `batch_elements_kwargs` come from the handler's `BATCH` (`max_batch_size`);
@@ -255,7 +256,31 @@ class HandlerModelHandler(ModelHandler[Any, PredictionResult, LoadedHandler]):
         return result
 
     def _predict(self, model: LoadedHandler, payloads: list[Any]) -> list[Any]:
-        """Each payload's result or `ModelFailure`: one `predict_batch`, else (or if it fails) `predict` each."""
+        """Each payload's result or `ModelFailure`: the handler's `prepare` each, then `_predict_prepared`."""
+        outcomes = [self._prepare_one(model, payload) for payload in payloads]
+        ready = [index for index, outcome in enumerate(outcomes) if not isinstance(outcome, ModelFailure)]
+        results = self._predict_prepared(model, [outcomes[index] for index in ready])
+        for index, result in zip(ready, results, strict=True):
+            outcomes[index] = result
+        return outcomes
+
+    def _prepare_one(self, model: LoadedHandler, payload: Any) -> Any:
+        """What the handler's `prepare` makes of `payload` (itself without one), or its `ModelFailure`."""
+        prepare = model.spec.prepare
+        if prepare is None:
+            return payload
+        try:
+            return prepare(model.model, payload)
+        except InvalidInput as exc:
+            return ModelFailure(f"the model could not use this input: {exc or 'no reason given'}", invalid_input=True)
+        except Exception as exc:  # noqa: BLE001 - the row goes to the dead-letter output with the reason
+            log.warning("%s: prepare raised %s: %s", self.name, exc.__class__.__name__, exc)
+            return ModelFailure(f"prepare raised {exc.__class__.__name__}: {exc}")
+
+    def _predict_prepared(self, model: LoadedHandler, payloads: list[Any]) -> list[Any]:
+        """Each prepared input's result or `ModelFailure`: one `predict_batch`, else (or if it fails) `predict` each."""
+        if not payloads:
+            return []
         predict_batch = model.spec.predict_batch
         if predict_batch is not None and len(payloads) > 1:
             try:

@@ -93,7 +93,8 @@ def test_the_installed_package_scores_away_from_the_source_tree(sdist: Path, tmp
         "flower = {'sepal_length': 5.1, 'sepal_width': 3.5, 'petal_length': 1.4, 'petal_width': 0.2}\n"
         "print(json.dumps({'root': str(root), 'names': sorted(r.spec.name for r in registry),\n"
         "  'iris': iris.spec.predict(iris.ensure_loaded(), flower)['label'],\n"
-        "  'digits': digits.spec.predict(digits.ensure_loaded(), {'image': THREE_BASE64})['digit']}))\n"
+        "  'digits': digits.spec.predict(digits.ensure_loaded(),\n"
+        "    digits.spec.prepare(digits.ensure_loaded(), {'image': THREE_BASE64}))['digit']}))\n"
     )
 
     process = subprocess.run(
