@@ -28,10 +28,13 @@ import requests
 from models.onnx_export import sklearn_to_onnx, torch_to_onnx
 from serving.app import create_app
 from serving.config.settings import Settings
+from tests.conftest import require_export_tools
 from tests.servers import VENV_BIN, ServerProcess, free_port, gunicorn_command, running_server
 from tests.test_scaffold import _run, copy_project
 
-pytestmark = pytest.mark.e2e
+# A real gunicorn, and the PyTorch row needs the export environment (torch): run with the
+# `export` tests, on 3.11 (docs/development.md), where a missing torch fails in CI.
+pytestmark = [pytest.mark.e2e, pytest.mark.export]
 
 PROBABILITY_TOLERANCE = 1e-5
 VALUE_RELATIVE_TOLERANCE = 1e-5
@@ -130,7 +133,8 @@ def _diabetes_boosting() -> Case:
 
 def _iris_network() -> Case:
     """A small PyTorch MLP: no label output, so the scaffold adds the highest-scoring class."""
-    torch = pytest.importorskip("torch", reason="torch is in the export environment (requirements-export.txt)")
+    require_export_tools("torch")
+    import torch
     from sklearn.datasets import load_iris  # type: ignore[import-untyped]
 
     iris = load_iris()
