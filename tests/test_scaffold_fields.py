@@ -19,6 +19,7 @@ from serving.cli.command_logs import command_log_level
 from serving.cli.onnx_fields import UnsupportedGraph, field_name, graph_class_labels, plan_classes
 from serving.cli.onnx_scaffold import GraphPlan, onnx_scaffold_files, plan_graph
 from serving.kit import OnnxModel
+from tests.conftest import require_export_tools
 
 WINE_NAMES = [
     "alcohol",
@@ -156,8 +157,11 @@ def test_string_labels_the_graph_carries_name_the_classes_without_the_option(tmp
     assert set(result["probabilities"]) == {"setosa", "versicolor", "virginica"}
 
 
+@pytest.mark.export  # torch: the export environment, on 3.11 (docs/development.md)
 def test_a_graph_without_a_label_output_gets_the_highest_scoring_class(tmp_path: Path) -> None:
-    torch = pytest.importorskip("torch", reason="the export environment (requirements-export.txt) has torch")
+    require_export_tools("torch")
+    import torch
+
     from models.onnx_export import torch_to_onnx
 
     torch.manual_seed(0)
