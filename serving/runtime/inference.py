@@ -23,6 +23,7 @@ payloads, and prepare them themselves.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -149,15 +150,8 @@ class Inference:
         if prepare is None:
             return payload
         model = self.model_for(runtime)
-        try:
+        with _handler_errors(runtime, "prepare"):
             return prepare(model, payload)
-        except InvalidInput as exc:
-            raise InputRejected(str(exc) or "The model could not use this input") from None
-        except ApiError:
-            raise
-        except Exception:
-            log.exception("prepare failed", extra={"model": runtime.spec.name})
-            raise InternalError("The model failed on this input; quote the request id when reporting it") from None
 
     def predict_now(self, runtime: ModelRuntime, payload: Any) -> Any:
         """`predict` for one payload, on this thread (never through a batcher), within the budget."""
@@ -166,15 +160,8 @@ class Inference:
     def run_prepared(self, runtime: ModelRuntime, prepared: Any) -> Any:
         """`predict` for one prepared input (see `prepare`), on this thread, within the budget."""
         model = self.model_for(runtime)
-        try:
+        with _handler_errors(runtime, "predict"):
             result = self.call_model(runtime, lambda: runtime.spec.predict(model, prepared))
-        except InvalidInput as exc:
-            raise InputRejected(str(exc) or "The model could not use this input") from None
-        except ApiError:
-            raise
-        except Exception:
-            log.exception("predict failed", extra={"model": runtime.spec.name})
-            raise InternalError("The model failed on this input; quote the request id when reporting it") from None
         self.check_output(runtime, result)
         return result
 
@@ -308,3 +295,19 @@ def create_inference(settings: Settings, observer: BatchObserver | None = None) 
         else None
     )
     return Inference(validate_output=settings.validate_output, budget=budget, batchers=batchers)
+
+
+@contextlib.contextmanager
+def _handler_errors(runtime: ModelRuntime, stage: str) -> Iterator[None]:
+    """What a handler's `stage` raised, as the API answers it: `InvalidInput` a 400, an
+    `ApiError` as it is, anything else a 500 that tells the client only the request id
+    (the traceback goes to the log)."""
+    try:
+        yield
+    except InvalidInput as exc:
+        raise InputRejected(str(exc) or "The model could not use this input") from None
+    except ApiError:
+        raise
+    except Exception:
+        log.exception("%s failed", stage, extra={"model": runtime.spec.name})
+        raise InternalError("The model failed on this input; quote the request id when reporting it") from None
