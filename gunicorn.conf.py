@@ -193,12 +193,18 @@ def post_worker_init(worker: Any) -> None:
 # thread still inside ONNX Runtime at finalization aborts the process
 # (serving/runtime/onnx_process.py), and an aborted worker loses what its exit handlers
 # would have saved.
+#
+# The worker is deaf to stop signals from here on: it is already stopping, and a second
+# signal would cut that short or, once the interpreter finalizes, kill it
+# (serving/platform/gunicorn_worker.py, `ignore_stop_signals`).
 def worker_exit(server: Any, worker: Any) -> None:
     import time
 
     from serving.http.lifecycle import finish_worker
     from serving.jobs.hooks import stop_background_jobs
+    from serving.platform.gunicorn_worker import ignore_stop_signals
 
+    ignore_stop_signals()
     deadline = time.monotonic() + max(1.0, _settings.graceful_timeout_s - 1)
     stop_background_jobs(worker.wsgi, max(0.5, _settings.graceful_timeout_s - 2))
     busy = finish_worker(worker.wsgi, max(0.5, deadline - time.monotonic()))

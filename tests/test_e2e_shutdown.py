@@ -127,3 +127,58 @@ def test_gunicorn_stops_cleanly_with_every_model_loaded(
     assert _logged_predictions(log) >= set(request_ids), "every sampled prediction was logged"
     assert len(request_ids) == rounds * len(_examples()) + (len(_examples()) if extra_args else 0)
     assert not _metrics_dir(log).exists(), "the private metrics directory was removed"
+
+
+# A worker leaving gunicorn, as far as signals go: gunicorn's Python handlers installed
+# (SIGQUIT's exits at once), the exit hook's first step (or not), then finalization, during
+# which an object of the module is deleted slowly: the window in which a stop signal sent
+# by the master to a worker still in its table used to kill it (seen in CI, a worker
+# recycled by max_requests while the server was stopped).
+_EXITING_WORKER = """
+import signal, sys, time
+signal.signal(signal.SIGTERM, lambda *_: None)
+signal.signal(signal.SIGQUIT, lambda *_: sys.exit(0))
+signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+if sys.argv[1] == "hook":
+    from serving.platform.gunicorn_worker import ignore_stop_signals
+    ignore_stop_signals()
+
+class Late:
+    def __del__(self):
+        print("finalizing", flush=True)
+        time.sleep(1)
+        print("finalized", flush=True)
+
+late = Late()
+"""
+
+
+@pytest.mark.parametrize(
+    ("exit_hook", "stop_signal", "expected_status", "expected_last_line"),
+    [
+        pytest.param("hook", signal.SIGTERM, 0, "finalized", id="SIGTERM-ignored"),
+        pytest.param("hook", signal.SIGQUIT, 0, "finalized", id="SIGQUIT-ignored"),
+        pytest.param("hook", signal.SIGINT, 0, "finalized", id="SIGINT-ignored"),
+        # Without the hook's first step, the same signal kills the process: the window is real.
+        pytest.param("none", signal.SIGTERM, -signal.SIGTERM, "finalizing", id="without-the-hook-SIGTERM-kills"),
+    ],
+)
+def test_a_stop_signal_reaching_an_exiting_worker_does_not_kill_it(
+    exit_hook: str, stop_signal: signal.Signals, expected_status: int, expected_last_line: str
+) -> None:
+    import subprocess
+    import sys
+
+    with subprocess.Popen(
+        [sys.executable, "-c", _EXITING_WORKER, exit_hook],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as child:
+        assert child.stdout is not None
+        lines = [child.stdout.readline().strip()]
+        assert lines == ["finalizing"]
+        child.send_signal(stop_signal)
+        lines += [line.strip() for line in child.stdout]
+        assert child.wait(timeout=30) == expected_status
+    assert lines[-1] == expected_last_line

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import signal
 import time
 from typing import Any
 
@@ -142,3 +143,23 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is u
 
 def _already_closed(graceful: bool = False) -> None:
     """`TConn.close` of a connection `BalancedThreadWorker.handle` has closed already."""
+
+
+# The master's stop signals: SIGTERM (graceful stop), SIGQUIT and SIGINT (quick stop).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGQUIT, signal.SIGINT)
+
+
+def ignore_stop_signals() -> None:
+    """Make an exiting worker deaf to the master's stop signals (gunicorn.conf.py's `worker_exit` calls it first).
+
+    A worker that leaves (recycled by `max_requests`, or stopping) stays in the master's
+    table until it is reaped, so a stop arriving meanwhile signals it again. Its handlers
+    are gunicorn's: SIGQUIT's raises `SystemExit` inside the exit hook, cutting short the
+    writing of queued log entries and the closing of ONNX models; and once the interpreter
+    finalizes, CPython puts every handler Python installed back to the default, so a late
+    SIGTERM killed the worker outright ("Worker (pid:...) was sent SIGTERM!", skipping
+    exit handlers; seen in CI). An ignored signal stays ignored through finalization, and
+    the master still ends a worker that overstays with SIGKILL after `graceful_timeout`.
+    """
+    for number in STOP_SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
