@@ -16,8 +16,8 @@ import pytest
 
 from serving.app import create_app
 from serving.config.settings import Settings
+from tests.scaffolding import copy_project
 from tests.servers import ServerProcess, free_port, gunicorn_command, running_server
-from tests.test_scaffold import copy_project
 
 pytestmark = pytest.mark.e2e
 

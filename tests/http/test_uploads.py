@@ -21,8 +21,9 @@ from flask.testing import FlaskClient
 
 from serving.http.forms import FormLimits, _FilePart
 from tests.conftest import FIXTURE_HANDLERS
+from tests.servers import PROJECT_ROOT
 
-SAMPLES = Path(__file__).resolve().parent.parent / "models" / "digits" / "samples"
+SAMPLES = PROJECT_ROOT / "models" / "digits" / "samples"
 THREE = (SAMPLES / "3.png").read_bytes()
 SEVEN = (SAMPLES / "7.png").read_bytes()
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16  # what Scan echoes back, not a real image

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -11,21 +10,8 @@ import pytest
 from flask import Flask
 
 from serving.cli.new_model import module_name, name_problem, scaffold_files
-from tests.servers import PROJECT_ROOT, VENV_BIN, base_env
-
-# What a copy of the project needs for `flask --app main` and the generated tests to run.
-PROJECT_PARTS = [
-    "main.py",
-    "gunicorn.conf.py",
-    "pyproject.toml",
-    "serving",
-    "handlers",
-    "models",
-    "tests/__init__.py",
-    "tests/conftest.py",
-    "tests/servers.py",
-    "tests/test_handler_contract.py",
-]
+from tests.scaffolding import run_in_copy
+from tests.servers import VENV_BIN
 
 
 @pytest.mark.parametrize(
@@ -69,34 +55,8 @@ def test_generated_files_compile(tmp_path: Path) -> None:
         assert "ImageTagger" in text
 
 
-@pytest.fixture
-def project_copy(tmp_path: Path) -> Path:
-    """A copy of this project's code (not its .venv) to scaffold into."""
-    return copy_project(tmp_path / "project")
-
-
-def copy_project(copy: Path, extra: tuple[str, ...] = ()) -> Path:
-    """Copy this project's code (not its .venv), and the `extra` parts, to the new directory `copy`."""
-    for part in [*PROJECT_PARTS, *extra]:
-        source = PROJECT_ROOT / part
-        target = copy / part
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, target)
-    return copy
-
-
-def _run(command: list[str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    # Lazy loading: the copy's other models need not load for scaffolding or these tests.
-    env = base_env({"MODEL_LOADING": "lazy", "LOG_LEVEL": "WARNING"})
-    env.pop("PYTHONPATH", None)
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
-
-
 def _new_model(copy: Path, name: str) -> subprocess.CompletedProcess[str]:
-    return _run([str(VENV_BIN / "flask"), "--app", "main", "new-model", name], copy)
+    return run_in_copy([str(VENV_BIN / "flask"), "--app", "main", "new-model", name], copy)
 
 
 @pytest.mark.e2e
@@ -114,16 +74,16 @@ def test_flask_new_model_writes_files_whose_tests_pass(project_copy: Path) -> No
         assert path.is_file()
         assert f"wrote {path}" in result.stdout
     # The generated tests, and the contract test over the new handler (with a real gunicorn).
-    selected = ["tests/test_image_tagger.py", "tests/test_handler_contract.py", "-k", "image_tagger"]
-    tests = _run([str(VENV_BIN / "python"), "-m", "pytest", "-q", *selected], project_copy)
+    selected = ["tests/test_image_tagger.py", "tests/handlers/test_handler_contract.py", "-k", "image_tagger"]
+    tests = run_in_copy([str(VENV_BIN / "python"), "-m", "pytest", "-q", *selected], project_copy)
     assert tests.returncode == 0, tests.stdout[-3000:]
     assert " passed" in tests.stdout
     assert "failed" not in tests.stdout
     assert "skipped" not in tests.stdout
     # The project's `make test` lints everything, the new files included.
     relative = [str(path.relative_to(project_copy)) for path in written]
-    lint = _run([str(VENV_BIN / "ruff"), "check", *relative], project_copy)
-    formatted = _run([str(VENV_BIN / "ruff"), "format", "--check", *relative], project_copy)
+    lint = run_in_copy([str(VENV_BIN / "ruff"), "check", *relative], project_copy)
+    formatted = run_in_copy([str(VENV_BIN / "ruff"), "format", "--check", *relative], project_copy)
     assert lint.returncode == 0, lint.stdout
     assert formatted.returncode == 0, formatted.stdout
 

@@ -23,7 +23,7 @@ import pytest
 
 from serving.config.settings import Settings
 from tests.conftest import require_service
-from tests.platforms import (
+from tests.platform.platforms import (
     PROJECT,
     SERVICE_IMAGE_PLACEHOLDER,
     check_deploy_config,

@@ -18,7 +18,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.contract import CASES, Case, assert_answer
+from tests.platform.contract import CASES, Case, assert_answer
 from tests.servers import PROJECT_ROOT
 
 # Headers that differ between any two answers (or that the test client sets itself).

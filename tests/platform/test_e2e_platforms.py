@@ -36,8 +36,8 @@ import pytest
 import requests
 
 from tests.conftest import require_service
-from tests.contract import CASES, Case, assert_answer
-from tests.platforms import (
+from tests.platform.contract import CASES, Case, assert_answer
+from tests.platform.platforms import (
     DEV_APPSERVER,
     PROJECT,
     WHEELHOUSE,

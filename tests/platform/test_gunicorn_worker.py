@@ -14,14 +14,14 @@ import pytest
 from gunicorn.workers.gthread import ThreadWorker
 
 from tests.conftest import FIXTURE_HANDLERS
-from tests.fixtures.patient_worker import DEFERS
+from tests.platform.patient_worker import DEFERS
 from tests.servers import PROJECT_ROOT
 
 pytestmark = pytest.mark.e2e
 
 WORKER_HANDLERS = FIXTURE_HANDLERS / "workers"
 # The patient subclass only waits longer, so that a slow machine still shows the rule.
-PATIENT = ("--worker-class", "tests.fixtures.patient_worker.PatientBalancedWorker")
+PATIENT = ("--worker-class", "tests.platform.patient_worker.PatientBalancedWorker")
 
 
 def _served_by(connection: http.client.HTTPConnection) -> int:

@@ -29,8 +29,8 @@ from models.onnx_export import sklearn_to_onnx, torch_to_onnx
 from serving.app import create_app
 from serving.config.settings import Settings
 from tests.conftest import require_export_tools
+from tests.scaffolding import copy_project, run_in_copy
 from tests.servers import VENV_BIN, ServerProcess, free_port, gunicorn_command, running_server
-from tests.test_scaffold import _run, copy_project
 
 # A real gunicorn, and the PyTorch row needs the export environment (torch): run with the
 # `export` tests, on 3.11 (docs/development.md), where a missing torch fails in CI.
@@ -205,7 +205,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
         result = runner.invoke(args=args)
         assert result.exit_code == 0, result.output
     tests = [f"tests/test_{_module(case.name)}.py" for case in cases.values()]
-    generated = _run([str(VENV_BIN / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests], project)
+    generated = run_in_copy([str(VENV_BIN / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests], project)
     port = free_port()
     env = {
         "PORT": str(port),

@@ -23,14 +23,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.onnx_graphs import WIDTH, expected_y, two_branch_matmul
+from tests.runtime.onnx_graphs import WIDTH, expected_y, two_branch_matmul
 from tests.servers import PROJECT_ROOT
 
 SCRIPT = """
 import gc, json, os, signal, sys, threading, warnings
 import numpy as np
 warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads: what is tested
-from tests.onnx_graphs import expected_y, two_branch_matmul, WIDTH
+from tests.runtime.onnx_graphs import expected_y, two_branch_matmul, WIDTH
 
 kind = sys.argv[1]
 x = np.random.default_rng(1).standard_normal((64, WIDTH)).astype(np.float32)

@@ -16,8 +16,8 @@ from onnx import TensorProto, helper
 
 from serving.cli.onnx_scaffold import GraphPlan, plan_graph, python_literal
 from serving.kit import OnnxModel
+from tests.scaffolding import run_in_copy
 from tests.servers import PROJECT_ROOT, VENV_BIN
-from tests.test_scaffold import _run, project_copy  # noqa: F401 - project_copy is a fixture
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
@@ -66,7 +66,7 @@ print(json.dumps([[a.status_code, a.get_json()["result"]["label"]] for a in answ
 @pytest.mark.e2e
 @pytest.mark.parametrize("named", [True, False], ids=["features", "array"])
 def test_a_scaffold_from_an_onnx_file_passes_its_tests_and_answers(
-    project_copy: Path,  # noqa: F811 - the imported fixture
+    project_copy: Path,
     tmp_path: Path,
     named: bool,
 ) -> None:
@@ -78,7 +78,7 @@ def test_a_scaffold_from_an_onnx_file_passes_its_tests_and_answers(
     features = ["--features", ",".join(FEATURES)] if named else []
     flask = [str(VENV_BIN / "flask"), "--app", "main", "new-model", "FlowerKind", "--from", str(source)]
 
-    result = _run([*flask, *features], project_copy)
+    result = run_in_copy([*flask, *features], project_copy)
 
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
@@ -87,18 +87,18 @@ def test_a_scaffold_from_an_onnx_file_passes_its_tests_and_answers(
     assert all(f"wrote {path}" in result.stdout for path in written)
     assert (project_copy / "models" / "flower_kind.onnx").read_bytes() == data
     # The generated tests, and the contract test over the new handler.
-    selected = ["tests/test_flower_kind.py", "tests/test_handler_contract.py", "-k", "flower_kind"]
-    tests = _run([str(VENV_BIN / "python"), "-m", "pytest", "-q", *selected], project_copy)
+    selected = ["tests/test_flower_kind.py", "tests/handlers/test_handler_contract.py", "-k", "flower_kind"]
+    tests = run_in_copy([str(VENV_BIN / "python"), "-m", "pytest", "-q", *selected], project_copy)
     assert tests.returncode == 0, tests.stdout[-3000:]
     assert " passed" in tests.stdout
     assert "skipped" not in tests.stdout
     relative = [str(path.relative_to(project_copy)) for path in written]
-    assert _run([str(VENV_BIN / "ruff"), "check", *relative], project_copy).returncode == 0
-    assert _run([str(VENV_BIN / "ruff"), "format", "--check", *relative], project_copy).returncode == 0
+    assert run_in_copy([str(VENV_BIN / "ruff"), "check", *relative], project_copy).returncode == 0
+    assert run_in_copy([str(VENV_BIN / "ruff"), "format", "--check", *relative], project_copy).returncode == 0
     # Every load_iris flower through POST /v1/FlowerKind gets scikit-learn's class.
     x = load_iris().data
     rows = [dict(zip(FEATURES, row, strict=True)) if named else {"X": list(row)} for row in x.tolist()]
-    answered = _run([str(VENV_BIN / "python"), "-c", PREDICT_ALL, json.dumps(rows)], project_copy)
+    answered = run_in_copy([str(VENV_BIN / "python"), "-c", PREDICT_ALL, json.dumps(rows)], project_copy)
     assert answered.returncode == 0, answered.stderr[-3000:]
     statuses, labels = zip(*json.loads(answered.stdout.strip().splitlines()[-1]), strict=True)
     assert set(statuses) == {200}
@@ -118,19 +118,21 @@ EMBEDDING_GRAPH = "models/sentence_embedding/model.onnx"
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("source", _repository_onnx_files())
-def test_every_onnx_file_in_the_repository_scaffolds_into_passing_tests(project_copy: Path, source: str) -> None:  # noqa: F811
+def test_every_onnx_file_in_the_repository_scaffolds_into_passing_tests(project_copy: Path, source: str) -> None:
     if not (PROJECT_ROOT / source).exists():
         pytest.skip(f"{source} is missing: `make models` exports it")
     name = "Scaffolded" + "".join(part.title() for part in Path(source).stem.split("_"))
     flask = [str(VENV_BIN / "flask"), "--app", "main", "new-model", name, "--from", source]
 
-    result = _run(flask, project_copy)
+    result = run_in_copy(flask, project_copy)
 
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     module = f"scaffolded_{Path(source).stem}"
-    selected = [f"tests/test_{module}.py", "tests/test_handler_contract.py", "-k", module]
-    tests = _run([str(VENV_BIN / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", *selected], project_copy)
+    selected = [f"tests/test_{module}.py", "tests/handlers/test_handler_contract.py", "-k", module]
+    tests = run_in_copy(
+        [str(VENV_BIN / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", *selected], project_copy
+    )
     assert tests.returncode == 0, tests.stdout[-3000:]
     assert "failed" not in tests.stdout
     assert "skipped" not in tests.stdout
@@ -280,7 +282,7 @@ def test_python_literal_is_python_for_the_same_value_as_ruff_formats_it(value: A
     assert ast.literal_eval(source) == value
     path = tmp_path / "literal.py"
     path.write_text(f"VALUE = {source}\n")
-    formatted = _run(
+    formatted = run_in_copy(
         [str(VENV_BIN / "ruff"), "format", "--line-length", "120", "--check", "--diff", str(path)], tmp_path
     )
     assert formatted.returncode == 0, formatted.stdout

@@ -23,7 +23,8 @@ from serving.runtime.onnx import (
     onnx_runtime_options,
     options_from_settings,
 )
-from tests.onnx_graphs import WIDTH, expected_y, two_branch_matmul
+from tests.conftest import FIXTURE_HANDLERS
+from tests.runtime.onnx_graphs import WIDTH, expected_y, two_branch_matmul
 
 
 @pytest.fixture
@@ -137,7 +138,7 @@ def test_options_from_settings_never_oversubscribe_by_default(
 
 
 def test_the_app_factory_configures_the_process(make_app: Callable[..., Flask], process_options: object) -> None:
-    make_app(handlers_dir=Path(__file__).parent / "fixtures/handlers/ok", onnx_intra_op_threads=3)
+    make_app(handlers_dir=FIXTURE_HANDLERS / "ok", onnx_intra_op_threads=3)
     assert onnx_runtime_options().intra_op_threads == 3
 
 

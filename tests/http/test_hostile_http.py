@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from tests.rawhttp import RawResponse, exchange, read_response, request_bytes
-from tests.servers import ServerProcess, free_port, gunicorn_command, running_server
+from tests.servers import PROJECT_ROOT, ServerProcess, free_port, gunicorn_command, running_server
 
 pytestmark = pytest.mark.e2e
 
@@ -186,7 +186,7 @@ def test_hostile_request_gets_a_clean_json_answer(
         assert body["code"] == code
 
 
-_SAMPLE = (Path(__file__).resolve().parent.parent / "models" / "digits" / "samples" / "3.png").read_bytes()
+_SAMPLE = (PROJECT_ROOT / "models" / "digits" / "samples" / "3.png").read_bytes()
 
 
 def _form(*parts: tuple[str, bytes], boundary: bytes = b"B0undary", close: bool = True) -> bytes:
