@@ -1,5 +1,5 @@
 # The Cloud Run image: `gcloud builds submit --tag IMAGE` (or cloudbuild.yaml) builds it,
-# service.yaml runs it. tests/test_e2e_platforms.py runs this file's CMD, with its ENV and
+# service.yaml runs it. tests/platform/test_e2e_platforms.py runs this file's CMD, with its ENV and
 # WORKDIR, exactly as the container would (there is no Docker engine in CI).
 
 # Pinned to a patch release of the App Engine runtime's Python (3.13), slim Debian.

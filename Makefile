@@ -56,7 +56,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # The wheelhouse holds wheels of requirements.txt (and pip) for the virtualenv that
-# dev_appserver.py builds in tests/test_e2e_platforms.py: it installs from there offline.
+# dev_appserver.py builds in tests/platform/test_e2e_platforms.py: it installs from there offline.
 $(VENV)/.installed: $(BIN)/python $(REQUIREMENTS)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r $(TEST_REQUIREMENTS)
@@ -136,7 +136,7 @@ format: install
 	$(BIN)/ruff check --fix --select I .
 	$(BIN)/ruff format .
 
-# The manual: docs/*.md, mkdocs.yml. tests/test_docs_site.py runs the strict build in `make test`.
+# The manual: docs/*.md, mkdocs.yml. tests/project/test_docs_site.py runs the strict build in `make test`.
 # NO_MKDOCS_2_WARNING silences Material's banner about MkDocs 2.0, which says nothing about this site.
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000

@@ -118,7 +118,7 @@ logconfig_dict = {
 # Slow clients: a gthread worker gives a connection a thread once its first bytes arrive,
 # and the thread stays with it while the request trickles in, so one instance withstands
 # fewer than workers x threads slow clients; Google's front end (App Engine, Cloud
-# Run) receives each request whole before it reaches gunicorn. tests/test_hostile_http.py
+# Run) receives each request whole before it reaches gunicorn. tests/http/test_hostile_http.py
 # checks that a handful of them leaves the server answering.
 limit_request_line = 8190
 limit_request_fields = 100

@@ -2,7 +2,7 @@
 restart, and graceful shutdown.
 
     python -m bench.resilience              # full size (a few minutes)
-    python -m bench.resilience --smoke      # reduced size, as tests/test_resilience.py runs it in CI
+    python -m bench.resilience --smoke      # reduced size, as tests/bench/test_resilience.py runs it in CI
     python -m bench.resilience --only soak,kill-worker
 
 Each scenario starts gunicorn with gunicorn.conf.py on a free loopback port and drives it
@@ -21,7 +21,7 @@ with closed-loop client threads (each sends its next request when the last one a
   gunicorn must exit within Cloud Run's 10 s.
 
 It writes bench/RESULTS-resilience.md (the table and how it was made). Nothing here
-asserts timings; tests/test_resilience.py asserts the correctness figures (failures, jobs
+asserts timings; tests/bench/test_resilience.py asserts the correctness figures (failures, jobs
 lost, replacement, exit) at reduced size.
 """
 

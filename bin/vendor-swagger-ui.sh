@@ -5,7 +5,7 @@
 #   bin/vendor-swagger-ui.sh 5.35.0
 #
 # Copies only what /docs uses (the bundle, its CSS, favicons) with the package's licence
-# files and package.json, and records their SHA-256 sums; tests/test_docs.py checks the
+# files and package.json, and records their SHA-256 sums; tests/http/test_docs.py checks the
 # files against those sums and the version against serving/http/docs.py's SWAGGER_UI_VERSION.
 # `npm pack` downloads the tarball without running the package's install scripts.
 set -euo pipefail

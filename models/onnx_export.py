@@ -72,7 +72,7 @@ def _integer_missing_flags() -> Iterator[None]:
     No upstream report of this exact error was found; the code path is the one
     https://github.com/onnx/sklearn-onnx/issues/1253 describes
     (`add_tree_to_attribute_pairs_hist_gradient_boosting` copies `missing_go_to_left`).
-    Remove this when a skl2onnx release casts the flag itself: tests/test_onnx_export.py
+    Remove this when a skl2onnx release casts the flag itself: tests/models/test_onnx_export.py
     fails then (it checks that the plain conversion still breaks, and that this one
     matches scikit-learn on rows with missing values).
     """
@@ -108,7 +108,7 @@ def torch_to_onnx(module: Any, n_features: int, input_name: str = "features", ou
     with warnings.catch_warnings():
         # The TorchScript exporter, and the torch internals it calls, warn that they are
         # deprecated in favour of dynamo=True, which needs onnxscript (not installed here);
-        # it still exports such modules exactly (checked in tests/test_scaffold_matrix.py).
+        # it still exports such modules exactly (checked in tests/cli/test_scaffold_matrix.py).
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             module,

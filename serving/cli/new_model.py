@@ -65,7 +65,7 @@ INPUT_SCHEMA: dict[str, Any] = {
     },
     "required": ["text"],
     "additionalProperties": False,
-    # Each example is sent over HTTP by tests/test_handler_contract.py and shown in /docs.
+    # Each example is sent over HTTP by tests/handlers/test_handler_contract.py and shown in /docs.
     "examples": [{"text": "The quick brown fox"}],
 }
 OUTPUT_SCHEMA: dict[str, Any] = {

@@ -11,7 +11,7 @@ Two steps are Flask extensions (Flask-Limiter, Flask-CORS) that register their o
 in `init_app`: the pipeline calls it at the step's place, so their hooks run there.
 `install_pipeline` uses nothing but Flask's public hooks (`before_request`,
 `after_request`, `teardown_request`), and no other code registers app-wide request hooks
-(tests/test_pipeline.py checks both the order and that).
+(tests/http/test_pipeline.py checks both the order and that).
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def installed_steps(app: Flask) -> tuple[Step, ...]:
 def pipeline_table(steps: Sequence[Step]) -> str:
     """The Markdown table of `steps` in docs/request-pipeline.md: each step, what it does, its hooks.
 
-    `bin/pipeline-table` writes it into the page; tests/test_pipeline.py fails while it is stale.
+    `bin/pipeline-table` writes it into the page; tests/http/test_pipeline.py fails while it is stale.
     """
     rows = [
         "| step | what it does | before | after | teardown | extension (registers its own hooks) |",

@@ -31,7 +31,7 @@ destroys it and joins threads it does not have. So a session never crosses a for
   live model (`live_onnx_models`) in gunicorn's `worker_exit` hook and, before a fork,
   hands the heap of released sessions back to the OS (`sessions_released`); both live in
   serving/runtime/onnx_process.py, which also says why ONNX Runtime's telemetry is off.
-tests/test_onnx_fork.py proves it with real forks and a real gunicorn.
+tests/runtime/test_onnx_fork.py proves it with real forks and a real gunicorn.
 
 onnxruntime is imported on first use, not with this module: the app factory imports
 this module to configure it even when no handler serves an ONNX model.

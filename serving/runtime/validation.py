@@ -11,7 +11,7 @@ known to agree (`_AGREED_KEYWORDS`: types, properties, sizes and bounds; not `pa
 whose regex dialects differ, nor `format`, `uniqueItems`, `multipleOf` or `$ref`; `enum`
 and `const` only when their values are strings) is checked by jsonschema-rs first: a
 document it accepts is valid, and anything else goes to jsonschema, whose verdict and
-message are final. Other schemas use jsonschema alone. tests/test_validation.py checks the
+message are final. Other schemas use jsonschema alone. tests/runtime/test_validation.py checks the
 two agree on every handler schema.
 """
 

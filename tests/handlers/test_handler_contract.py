@@ -8,7 +8,7 @@ its examples match them; in process, each example's result matches OUTPUT_SCHEMA
 succeeds over HTTP on a real gunicorn, one by one and as a batch. A model whose packages
 are missing is skipped with the reason.
 
-This is the one contract test: the scaffolding test (tests/test_scaffold.py) runs it on a
+This is the one contract test: the scaffolding test (tests/cli/test_scaffold.py) runs it on a
 newly generated handler too, so it needs nothing beyond tests/conftest.py and
 tests/servers.py.
 """

@@ -1,8 +1,8 @@
 """The HTTP contract every deployment target must honour, as data.
 
-`CASES` is replayed against each target in tests/test_e2e_platforms.py (gunicorn as
+`CASES` is replayed against each target in tests/platform/test_e2e_platforms.py (gunicorn as
 app.yaml starts it, dev_appserver.py, the Dockerfile's CMD, functions-framework) and
-against the Cloud Functions adapter in tests/test_functions.py. A case whose route is not
+against the Cloud Functions adapter in tests/platform/test_functions.py. A case whose route is not
 in this build (`requires`: a module of the app) is skipped with that reason; adding a
 route to the contract is one entry here.
 """

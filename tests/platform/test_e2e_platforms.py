@@ -1,6 +1,6 @@
 """End to end: each deployment target started locally the way its platform starts it.
 
-Four targets, each on free loopback ports, replay the same contract (tests/contract.py):
+Four targets, each on free loopback ports, replay the same contract (tests/platform/contract.py):
 
 - app-engine-gunicorn: app.yaml's `entrypoint` command with app.yaml's env_variables and
   the variables App Engine sets (PORT, GAE_*, GOOGLE_CLOUD_PROJECT);

@@ -1,6 +1,6 @@
 """Unit tests of issue 22's surfaces: JSON text, tensor shapes, infer's types, Vary, the body deadline.
 
-The same behaviour over real HTTP is in tests/test_hostile_surfaces.py.
+The same behaviour over real HTTP is in tests/protocols/test_hostile_surfaces.py.
 """
 
 from __future__ import annotations
