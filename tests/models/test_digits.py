@@ -39,8 +39,13 @@ def _drawn(digit: int, size: int = 64) -> Image.Image:
     return Image.open(io.BytesIO(rendering.draw_digit(digit, size=size)))
 
 
+def _prepared(model: Any, payload: dict[str, Any]) -> Any:
+    """What the server hands predict: the handler's `admit`, then `prepare`."""
+    return digits.prepare(model, digits.admit(model, payload))
+
+
 def _predict(model: Any, text: str) -> dict[str, Any]:
-    return digits.predict(model, digits.prepare(model, {"image": text}))
+    return digits.predict(model, _prepared(model, {"image": text}))
 
 
 # --- accuracy ------------------------------------------------------------------------
@@ -57,7 +62,7 @@ def test_held_out_accuracy_through_the_handler_as_pngs(digits_model: Any) -> Non
     # The full path: each held-out image rendered to a dark-on-white PNG, sent as base64.
     _, _, held_out = split()
     payloads = [{"image": _b64(rendering.png_from_features(f))} for f in held_out.features]
-    results = digits.predict_batch(digits_model, [digits.prepare(digits_model, p) for p in payloads])
+    results = digits.predict_batch(digits_model, [_prepared(digits_model, p) for p in payloads])
     accuracy = np.mean([r["digit"] for r in results] == held_out.labels)
     assert accuracy >= ACCURACY_FLOOR
 
@@ -283,11 +288,16 @@ def test_random_byte_damage_never_escapes_as_another_exception(digits_model: Any
 # --- batching and concurrency --------------------------------------------------------
 
 
-def test_prepare_raises_invalid_input_for_a_bad_image(digits_model: Any) -> None:
-    # On the request's own thread, before any batch: only that request fails.
-    assert isinstance(digits.prepare(digits_model, {"image": THREE_BASE64}), bytes)
+def test_admit_and_prepare_raise_invalid_input_for_a_bad_image(digits_model: Any) -> None:
+    # On the request's own thread, before any batch: only that request fails. `admit` reads
+    # the base64 and the header only; `prepare` decodes the pixels into the 64 features.
+    admitted = digits.admit(digits_model, {"image": THREE_BASE64})
+    assert isinstance(admitted, bytes)
+    assert digits.prepare(digits_model, admitted).shape == (64,)
     with pytest.raises(InvalidInput):
-        digits.prepare(digits_model, {"image": "not base64!"})
+        digits.admit(digits_model, {"image": "not base64!"})
+    with pytest.raises(InvalidInput):
+        digits.prepare(digits_model, admitted[:40])  # a header, then nothing
 
 
 def test_concurrent_predictions_match_sequential_ones(digits_model: Any) -> None:
