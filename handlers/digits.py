@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from models.digits.examples import SEVEN_DATA_URL, THREE_BASE64
 from models.digits.image import MAX_BASE64_CHARS
 from models.digits.model import DIGITS, DigitClassifier
@@ -64,16 +66,21 @@ def setup(artifacts: Path) -> DigitClassifier:
     return DigitClassifier.load(artifacts)
 
 
-def prepare(model: DigitClassifier, payload: dict[str, Any]) -> bytes:
-    """The image's bytes, its pixels charged to the request (on the request's thread, before any batch)."""
+def admit(model: DigitClassifier, payload: dict[str, Any]) -> bytes:
+    """The image's bytes, its pixels (from its header) charged to the request; nothing decoded yet."""
     return model.admit(payload["image"])
 
 
-def predict(model: DigitClassifier, data: bytes) -> dict[str, Any]:
+def prepare(model: DigitClassifier, data: bytes) -> np.ndarray:
+    """The admitted image's 64 features: decoded on the request's thread, outside the batch."""
+    return model.features(data)
+
+
+def predict(model: DigitClassifier, features: np.ndarray) -> dict[str, Any]:
     """The most probable digit and every digit's probability."""
-    return model.predict_images([data])[0]
+    return model.predict_features(features[np.newaxis])[0]
 
 
-def predict_batch(model: DigitClassifier, images: list[bytes]) -> list[dict[str, Any]]:
-    """One result per image, in order, from a single model call."""
-    return model.predict_images(images)
+def predict_batch(model: DigitClassifier, rows: list[np.ndarray]) -> list[dict[str, Any]]:
+    """One result per image, in order, from a single model call over the gathered rows."""
+    return model.predict_features(np.stack(rows)) if rows else []

@@ -82,20 +82,26 @@ class DigitClassifier:
     def admit(self, text: str) -> bytes:
         """One base64 image's bytes, its pixels charged to its request's allowance from its header.
 
-        The handler's `prepare` stage, on the request's own thread: cheap (no pixel is decoded),
-        so a request of many images is refused (413, MAX_PIXELS_PER_REQUEST) before any of
-        them is decoded.
+        The handler's `admit` stage, on the request's own thread: cheap (no pixel is decoded),
+        and the server admits every image of a request before it decodes any, so a request of
+        many images is refused (413, MAX_PIXELS_PER_REQUEST) before any of them is decoded.
         """
         data = image.decode_base64(text)
         request_scope.charge_pixels(image.declared_pixels(data), "images")
         return data
 
+    def features(self, data: bytes) -> np.ndarray:
+        """An admitted image's 64 features (see `admit`); not started once nobody waits for the answer.
+
+        The handler's `prepare` stage: on the request's own thread, outside the batch, so
+        requests decode in parallel while a batch runs and the batch gathers ready rows.
+        """
+        request_scope.check(ask_client=True)  # an image costs up to seconds: a peek is nothing
+        return image.features_from_bytes(data)
+
     def predict_images(self, images: Sequence[bytes]) -> list[dict[str, Any]]:
         """`{"digit", "probabilities"}` per admitted image; decoding stops once nobody waits."""
-        rows = []
-        for data in images:
-            request_scope.check(ask_client=True)  # an image costs up to seconds: a peek is nothing
-            rows.append(image.features_from_bytes(data))
+        rows = [self.features(data) for data in images]
         return self.predict_features(np.stack(rows)) if rows else []
 
     def predict_features(self, rows: np.ndarray) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@
   and their digest becomes part of the version;
 - each element is checked against `INPUT_SCHEMA` *before* batching (a preprocessing step
   that `get_preprocess_fns` contributes), so one invalid element fails alone;
-- `run_inference` runs the handler's `prepare` (if any) on each element, then calls
+- `run_inference` runs the handler's `admit` and `prepare` (if any) on each element, then calls
   `predict_batch` once per batch (else `predict` per element); when
   `predict_batch` raises or returns something unusable, the batch is retried element by
   element, so one row the model cannot handle fails only itself;
@@ -256,7 +256,7 @@ class HandlerModelHandler(ModelHandler[Any, PredictionResult, LoadedHandler]):
         return result
 
     def _predict(self, model: LoadedHandler, payloads: list[Any]) -> list[Any]:
-        """Each payload's result or `ModelFailure`: the handler's `prepare` each, then `_predict_prepared`."""
+        """Each payload's result or `ModelFailure`: `admit` and `prepare` each, then `_predict_prepared`."""
         outcomes = [self._prepare_one(model, payload) for payload in payloads]
         ready = [index for index, outcome in enumerate(outcomes) if not isinstance(outcome, ModelFailure)]
         results = self._predict_prepared(model, [outcomes[index] for index in ready])
@@ -265,17 +265,20 @@ class HandlerModelHandler(ModelHandler[Any, PredictionResult, LoadedHandler]):
         return outcomes
 
     def _prepare_one(self, model: LoadedHandler, payload: Any) -> Any:
-        """What the handler's `prepare` makes of `payload` (itself without one), or its `ModelFailure`."""
-        prepare = model.spec.prepare
-        if prepare is None:
-            return payload
-        try:
-            return prepare(model.model, payload)
-        except InvalidInput as exc:
-            return ModelFailure(f"the model could not use this input: {exc or 'no reason given'}", invalid_input=True)
-        except Exception as exc:  # noqa: BLE001 - the row goes to the dead-letter output with the reason
-            log.warning("%s: prepare raised %s: %s", self.name, exc.__class__.__name__, exc)
-            return ModelFailure(f"prepare raised {exc.__class__.__name__}: {exc}")
+        """What the handler's `admit` then `prepare` make of `payload` (itself without them), or its `ModelFailure`."""
+        value = payload
+        for stage_name, stage in (("admit", model.spec.admit), ("prepare", model.spec.prepare)):
+            if stage is None:
+                continue
+            try:
+                value = stage(model.model, value)
+            except InvalidInput as exc:
+                reason = exc or "no reason given"
+                return ModelFailure(f"the model could not use this input: {reason}", invalid_input=True)
+            except Exception as exc:  # noqa: BLE001 - the row goes to the dead-letter output with the reason
+                log.warning("%s: %s raised %s: %s", self.name, stage_name, exc.__class__.__name__, exc)
+                return ModelFailure(f"{stage_name} raised {exc.__class__.__name__}: {exc}")
+        return value
 
     def _predict_prepared(self, model: LoadedHandler, payloads: list[Any]) -> list[Any]:
         """Each prepared input's result or `ModelFailure`: one `predict_batch`, else (or if it fails) `predict` each."""

@@ -22,7 +22,11 @@ A handler module (see `handlers/xxx_model.py`) declares at module level:
   served at `POST /v1/embeddings` too: see `serving/runtime/embeddings.py`);
   `prepare(model, payload)`: per-request work before the model call (decoding an image,
   tokenizing), run on the request's thread outside the batch and in parallel with other
-  requests; `predict` and `predict_batch` then get what it returns instead of the payload.
+  requests; `predict` and `predict_batch` then get what it returns instead of the payload;
+  `admit(model, payload)`: a cheap check run before any `prepare` of the request (e.g.
+  charging an image's pixels, read from its header, to the request's allowance), so a
+  request of many items is refused before any of them is worked on; `prepare` (else
+  `predict`) then gets what it returns.
 
 `discover_handlers()` imports every `*.py` in a directory and fails with a
 `HandlerError` naming the file, what it expected and what it found; `load_handler()`
@@ -96,6 +100,18 @@ class ModelSpec:
     # The handler's optional `prepare(model, payload)`: what `predict`/`predict_batch` get
     # instead of the payload, computed on the request's own thread (serving/runtime/inference.py).
     prepare: Callable[[Any, Any], Any] | None = None
+    # The handler's optional `admit(model, payload)`: a cheap check of every item of a request
+    # before any is prepared; what it returns is what `prepare` gets.
+    admit: Callable[[Any, Any], Any] | None = None
+
+    def prepared(self, model: Any, payload: Any) -> Any:
+        """What `predict` gets for `payload`: the handler's `admit`, then `prepare`, of it (each if declared).
+
+        For callers outside the server (tests, scripts); the server runs the two stages itself
+        (serving/runtime/inference.py), mapping what each raises to an API error.
+        """
+        admitted = self.admit(model, payload) if self.admit is not None else payload
+        return self.prepare(model, admitted) if self.prepare is not None else admitted
 
     @property
     def input_examples(self) -> list[Any]:
@@ -199,6 +215,7 @@ def load_handler(path: Path, reserved_names: Collection[str] = ()) -> ModelSpec:
     predict = _callable(module, path, "predict", 2, required=True)
     predict_batch = _callable(module, path, "predict_batch", 2, required=False)
     prepare = _callable(module, path, "prepare", 2, required=False)
+    admit = _callable(module, path, "admit", 2, required=False)
 
     version = getattr(module, "VERSION", "0")
     if not isinstance(version, str):
@@ -250,6 +267,7 @@ def load_handler(path: Path, reserved_names: Collection[str] = ()) -> ModelSpec:
         setup_takes_artifacts=setup_takes_artifacts,
         embeddings=embeddings,
         prepare=prepare,
+        admit=admit,
     )
 
 

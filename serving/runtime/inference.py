@@ -18,7 +18,9 @@ done before the batch, on the request's own thread: `predict` prepares the paylo
 submits what `prepare` returned, so requests decode in parallel while a batch runs, and
 the batch's serial section only gathers ready arrays. The batchers call back into
 `_PreparedCalls`, which takes prepared inputs; `predict_now` and `predict_many` take
-payloads, and prepare them themselves.
+payloads, and prepare them themselves. A handler's `admit(model, payload)` runs before:
+for a request of several items, every item is admitted before any is prepared, so a
+request whose items together exceed an allowance (pixels) is refused before any work.
 """
 
 from __future__ import annotations
@@ -141,17 +143,28 @@ class Inference:
         return batchers.get(runtime.spec.name) or batchers.add(runtime, self._prepared_calls)
 
     def prepare(self, runtime: ModelRuntime, payload: Any) -> Any:
-        """What the handler's `prepare` makes of `payload` (the payload itself without one); raises its `ApiError`.
+        """What the handler's `admit` then `prepare` make of `payload` (the payload itself without them).
 
-        It runs on the caller's thread, outside the time budget: a handler's `prepare` is
-        bounded by its input's limits (the image's size, the text's length).
+        Raises their `ApiError`. It runs on the caller's thread, outside the time budget: a
+        handler's `prepare` is bounded by its input's limits (the image's size, the text's length).
         """
-        prepare = runtime.spec.prepare
-        if prepare is None:
+        return self._prepare_admitted(runtime, self._admit(runtime, payload))
+
+    def _admit(self, runtime: ModelRuntime, payload: Any) -> Any:
+        admit = runtime.spec.admit
+        if admit is None:
             return payload
         model = self.model_for(runtime)
+        with _handler_errors(runtime, "admit"):
+            return admit(model, payload)
+
+    def _prepare_admitted(self, runtime: ModelRuntime, admitted: Any) -> Any:
+        prepare = runtime.spec.prepare
+        if prepare is None:
+            return admitted
+        model = self.model_for(runtime)
         with _handler_errors(runtime, "prepare"):
-            return prepare(model, payload)
+            return prepare(model, admitted)
 
     def predict_now(self, runtime: ModelRuntime, payload: Any) -> Any:
         """`predict` for one payload, on this thread (never through a batcher), within the budget."""
@@ -176,21 +189,33 @@ class Inference:
         """
         if not payloads:
             return []
-        if runtime.spec.prepare is None:
+        spec = runtime.spec
+        if spec.prepare is None and spec.admit is None:
             return self.run_prepared_many(runtime, payloads)
-        outcomes: list[Any] = []
-        for payload in payloads:
-            try:
-                outcomes.append(self.prepare(runtime, payload))
-            except REQUEST_WIDE:
-                # The request's allowance, budget or client is gone, not this item: running the
-                # items prepared so far would be work nobody can use.
-                raise
-            except ApiError as error:
-                outcomes.append(error)
+        # Every item admitted before any is prepared: a request over its allowance does no work.
+        outcomes = self._each(payloads, lambda payload: self._admit(runtime, payload))
+        outcomes = self._each(outcomes, lambda admitted: self._prepare_admitted(runtime, admitted))
         ready = [index for index, outcome in enumerate(outcomes) if not isinstance(outcome, ApiError)]
         for index, outcome in zip(ready, self.run_prepared_many(runtime, [outcomes[i] for i in ready]), strict=True):
             outcomes[index] = outcome
+        return outcomes
+
+    @staticmethod
+    def _each(items: list[Any], stage: Callable[[Any], Any]) -> list[Any]:
+        """`stage` of each item, or its `ApiError`; an item that is an `ApiError` already stays one."""
+        outcomes: list[Any] = []
+        for item in items:
+            if isinstance(item, ApiError):
+                outcomes.append(item)
+                continue
+            try:
+                outcomes.append(stage(item))
+            except REQUEST_WIDE:
+                # The request's allowance, budget or client is gone, not this item: going on
+                # with the other items would be work nobody can use.
+                raise
+            except ApiError as error:
+                outcomes.append(error)
         return outcomes
 
     def run_prepared_many(self, runtime: ModelRuntime, payloads: list[Any]) -> list[Any | ApiError]:

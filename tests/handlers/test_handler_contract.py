@@ -185,8 +185,8 @@ def _model(spec: ModelSpec, models: dict[Path, Any]) -> Any:
 
 
 def _prepared(spec: Any, model: Any, payload: Any) -> Any:
-    # What the core hands predict/predict_batch: the handler's `prepare` of the payload, if it has one.
-    return spec.prepare(model, payload) if spec.prepare is not None else payload
+    # What the core hands predict/predict_batch: the handler's `admit` and `prepare` of the payload.
+    return spec.prepared(model, payload)
 
 
 @handler_params

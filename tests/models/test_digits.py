@@ -39,8 +39,13 @@ def _drawn(digit: int, size: int = 64) -> Image.Image:
     return Image.open(io.BytesIO(rendering.draw_digit(digit, size=size)))
 
 
+def _prepared(model: Any, payload: dict[str, Any]) -> Any:
+    """What the server hands predict: the handler's `admit`, then `prepare`."""
+    return digits.prepare(model, digits.admit(model, payload))
+
+
 def _predict(model: Any, text: str) -> dict[str, Any]:
-    return digits.predict(model, digits.prepare(model, {"image": text}))
+    return digits.predict(model, _prepared(model, {"image": text}))
 
 
 # --- accuracy ------------------------------------------------------------------------
@@ -57,7 +62,7 @@ def test_held_out_accuracy_through_the_handler_as_pngs(digits_model: Any) -> Non
     # The full path: each held-out image rendered to a dark-on-white PNG, sent as base64.
     _, _, held_out = split()
     payloads = [{"image": _b64(rendering.png_from_features(f))} for f in held_out.features]
-    results = digits.predict_batch(digits_model, [digits.prepare(digits_model, p) for p in payloads])
+    results = digits.predict_batch(digits_model, [_prepared(digits_model, p) for p in payloads])
     accuracy = np.mean([r["digit"] for r in results] == held_out.labels)
     assert accuracy >= ACCURACY_FLOOR
 
@@ -283,11 +288,16 @@ def test_random_byte_damage_never_escapes_as_another_exception(digits_model: Any
 # --- batching and concurrency --------------------------------------------------------
 
 
-def test_prepare_raises_invalid_input_for_a_bad_image(digits_model: Any) -> None:
-    # On the request's own thread, before any batch: only that request fails.
-    assert isinstance(digits.prepare(digits_model, {"image": THREE_BASE64}), bytes)
+def test_admit_and_prepare_raise_invalid_input_for_a_bad_image(digits_model: Any) -> None:
+    # On the request's own thread, before any batch: only that request fails. `admit` reads
+    # the base64 and the header only; `prepare` decodes the pixels into the 64 features.
+    admitted = digits.admit(digits_model, {"image": THREE_BASE64})
+    assert isinstance(admitted, bytes)
+    assert digits.prepare(digits_model, admitted).shape == (64,)
     with pytest.raises(InvalidInput):
-        digits.prepare(digits_model, {"image": "not base64!"})
+        digits.admit(digits_model, {"image": "not base64!"})
+    with pytest.raises(InvalidInput):
+        digits.prepare(digits_model, admitted[:40])  # a header, then nothing
 
 
 def test_concurrent_predictions_match_sequential_ones(digits_model: Any) -> None:
@@ -296,3 +306,61 @@ def test_concurrent_predictions_match_sequential_ones(digits_model: Any) -> None
     with ThreadPoolExecutor(max_workers=4) as pool:
         concurrent = list(pool.map(lambda t: _predict(digits_model, t), texts * 3))
     assert concurrent == sequential * 3
+
+
+# --- the features' cheap calls give the straightforward version's numbers ---------------
+
+
+def _reference_features(gray: np.ndarray) -> np.ndarray:
+    """features_from_gray as first written: np.median, np.clip, a mask per axis."""
+    border = np.concatenate([gray[0, :], gray[-1, :], gray[:, 0], gray[:, -1]])
+    background = float(np.median(border))
+    ink = background - gray if background > 127.5 else gray - background
+    ink = np.clip(ink, 0.0, None)
+    peak = float(ink.max())
+    if peak < image.MIN_CONTRAST:
+        raise InvalidInput("no digit found")
+    rows = np.flatnonzero((ink >= peak * image.INK_THRESHOLD).any(axis=1))
+    columns = np.flatnonzero((ink >= peak * image.INK_THRESHOLD).any(axis=0))
+    crop = ink[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
+    side = max(crop.shape)
+    square = np.zeros((side, side), dtype=np.float32)
+    top, left = (side - crop.shape[0]) // 2, (side - crop.shape[1]) // 2
+    square[top : top + crop.shape[0], left : left + crop.shape[1]] = crop
+    small = np.asarray(Image.fromarray(square).resize((8, 8), Image.Resampling.BOX), dtype=np.float64)
+    small *= 16.0 / float(small.max())
+    return np.clip(small, 0.0, 16.0).reshape(64)
+
+
+def _varied_images() -> list[bytes]:
+    """load_digits' rendered PNGs, drawn digits of odd and even sides, random RGBA PNGs and gray JPEGs."""
+    _, _, held_out = split()
+    images = [rendering.png_from_features(row) for row in held_out.features[:200]]
+    images += [rendering.draw_digit(d, size=s) for d in range(10) for s in (9, 28, 31, 64)]
+    rng = np.random.default_rng(7)
+    for _ in range(60):
+        width, height = (int(n) for n in rng.integers(5, 90, size=2))
+        for mode, channels, fmt in (("RGBA", 4, "PNG"), ("L", 1, "JPEG")):
+            pixels = rng.integers(0, 256, size=(height, width, channels), dtype=np.uint8).squeeze(
+                -1 if channels == 1 else ()
+            )
+            buffer = io.BytesIO()
+            Image.fromarray(pixels, mode).save(buffer, fmt)
+            images.append(buffer.getvalue())
+    return images
+
+
+def test_the_features_equal_the_straightforward_computation() -> None:
+    compared = 0
+    for data in _varied_images():
+        with image.open_image(data) as opened:
+            gray = image.grayscale(opened)
+        try:
+            expected = _reference_features(gray.copy())
+        except InvalidInput:
+            with pytest.raises(InvalidInput):
+                image.features_from_gray(gray)
+            continue
+        np.testing.assert_array_equal(image.features_from_gray(gray), expected)
+        compared += 1
+    assert compared > 300

@@ -25,10 +25,10 @@ module = __import__(sys.argv[1], fromlist=["setup"])
 from pathlib import Path
 model = module.setup(*([Path(module.ARTIFACTS)] if getattr(module, "ARTIFACTS", None) else []))
 examples = module.INPUT_SCHEMA["examples"]
-# What the core hands predict_batch: each payload through the handler's `prepare`, if any.
-prepare = getattr(module, "prepare", None)
-if prepare is not None:
-    examples = [prepare(model, example) for example in examples]
+# What the core hands predict_batch: each payload through the handler's `admit` and `prepare`, if any.
+for stage in (getattr(module, "admit", None), getattr(module, "prepare", None)):
+    if stage is not None:
+        examples = [stage(model, example) for example in examples]
 expected = module.predict_batch(model, examples * 4) if sys.argv[2] == "warm" else None
 
 def close(a, b):

@@ -94,7 +94,7 @@ def test_the_installed_package_scores_away_from_the_source_tree(sdist: Path, tmp
         "print(json.dumps({'root': str(root), 'names': sorted(r.spec.name for r in registry),\n"
         "  'iris': iris.spec.predict(iris.ensure_loaded(), flower)['label'],\n"
         "  'digits': digits.spec.predict(digits.ensure_loaded(),\n"
-        "    digits.spec.prepare(digits.ensure_loaded(), {'image': THREE_BASE64}))['digit']}))\n"
+        "    digits.spec.prepared(digits.ensure_loaded(), {'image': THREE_BASE64}))['digit']}))\n"
     )
 
     process = subprocess.run(

@@ -434,11 +434,13 @@ def test_make_test_is_lint_typecheck_and_the_whole_suite_on_both_pythons() -> No
     pytest_runs = [shlex.split(line) for line in commands if " -m pytest" in line]
     # 3.11: the unit tests and the export tests; the offline-scoring tests in .venv-beam
     # (Apache Beam's pins clash with ours); then 3.13 (App Engine's): the whole suite but
-    # the export tests, last, so that its pytest line closes the output CI reads.
+    # the export tests, its unit tests on two processes and then its e2e tests, last, so
+    # that their pytest line closes the output CI reads.
     assert pytest_runs == [
         [".venv/bin/python", "-m", "pytest", "-m", "not e2e or export", "-n", "2", "--ignore=tests/offline"],
         [".venv-beam/bin/python", "-m", "pytest", "tests/offline"],
-        [".venv-3.13/bin/python", "-m", "pytest", "-m", "not export", "--ignore=tests/offline"],
+        [".venv-3.13/bin/python", "-m", "pytest", "-m", "not e2e and not export", "-n", "2", "--ignore=tests/offline"],
+        [".venv-3.13/bin/python", "-m", "pytest", "-m", "e2e and not export", "--ignore=tests/offline"],
     ]
     assert shlex.split(commands[-1]) == pytest_runs[-1]
     assert any("PYTHON=/opt/python3.13 VENV=.venv-3.13" in line for line in commands), commands

@@ -216,3 +216,83 @@ def test_the_runtime_imports_no_web_framework() -> None:
     result = run_python(code, timeout=60)
 
     assert result.stdout.strip() == "[]"
+
+
+# --- admit, then prepare: every item of a request admitted before any is prepared ---
+
+STAGED = """
+from serving.errors import TooManyPixels
+from serving.kit import InvalidInput
+
+NAME = "Staged"
+INPUT_SCHEMA = {"type": "object"}
+EVENTS = []  # (stage, x) in the order the stages ran
+
+
+def admit(model, payload):
+    EVENTS.append(("admit", payload["x"]))
+    if payload.get("huge"):
+        raise TooManyPixels("the request's items are over its allowance")
+    if payload["x"] < 0:
+        raise InvalidInput("x must not be negative")
+    return ("admitted", payload["x"])
+
+
+def prepare(model, admitted):
+    assert admitted[0] == "admitted"
+    EVENTS.append(("prepare", admitted[1]))
+    if admitted[1] == 13:
+        raise InvalidInput("13 cannot be prepared")
+    return ("prepared", admitted[1])
+
+
+def predict(model, prepared):
+    assert prepared[0] == "prepared"
+    return prepared[1] * 2
+
+
+def predict_batch(model, items):
+    EVENTS.append(("batch", len(items)))
+    return [predict(model, item) for item in items]
+"""
+
+
+@pytest.fixture
+def staged(tmp_path: Path) -> tuple[ModelRuntime, ModuleType]:
+    runtime = _runtime(tmp_path, "staged", STAGED)
+    return runtime, sys.modules[runtime.spec.predict.__module__]
+
+
+def test_every_item_is_admitted_before_any_is_prepared(staged: tuple[ModelRuntime, ModuleType]) -> None:
+    runtime, module = staged
+    outcomes = _inference().predict_many(runtime, [{"x": 1}, {"x": -1}, {"x": 13}, {"x": 4}])
+
+    assert outcomes[0] == 2
+    assert outcomes[3] == 8
+    assert isinstance(outcomes[1], InputRejected)
+    assert "negative" in outcomes[1].message
+    assert isinstance(outcomes[2], InputRejected)
+    assert "13 cannot" in outcomes[2].message
+    assert module.EVENTS == [
+        ("admit", 1), ("admit", -1), ("admit", 13), ("admit", 4),
+        ("prepare", 1), ("prepare", 13), ("prepare", 4),  # not the item refused at admission
+        ("batch", 2),
+    ]  # fmt: skip
+
+
+def test_a_request_wide_refusal_at_admission_prepares_nothing(staged: tuple[ModelRuntime, ModuleType]) -> None:
+    from serving.errors import TooManyPixels
+
+    runtime, module = staged
+    with pytest.raises(TooManyPixels):
+        _inference().predict_many(runtime, [{"x": 1}, {"x": 2, "huge": True}, {"x": 3}])
+    assert module.EVENTS == [("admit", 1), ("admit", 2)]
+
+
+@pytest.mark.parametrize("batching", [True, False], ids=["batched", "alone"])
+def test_a_single_prediction_is_admitted_then_prepared(staged: tuple[ModelRuntime, ModuleType], batching: bool) -> None:
+    runtime, module = staged
+    assert _inference(batching=batching).predict(runtime, {"x": 5}) == 10
+    assert module.EVENTS == [("admit", 5), ("prepare", 5)]
+    with pytest.raises(InputRejected, match="negative"):
+        _inference(batching=batching).predict(runtime, {"x": -5})
