@@ -197,9 +197,11 @@ def test_digit_bodies_are_images_the_model_reads() -> None:
             "handle (gunicorn/workers/gthread.py:1);write (gunicorn/http/wsgi.py:2);_emit_body (x.py:3)",
             "gunicorn: send response",
         ),
+        ("__call__ (flask/app.py:1);_any_origin (serving/http/cors.py:2)", "step cors"),
+        ("__call__ (flask/app.py:1);preflight_no_content (serving/http/cors.py:2)", "step preflight-204"),
         ("_bootstrap (threading.py:1)", profiling.OTHER),
     ],
-    ids=["log-line-json-counts-as-the-log", "image-decoding", "flask", "send", "other"],
+    ids=["log-line-json-counts-as-the-log", "image-decoding", "flask", "send", "cors", "preflight", "other"],
 )
 def test_profile_samples_are_sorted_into_request_stages(stack: str, stage: str) -> None:
     assert profiling.classify(stack.split(";")) == stage
