@@ -40,6 +40,8 @@ from werkzeug.datastructures import Headers
 from serving.observability.log_format import ERROR_EVENT_TYPE, JsonFormatter, LineHandler, TextFormatter, record_extras
 
 REQUEST_ID_HEADER = "X-Request-Id"
+_REQUEST_ID_ENVIRON = "HTTP_X_REQUEST_ID"
+_CLOUD_TRACE_ENVIRON = "HTTP_X_CLOUD_TRACE_CONTEXT"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # What this module keeps on `g` for the request being served; other modules read it
 # through `current_request_id()`, `request_started()` and `current_model()`.
@@ -70,11 +72,16 @@ class TraceContext:
 
 def parse_trace_headers(headers: Headers) -> TraceContext | None:
     """The request's trace from `traceparent` (preferred) or `X-Cloud-Trace-Context`; None if neither is valid."""
-    parent = _TRACEPARENT.match(headers.get("traceparent", "").strip())
+    return trace_context(headers.get("traceparent", ""), headers.get("X-Cloud-Trace-Context", ""))
+
+
+def trace_context(traceparent: str, cloud_trace_context: str) -> TraceContext | None:
+    """The trace of a request whose tracing headers have these values ("" when absent)."""
+    parent = _TRACEPARENT.match(traceparent.strip()) if traceparent else None
     if parent:
         trace_id, span_id, flags = parent.groups()
         return TraceContext(trace_id, span_id, bool(int(flags, 16) & 1))
-    cloud = _CLOUD_TRACE.match(headers.get("X-Cloud-Trace-Context", "").strip())
+    cloud = _CLOUD_TRACE.match(cloud_trace_context.strip()) if cloud_trace_context else None
     if cloud:
         trace_id, span, options = cloud.groups()
         span_number = int(span) if span else 0
@@ -173,10 +180,13 @@ def start_request() -> None:
     """Before-request step: note the start time, the request id and the trace."""
     context = g._get_current_object()
     setattr(context, _STARTED, time.perf_counter())
-    headers = request.headers
-    incoming = headers.get(REQUEST_ID_HEADER, "")
+    # The headers straight from the environ, where `request.headers` reads them too: its
+    # `get` raises and catches a KeyError inside Werkzeug for each header not sent, which
+    # is most of them, most of the time.
+    environ = request.environ
+    incoming = environ.get(_REQUEST_ID_ENVIRON, "")
     setattr(context, _REQUEST_ID, incoming if _SANE_REQUEST_ID.match(incoming) else new_request_id())
-    setattr(context, _TRACE, parse_trace_headers(headers))
+    setattr(context, _TRACE, trace_context(environ.get("HTTP_TRACEPARENT", ""), environ.get(_CLOUD_TRACE_ENVIRON, "")))
 
 
 def current_request_id() -> str | None:
