@@ -44,7 +44,10 @@ _REQUEST_ID_ENVIRON = "HTTP_X_REQUEST_ID"
 _CLOUD_TRACE_ENVIRON = "HTTP_X_CLOUD_TRACE_CONTEXT"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # What this module keeps on `g` for the request being served; other modules read it
-# through `current_request_id()`, `request_started()` and `current_model()`.
+# through `current_request_id()`, `request_started()` and `current_model()`. Each
+# accessor resolves `g` once (`_get_current_object()`): an attribute read or call
+# through the proxy itself costs several times as much, and several steps call them
+# on every request.
 _STARTED = "_log_started"
 _REQUEST_ID = "_log_request_id"
 _TRACE = "_log_trace"
@@ -193,35 +196,35 @@ def current_request_id() -> str | None:
     """The id of the request being served (None outside a request, or before it started)."""
     if not has_request_context():
         return None
-    request_id: str | None = g.get(_REQUEST_ID)
+    request_id: str | None = g._get_current_object().get(_REQUEST_ID)
     return request_id
 
 
 def request_started() -> float | None:
     """`time.perf_counter()` when the request being served started."""
-    started: float | None = g.get(_STARTED)
+    started: float | None = g._get_current_object().get(_STARTED)
     return started
 
 
 def tag_model(name: str) -> None:
     """Tag the request being served, its log lines and metrics, with the model it is for."""
-    setattr(g, _MODEL, name)
+    setattr(g._get_current_object(), _MODEL, name)
 
 
 def current_model() -> str | None:
     """The model the request being served was tagged with (`tag_model`), if any."""
-    model: str | None = g.get(_MODEL)
+    model: str | None = g._get_current_object().get(_MODEL)
     return model
 
 
 def tag_model_version(version: str) -> None:
     """Tag the request being served with the version of its model that answered it."""
-    setattr(g, _MODEL_VERSION, version)
+    setattr(g._get_current_object(), _MODEL_VERSION, version)
 
 
 def current_model_version() -> str | None:
     """The version the request being served was tagged with (`tag_model_version`), if any."""
-    version: str | None = g.get(_MODEL_VERSION)
+    version: str | None = g._get_current_object().get(_MODEL_VERSION)
     return version
 
 
