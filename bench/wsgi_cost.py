@@ -14,7 +14,8 @@ On a shared machine two runs a minute apart differ by up to a tenth. To weigh a 
 give each version's tree (`git worktree add`, or `git archive REV | tar -x -C DIR`, with
 this file copied in if REV predates it): `--tree OLD --tree .` runs each tree's app in a
 process of its own, and the processes take turns, a few hundred requests each, so
-whatever else the machine does weighs on both alike.
+whatever else the machine does weighs on both alike; each later tree's line ends with
+the median difference from the first tree's, turn by turn.
 
 It measures what one process spends on a request (our Flask app and its pipeline); the
 HTTP server's share and the throughput are bench/run.py's.
@@ -158,6 +159,8 @@ def compare(trees: list[Path], worker_args: list[str], requests: int, rounds: in
         for tree in trees
     ]
     results: list[list[list[int]]] = [[] for _ in trees]
+    # Each turn's median request, per tree: compared turn by turn with the first tree's.
+    turns: list[list[float]] = [[] for _ in trees]
     try:
         for round_number in range(rounds):
             for times in results:
@@ -174,14 +177,21 @@ def compare(trees: list[Path], worker_args: list[str], requests: int, rounds: in
                     line = pipe_out.readline()
                     if not line:
                         raise RuntimeError(f"the process measuring {trees[which]} ended (exit {workers[which].wait()})")
-                    results[which][-1].extend(json.loads(line))
+                    times = json.loads(line)
+                    results[which][-1].extend(times)
+                    turns[which].append(statistics.median(times) / 1000)
     finally:
         for worker in workers:
             if worker.stdin is not None:
                 worker.stdin.close()
             worker.wait()
-    for tree, tree_rounds in zip(trees, results, strict=True):
-        print(f"{tree}: {summary(tree_rounds)}; {rounds} rounds of {requests} requests, taking turns")
+    for index, (tree, tree_rounds) in enumerate(zip(trees, results, strict=True)):
+        line = f"{tree}: {summary(tree_rounds)}; {rounds} rounds of {requests} requests, taking turns"
+        if index:
+            # The same turn's requests met the same machine: the difference is the version's.
+            differences = [ours - first for ours, first in zip(turns[index], turns[0], strict=True)]
+            line += f"; against {trees[0]}, turn by turn: {statistics.median(differences):+.1f} us"
+        print(line)
 
 
 def main(argv: list[str] | None = None) -> int:
