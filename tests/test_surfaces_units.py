@@ -53,6 +53,33 @@ def test_text_that_is_unicode_passes(text: bytes, expected: Any) -> None:
     assert parse_json_bytes(text) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b"\xef\xbb\xbf\xef\xbb\xbf{}", "Unexpected UTF-8 BOM (decode using utf-8-sig) at line 1 column 1"),
+        (b'{"a": NaN}', "NaN is not valid JSON"),
+        (b"[-Infinity]", "-Infinity is not valid JSON"),
+        (b'{"a": 1, "a": 2}', "duplicate key 'a'"),
+        (b"[" + b"1" * 4301 + b"]", "integer with more than 4300 digits"),
+        (b"[" * 100_000, "nested too deeply"),
+        (b"\xff", "body is not valid UTF-8 (byte 0)"),
+        (b'{"a": 1} x', "Extra data at line 1 column 10"),
+        (b"  ", "Expecting value at line 1 column 3"),
+        (b"\xef\xbb\xbf", "Expecting value at line 1 column 1"),
+    ],
+    ids=["two-boms", "nan", "infinity", "duplicate", "long-int", "deep", "not-utf8", "extra", "blank", "bom-only"],
+)
+def test_malformed_json_says_what_is_wrong(text: bytes, message: str) -> None:
+    with pytest.raises(MalformedJson) as caught:
+        parse_json_bytes(text)
+
+    assert caught.value.message == f"Malformed JSON: {message}"
+
+
+def test_one_bom_is_allowed() -> None:
+    assert parse_json_bytes(b'\xef\xbb\xbf{"a": [1, {"b": null}]}') == {"a": [1, {"b": None}]}
+
+
 def _infer(shape: str) -> bytes:
     return ('{"inputs":[{"name":"x","datatype":"FP64","shape":' + shape + ',"data":[1.0]}]}').encode()
 

@@ -50,6 +50,15 @@ def _parse_int(text: str) -> int:
     return int(text)
 
 
+# One decoder for every body: `json.loads` with hooks builds a new one (and its scanner)
+# per call. Sharing it across threads is safe, as `json.loads`' own default decoder is.
+_DECODER = json.JSONDecoder(
+    parse_constant=_reject_constant,
+    object_pairs_hook=_reject_duplicates,
+    parse_int=_parse_int,
+)
+
+
 def is_json_mimetype(request: Request) -> bool:
     """True when the request declares a JSON body (`application/json` or `+json`)."""
     return request.is_json
@@ -64,12 +73,9 @@ def parse_json_bytes(data: bytes) -> Any:
     if text.startswith("\ufeff"):
         text = text[1:]
     try:
-        document = json.loads(
-            text,
-            parse_constant=_reject_constant,
-            object_pairs_hook=_reject_duplicates,
-            parse_int=_parse_int,
-        )
+        if text.startswith("\ufeff"):  # a second BOM: what `json.loads` says of it
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        document = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise MalformedJson(f"Malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
@@ -129,7 +135,8 @@ def read_body(request: Request) -> bytes:
     """
     data = request.get_data(cache=True)
     limit = request.max_content_length
-    cut_short = request.content_length is None and limit is not None and len(data) >= limit
+    # The length last: Werkzeug parses it from the headers on each read.
+    cut_short = limit is not None and len(data) >= limit and request.content_length is None
     if cut_short and request.environ["wsgi.input"].read(1):
         raise PayloadTooLarge("Request body too large")
     body_arrived()  # the request's time budget starts now
@@ -140,6 +147,11 @@ def read_json(request: Request) -> Any:
     """The request's JSON body; `NoJsonObject` when there is none, as in the tutorial."""
     if not is_json_mimetype(request):
         raise NoJsonObject()
+    return read_json_body(request)
+
+
+def read_json_body(request: Request) -> Any:
+    """`read_json` for a request already known to declare a JSON body."""
     data = read_body(request)
     if not data.strip():
         raise NoJsonObject()
