@@ -4,7 +4,9 @@
 `env_variables`, `REQUEST_LOG_SAMPLE_RATE=0`, metrics in multiprocess mode as
 gunicorn.conf.py sets them up) and calls it directly, `app(environ, start_response)`, for
 `--requests` POSTs to `--path` with the benchmark's varied bodies (bench/bodies.py), the
-headers wrk sends (Host, Content-Type, Content-Length) and `--header`s of your own. Each
+headers wrk sends (Host, Content-Type, Content-Length) and `--header`s of your own, in the
+environ gunicorn would make (its connection's socket, here one end of a socket pair, so
+the body deadline and the client-gone probe do their per-request work). Each
 call is timed with `time.process_time_ns()`; it prints the median request's CPU and the
 mean (garbage collection included), each the median of `--rounds` rounds, after a
 warm-up. `--app baseline` measures the tutorial-style app (bench/baseline/main.py) the same
@@ -30,6 +32,7 @@ import io
 import json
 import os
 import pstats
+import socket
 import statistics
 import subprocess
 import sys
@@ -78,11 +81,20 @@ def baseline_app() -> WsgiApp:
 
 
 class Requests:
-    """WSGI environs POSTing the bodies in turn, each with its own unread body."""
+    """WSGI environs POSTing the bodies in turn, each with its own unread body, as gunicorn makes them."""
 
     def __init__(self, path: str, payloads: list[bytes], headers: dict[str, str]) -> None:
         from werkzeug.test import EnvironBuilder
 
+        # Never read nor written: what the app does with it is what it does per request.
+        self._connection, self._client = socket.socketpair()
+        gunicorn = {
+            "gunicorn.socket": self._connection,
+            "wsgi.input_terminated": True,
+            "REMOTE_ADDR": "127.0.0.1",
+            "REMOTE_PORT": "50000",
+            "SERVER_SOFTWARE": "gunicorn",
+        }
         self._templates = []
         for body in payloads:
             builder = EnvironBuilder(
@@ -93,7 +105,7 @@ class Requests:
                 base_url="http://127.0.0.1:8080",
                 headers=list(headers.items()),
             )
-            self._templates.append((builder.get_environ(), body))
+            self._templates.append(({**builder.get_environ(), **gunicorn}, body))
             builder.close()
         self._next = 0
 
