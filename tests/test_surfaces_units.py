@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 
 from serving.errors import MalformedJson, RequestTimeout, ValidationFailed
 from serving.http.body import parse_json_bytes
-from serving.http.body_deadline import BodyReadDeadline
+from serving.http.body_deadline import BodyReadDeadline, _Watchdog
 from serving.protocols.oip.wire import MAX_DIMENSION, MAX_SHAPE_RANK, parse_infer_request
 
 
@@ -226,6 +226,30 @@ def test_a_body_that_arrives_in_time_leaves_the_connection_alone(
     time.sleep(0.4)  # past the deadline: the next request on the connection still reads
     client.sendall(b"next")
     assert server.recv(4) == b"next"
+
+
+def test_the_watchdog_is_woken_only_for_a_deadline_before_its_next_look(
+    connection: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, _ = connection
+    watchdog = _Watchdog()
+    wakes: list[float] = []
+    notify = watchdog._cond.notify
+    monkeypatch.setattr(watchdog._cond, "notify", lambda *args: (wakes.append(time.monotonic()), notify(*args)))
+    watchdog.watch(server, time.monotonic() + 60).active = False  # starts its thread
+
+    for _ in range(50):  # requests whose bodies arrive: each a later deadline, soon cancelled
+        time.sleep(0.002)  # time for the thread to look, had it been woken
+        watchdog.watch(server, time.monotonic() + 60).active = False
+    assert wakes == []
+
+    server.settimeout(5)
+    short = watchdog.watch(server, time.monotonic() + 0.1)  # before its next look: woken, and on time
+    started = time.monotonic()
+    assert server.recv(1) == b""  # the read side shut at the deadline
+    assert short.fired
+    assert time.monotonic() - started < 1
+    assert len(wakes) <= 1
 
 
 def test_without_a_socket_requests_pass_unchanged(make_app: Callable[..., Flask]) -> None:
