@@ -5,6 +5,7 @@ The same behaviour over real HTTP is in tests/test_hostile_surfaces.py.
 
 from __future__ import annotations
 
+import io
 import socket
 import threading
 import time
@@ -12,11 +13,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, request
 from flask.testing import FlaskClient
 
-from serving.errors import MalformedJson, RequestTimeout, ValidationFailed
-from serving.http.body import parse_json_bytes
+from serving.errors import MalformedJson, PayloadTooLarge, RequestTimeout, ValidationFailed
+from serving.http.body import parse_json_bytes, read_body
 from serving.http.body_deadline import BodyReadDeadline, _Watchdog
 from serving.protocols.oip.wire import MAX_DIMENSION, MAX_SHAPE_RANK, parse_infer_request
 
@@ -78,6 +79,30 @@ def test_malformed_json_says_what_is_wrong(text: bytes, message: str) -> None:
 
 def test_one_bom_is_allowed() -> None:
     assert parse_json_bytes(b'\xef\xbb\xbf{"a": [1, {"b": null}]}') == {"a": [1, {"b": None}]}
+
+
+@pytest.mark.parametrize(
+    ("body", "length", "too_large"),
+    [
+        (b"x" * 9, None, False),
+        (b"x" * 10, None, False),  # exactly the limit, and nothing after it
+        (b"x" * 11, None, True),  # Werkzeug stops at the limit, silently: a 413, not a cut body
+        (b"x" * 10, "10", False),
+    ],
+    ids=["chunked-under", "chunked-at-limit", "chunked-over", "with-length"],
+)
+def test_a_body_without_a_length_is_cut_at_the_limit_as_a_413(body: bytes, length: str | None, too_large: bool) -> None:
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = 10
+    environ = {"wsgi.input": io.BytesIO(body), "wsgi.input_terminated": True}
+    environ |= {"CONTENT_LENGTH": length} if length else {"HTTP_TRANSFER_ENCODING": "chunked"}
+
+    with app.test_request_context("/", method="POST", environ_overrides=environ):
+        if too_large:
+            with pytest.raises(PayloadTooLarge):
+                read_body(request)
+        else:
+            assert read_body(request) == body
 
 
 def _infer(shape: str) -> bytes:

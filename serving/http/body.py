@@ -19,6 +19,7 @@ import re
 from typing import Any, NoReturn
 
 from flask import Request
+from werkzeug.wsgi import get_content_length
 
 from serving.errors import MalformedJson, NoJsonObject, PayloadTooLarge
 from serving.runtime.request_scope import body_arrived
@@ -134,11 +135,13 @@ def read_body(request: Request) -> bytes:
     must be a 413, not a parse error (or, worse, a valid JSON prefix).
     """
     data = request.get_data(cache=True)
-    limit = request.max_content_length
-    # The length last: Werkzeug parses it from the headers on each read.
-    cut_short = limit is not None and len(data) >= limit and request.content_length is None
-    if cut_short and request.environ["wsgi.input"].read(1):
-        raise PayloadTooLarge("Request body too large")
+    environ = request.environ
+    # `request.content_length`, from the environ directly; only a body without a length can
+    # have been cut short, and only then is the limit looked up (in the app's config).
+    if get_content_length(environ) is None:
+        limit = request.max_content_length
+        if limit is not None and len(data) >= limit and environ["wsgi.input"].read(1):
+            raise PayloadTooLarge("Request body too large")
     body_arrived()  # the request's time budget starts now
     return data
 
