@@ -116,7 +116,8 @@ def preflight_no_content(response: Response) -> Response:
 
     A CORS preflight answer is conventionally a bodiless 204.
     """
-    if request.method == "OPTIONS" and not response.content_length:
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    if req.method == "OPTIONS" and not response.content_length:
         response.status_code = 204
         del response.headers["Content-Type"]
     return response
