@@ -46,7 +46,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("steps identify-key, enforce-key", ("serving/security/access.py",)),
     Stage("step rate-limit", ("flask_limiter/", "serving/security/ratelimits.py", "limits/")),
     Stage("step security-headers", ("serving/security/hardening.py",)),
-    Stage("step cors", ("flask_cors/",)),
+    Stage("step cors", ("flask_cors/", "serving/http/cors.py")),
     Stage("decode + preprocess (image)", ("models/digits/image.py", "PIL/")),
     Stage("model", ("onnxruntime/", "serving/runtime/onnx.py", "models/onnx_classifier.py", "models/greeter.py")),
     Stage("validate input/output", ("serving/runtime/validation.py", "jsonschema", "serving/runtime/rows.py")),

@@ -15,6 +15,7 @@ from serving.cli.score import score_command
 from serving.config.security import check_key_scopes
 from serving.config.settings import Settings
 from serving.http import docs, health, web
+from serving.http.application import ServingFlask
 from serving.http.body_deadline import BodyReadDeadline
 from serving.http.error_handlers import register_error_handlers
 from serving.http.json_provider import FastJSONProvider
@@ -128,8 +129,8 @@ def _exposed_headers() -> tuple[str, ...]:
 
 
 def _flask_app(settings: Settings, reserved_names: frozenset[str]) -> Flask:
-    """A bare Flask app with this API's HTTP conventions."""
-    app = Flask(__name__, static_folder=None)
+    """A bare Flask app with this API's HTTP conventions (and none of Flask's per-request work it never needs)."""
+    app = ServingFlask(__name__, static_folder=None)
     refuse_debug_in_production(app, settings)
     # No trailing-slash redirects: a redirect would answer an API client with HTML.
     app.url_map.strict_slashes = False

@@ -19,6 +19,7 @@ import re
 from typing import Any, NoReturn
 
 from flask import Request
+from werkzeug.wsgi import get_content_length
 
 from serving.errors import MalformedJson, NoJsonObject, PayloadTooLarge
 from serving.runtime.request_scope import body_arrived
@@ -50,6 +51,15 @@ def _parse_int(text: str) -> int:
     return int(text)
 
 
+# One decoder for every body: `json.loads` with hooks builds a new one (and its scanner)
+# per call. Sharing it across threads is safe, as `json.loads`' own default decoder is.
+_DECODER = json.JSONDecoder(
+    parse_constant=_reject_constant,
+    object_pairs_hook=_reject_duplicates,
+    parse_int=_parse_int,
+)
+
+
 def is_json_mimetype(request: Request) -> bool:
     """True when the request declares a JSON body (`application/json` or `+json`)."""
     return request.is_json
@@ -64,12 +74,9 @@ def parse_json_bytes(data: bytes) -> Any:
     if text.startswith("\ufeff"):
         text = text[1:]
     try:
-        document = json.loads(
-            text,
-            parse_constant=_reject_constant,
-            object_pairs_hook=_reject_duplicates,
-            parse_int=_parse_int,
-        )
+        if text.startswith("\ufeff"):  # a second BOM: what `json.loads` says of it
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        document = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise MalformedJson(f"Malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
@@ -128,10 +135,13 @@ def read_body(request: Request) -> bytes:
     must be a 413, not a parse error (or, worse, a valid JSON prefix).
     """
     data = request.get_data(cache=True)
-    limit = request.max_content_length
-    cut_short = request.content_length is None and limit is not None and len(data) >= limit
-    if cut_short and request.environ["wsgi.input"].read(1):
-        raise PayloadTooLarge("Request body too large")
+    environ = request.environ
+    # `request.content_length`, from the environ directly; only a body without a length can
+    # have been cut short, and only then is the limit looked up (in the app's config).
+    if get_content_length(environ) is None:
+        limit = request.max_content_length
+        if limit is not None and len(data) >= limit and environ["wsgi.input"].read(1):
+            raise PayloadTooLarge("Request body too large")
     body_arrived()  # the request's time budget starts now
     return data
 
@@ -140,6 +150,11 @@ def read_json(request: Request) -> Any:
     """The request's JSON body; `NoJsonObject` when there is none, as in the tutorial."""
     if not is_json_mimetype(request):
         raise NoJsonObject()
+    return read_json_body(request)
+
+
+def read_json_body(request: Request) -> Any:
+    """`read_json` for a request already known to declare a JSON body."""
     data = read_body(request)
     if not data.strip():
         raise NoJsonObject()

@@ -5,18 +5,36 @@ says which origins (default `*`). No credentials are ever allowed, and the heade
 widget needs to read (the request id, the model's version, `Location` of a job,
 `Retry-After`, and those a protocol's clients read, such as the JSON part's length of a
 binary Open Inference answer) are exposed.
+
+With `*` (the default) every answer but a preflight gets the same two headers, whoever
+asks: `any_origin_headers` adds them, computed once, in front of Flask-CORS's own hook,
+which then sees them and leaves the answer alone. Flask-CORS's hook matches the path
+against its resources and resolves its options on every response, about a tenth of a
+trivial model's request (bench/wsgi_cost.py); the constant pair costs nearly nothing.
+Preflights, the rare private-network request and named origins stay Flask-CORS's
+(tests/test_cors.py compares the answers with Flask-CORS's alone).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from flask import Flask, Response, request
+from flask import Flask, Request, Response, request
 from flask_cors import CORS
 
 from serving.config.settings import Settings
 from serving.http.model_version import MODEL_VERSION_HEADER
 from serving.observability.logs import REQUEST_ID_HEADER
+
+ALLOW_ORIGIN = "Access-Control-Allow-Origin"
+EXPOSE_HEADERS = "Access-Control-Expose-Headers"
+# Chrome's Private Network Access: a request carrying it gets an answer header of its own.
+_PRIVATE_NETWORK_ENVIRON = "HTTP_ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK"
+
+
+def _exposed(exposed_headers: Iterable[str]) -> list[str]:
+    """The response headers a page may read: ours, then the protocols' own."""
+    return [REQUEST_ID_HEADER, MODEL_VERSION_HEADER, "Location", "Retry-After", *exposed_headers]
 
 
 def cors_extension(settings: Settings, exposed_headers: Iterable[str] = ()) -> Callable[[Flask], None]:
@@ -36,11 +54,42 @@ def cors_extension(settings: Settings, exposed_headers: Iterable[str] = ()) -> C
         send_wildcard=any_origin,
         supports_credentials=False,
         methods=["GET", "POST", "DELETE", "OPTIONS"],
-        expose_headers=[REQUEST_ID_HEADER, MODEL_VERSION_HEADER, "Location", "Retry-After", *exposed_headers],
+        expose_headers=_exposed(exposed_headers),
         max_age=3600,
         intercept_exceptions=False,
     )
     return cors.init_app
+
+
+def any_origin_headers(
+    settings: Settings, exposed_headers: Iterable[str] = ()
+) -> Callable[[Response], Response] | None:
+    """After-request step: with `CORS_ORIGINS=*`, what Flask-CORS adds to an answer that is no preflight.
+
+    That is `Access-Control-Allow-Origin: *` and the exposed headers (sorted and joined as
+    Flask-CORS writes them), whether or not the request has an `Origin`, success or
+    error alike. The hook runs just before Flask-CORS's, which leaves an answer that has
+    `Access-Control-Allow-Origin` alone. Everything else goes on to Flask-CORS untouched:
+    a preflight (`OPTIONS`), a request asking for private-network access, and an answer
+    whose view set its own `Access-Control-Allow-Origin` (the widget's static files).
+    With named origins the answer depends on the origin: None (no step).
+    """
+    if settings.cors_origins != ("*",):
+        return None
+    expose = ", ".join(sorted(_exposed(exposed_headers)))
+
+    def _any_origin(response: Response) -> Response:
+        req: Request = request._get_current_object()  # type: ignore[attr-defined]
+        if req.method == "OPTIONS" or _PRIVATE_NETWORK_ENVIRON in req.environ:
+            return response
+        headers = response.headers
+        # `getlist`, not `get`: Werkzeug's `get` raises and catches a KeyError on a miss.
+        if not headers.getlist(ALLOW_ORIGIN):
+            headers.add(ALLOW_ORIGIN, "*")
+            headers.add(EXPOSE_HEADERS, expose)
+        return response
+
+    return _any_origin
 
 
 def vary_on_origin(settings: Settings) -> Callable[[Response], Response] | None:
@@ -67,7 +116,8 @@ def preflight_no_content(response: Response) -> Response:
 
     A CORS preflight answer is conventionally a bodiless 204.
     """
-    if request.method == "OPTIONS" and not response.content_length:
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    if req.method == "OPTIONS" and not response.content_length:
         response.status_code = 204
         del response.headers["Content-Type"]
     return response

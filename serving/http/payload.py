@@ -18,7 +18,7 @@ from typing import Any
 from flask import Request
 
 from serving.errors import EmptyBody, PayloadTooLarge, UnsupportedMediaType
-from serving.http.body import is_json_mimetype, read_body, read_json
+from serving.http.body import is_json_mimetype, read_body, read_json, read_json_body
 from serving.http.form_schema import OCTET_STREAM, FormSchema, media_type_matches, shown
 from serving.http.forms import FormLimits, read_form
 from serving.http.state import get_state
@@ -41,7 +41,7 @@ def form_limits() -> FormLimits:
 def read_input(request: Request, schema: Mapping[str, Any]) -> Any:
     """The request's input for a model whose input schema is `schema`, before validation."""
     if is_json_mimetype(request):
-        return read_json(request)
+        return read_json_body(request)
     form = FormSchema.of(schema)
     if form is not None:
         if request.mimetype == MULTIPART:

@@ -23,7 +23,7 @@ from typing import Any
 from flask import Flask, Response
 
 from serving.config.api_keys import KeyRing
-from serving.http.cors import cors_extension, preflight_no_content, vary_on_origin
+from serving.http.cors import any_origin_headers, cors_extension, preflight_no_content, vary_on_origin
 from serving.http.lifecycle import remote_model_loader
 from serving.http.model_version import version_header
 from serving.http.state import ServingState
@@ -122,10 +122,13 @@ def request_steps(state: ServingState, ring: KeyRing, *, exposed_headers: Iterab
         ),
         Step(
             "cors",
-            "Flask-CORS's headers (`CORS_ORIGINS`), exposing ours and the protocols' own; `Vary: Origin` "
-            "when the answer depends on the caller's origin (named origins).",
+            "Flask-CORS's headers (`CORS_ORIGINS`), exposing ours and the protocols' own. With `*`, an "
+            "answer that is no preflight gets the same two headers whoever asks: computed once and added "
+            "just before Flask-CORS's hook, which then leaves the answer alone. `Vary: Origin` when the "
+            "answer depends on the caller's origin (named origins).",
             extension=cors_extension(settings, exposed_headers),
-            after=vary_on_origin(settings),
+            # Registered after Flask-CORS's hook, so it runs just before it.
+            after=any_origin_headers(settings, exposed_headers) or vary_on_origin(settings),
         ),
     ]
 

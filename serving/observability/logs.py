@@ -40,9 +40,14 @@ from werkzeug.datastructures import Headers
 from serving.observability.log_format import ERROR_EVENT_TYPE, JsonFormatter, LineHandler, TextFormatter, record_extras
 
 REQUEST_ID_HEADER = "X-Request-Id"
+_REQUEST_ID_ENVIRON = "HTTP_X_REQUEST_ID"
+_CLOUD_TRACE_ENVIRON = "HTTP_X_CLOUD_TRACE_CONTEXT"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # What this module keeps on `g` for the request being served; other modules read it
-# through `current_request_id()`, `request_started()` and `current_model()`.
+# through `current_request_id()`, `request_started()` and `current_model()`. Each
+# accessor resolves `g` once (`_get_current_object()`): an attribute read or call
+# through the proxy itself costs several times as much, and several steps call them
+# on every request.
 _STARTED = "_log_started"
 _REQUEST_ID = "_log_request_id"
 _TRACE = "_log_trace"
@@ -70,11 +75,16 @@ class TraceContext:
 
 def parse_trace_headers(headers: Headers) -> TraceContext | None:
     """The request's trace from `traceparent` (preferred) or `X-Cloud-Trace-Context`; None if neither is valid."""
-    parent = _TRACEPARENT.match(headers.get("traceparent", "").strip())
+    return trace_context(headers.get("traceparent", ""), headers.get("X-Cloud-Trace-Context", ""))
+
+
+def trace_context(traceparent: str, cloud_trace_context: str) -> TraceContext | None:
+    """The trace of a request whose tracing headers have these values ("" when absent)."""
+    parent = _TRACEPARENT.match(traceparent.strip()) if traceparent else None
     if parent:
         trace_id, span_id, flags = parent.groups()
         return TraceContext(trace_id, span_id, bool(int(flags, 16) & 1))
-    cloud = _CLOUD_TRACE.match(headers.get("X-Cloud-Trace-Context", "").strip())
+    cloud = _CLOUD_TRACE.match(cloud_trace_context.strip()) if cloud_trace_context else None
     if cloud:
         trace_id, span, options = cloud.groups()
         span_number = int(span) if span else 0
@@ -173,45 +183,48 @@ def start_request() -> None:
     """Before-request step: note the start time, the request id and the trace."""
     context = g._get_current_object()
     setattr(context, _STARTED, time.perf_counter())
-    headers = request.headers
-    incoming = headers.get(REQUEST_ID_HEADER, "")
+    # The headers straight from the environ, where `request.headers` reads them too: its
+    # `get` raises and catches a KeyError inside Werkzeug for each header not sent, which
+    # is most of them, most of the time.
+    environ = request.environ
+    incoming = environ.get(_REQUEST_ID_ENVIRON, "")
     setattr(context, _REQUEST_ID, incoming if _SANE_REQUEST_ID.match(incoming) else new_request_id())
-    setattr(context, _TRACE, parse_trace_headers(headers))
+    setattr(context, _TRACE, trace_context(environ.get("HTTP_TRACEPARENT", ""), environ.get(_CLOUD_TRACE_ENVIRON, "")))
 
 
 def current_request_id() -> str | None:
     """The id of the request being served (None outside a request, or before it started)."""
     if not has_request_context():
         return None
-    request_id: str | None = g.get(_REQUEST_ID)
+    request_id: str | None = g._get_current_object().get(_REQUEST_ID)
     return request_id
 
 
 def request_started() -> float | None:
     """`time.perf_counter()` when the request being served started."""
-    started: float | None = g.get(_STARTED)
+    started: float | None = g._get_current_object().get(_STARTED)
     return started
 
 
 def tag_model(name: str) -> None:
     """Tag the request being served, its log lines and metrics, with the model it is for."""
-    setattr(g, _MODEL, name)
+    setattr(g._get_current_object(), _MODEL, name)
 
 
 def current_model() -> str | None:
     """The model the request being served was tagged with (`tag_model`), if any."""
-    model: str | None = g.get(_MODEL)
+    model: str | None = g._get_current_object().get(_MODEL)
     return model
 
 
 def tag_model_version(version: str) -> None:
     """Tag the request being served with the version of its model that answered it."""
-    setattr(g, _MODEL_VERSION, version)
+    setattr(g._get_current_object(), _MODEL_VERSION, version)
 
 
 def current_model_version() -> str | None:
     """The version the request being served was tagged with (`tag_model_version`), if any."""
-    version: str | None = g.get(_MODEL_VERSION)
+    version: str | None = g._get_current_object().get(_MODEL_VERSION)
     return version
 
 

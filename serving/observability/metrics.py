@@ -283,7 +283,7 @@ def request_observer(metrics: Metrics) -> Callable[[Response], Response] | None:
     def _observe(response: Response) -> Response:
         started = request_started()
         if started is not None:
-            rule = request.url_rule
+            rule = request._get_current_object().url_rule  # type: ignore[attr-defined]
             if rule is None:
                 route = "unmatched"
             else:

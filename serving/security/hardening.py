@@ -11,7 +11,7 @@ HSTS. A view may set its own value of any of these headers; it is kept.
 
 from __future__ import annotations
 
-from flask import Flask, Response, request
+from flask import Flask, Request, Response, request
 from werkzeug.serving import WSGIRequestHandler
 
 from serving.config.settings import Settings
@@ -33,20 +33,42 @@ HTML_CSP = "; ".join(
 OTHER_CSP = "default-src 'none'; frame-ancestors 'none'"
 HSTS = "max-age=31536000; includeSubDomains"
 
+# (name, lowercased name, value), in the order they are added.
+_Header = tuple[str, str, str]
+
+
+def _headers(*pairs: tuple[str, str]) -> tuple[_Header, ...]:
+    return tuple((name, name.lower(), value) for name, value in pairs)
+
+
+_EVERY_RESPONSE = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"))
+_FOR_PAGES = _headers(*_EVERY_RESPONSE, ("Content-Security-Policy", HTML_CSP), ("X-Frame-Options", "DENY"))
+_FOR_THE_REST = _headers(*_EVERY_RESPONSE, ("Content-Security-Policy", OTHER_CSP))
+_FOR_HTTPS = _headers(("Strict-Transport-Security", HSTS))
+
 
 def security_headers(response: Response) -> Response:
     """After-request step: add the security headers above to `response`."""
     headers = response.headers
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "no-referrer")
-    # Flask's automatic OPTIONS answer is an empty "text/html" body: not a page.
-    if response.mimetype == "text/html" and request.method != "OPTIONS":
-        headers.setdefault("Content-Security-Policy", HTML_CSP)
-        headers.setdefault("X-Frame-Options", "DENY")
-    else:
-        headers.setdefault("Content-Security-Policy", OTHER_CSP)
-    if request.is_secure:
-        headers.setdefault("Strict-Transport-Security", HSTS)
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    # One pass over the few headers there are: a `setdefault` per header would scan them
+    # all each time, raising and catching a KeyError inside Werkzeug for each one missing.
+    present: set[str] = set()
+    content_type = None
+    for name, value in headers:
+        lowered = name.lower()
+        if content_type is None and lowered == "content-type":
+            content_type = value
+        present.add(lowered)
+    # `response.mimetype`, from the header just found. Flask's automatic OPTIONS answer is
+    # an empty "text/html" body: not a page.
+    mimetype = content_type.partition(";")[0].strip() if content_type else None
+    wanted = _FOR_PAGES if mimetype == "text/html" and req.method != "OPTIONS" else _FOR_THE_REST
+    if req.is_secure:
+        wanted += _FOR_HTTPS
+    for name, lowered, value in wanted:
+        if lowered not in present:  # a view's own value is kept
+            headers.add(name, value)
     return response
 
 

@@ -197,9 +197,11 @@ def test_digit_bodies_are_images_the_model_reads() -> None:
             "handle (gunicorn/workers/gthread.py:1);write (gunicorn/http/wsgi.py:2);_emit_body (x.py:3)",
             "gunicorn: send response",
         ),
+        ("__call__ (flask/app.py:1);_any_origin (serving/http/cors.py:2)", "step cors"),
+        ("__call__ (flask/app.py:1);preflight_no_content (serving/http/cors.py:2)", "step preflight-204"),
         ("_bootstrap (threading.py:1)", profiling.OTHER),
     ],
-    ids=["log-line-json-counts-as-the-log", "image-decoding", "flask", "send", "other"],
+    ids=["log-line-json-counts-as-the-log", "image-decoding", "flask", "send", "cors", "preflight", "other"],
 )
 def test_profile_samples_are_sorted_into_request_stages(stack: str, stage: str) -> None:
     assert profiling.classify(stack.split(";")) == stage
@@ -235,3 +237,20 @@ def test_issue_24_targets_compare_with_litserve_and_the_tutorial() -> None:
         "XXXModel, 16 clients: >= 2.5x baseline (issue 24)": True,
         "XXXModel, 64 clients: >= 2.5x baseline (issue 24)": None,
     }
+
+
+@pytest.mark.parametrize("trees", [[], [".", "."]], ids=["in-process", "trees-taking-turns"])
+def test_wsgi_cost_times_requests_to_the_app_itself(trees: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.wsgi_cost", "--requests", "50", "--rounds", "2", *(f"--tree={t}" for t in trees)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert len(lines) == max(1, len(trees))
+    assert all("median request" in line and "2 rounds of 50 requests" in line for line in lines)

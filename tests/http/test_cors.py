@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import flask_cors.extension
 import pytest
+from flask import Flask
+
+from serving.app import create_app
+from serving.config.settings import Settings
+from serving.http import pipeline
+from serving.http.cors import any_origin_headers
+from tests.conftest import FIXTURE_HANDLERS
 
 PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
 
@@ -49,3 +57,105 @@ def test_a_browser_may_read_the_headers_the_api_answers_with(client: Any, header
 
     exposed = {name.strip().lower() for name in response.headers["Access-Control-Expose-Headers"].split(",")}
     assert header.lower() in exposed
+
+
+# --- with `*`, answers that are no preflight skip Flask-CORS's work, and stay its answers ---
+
+ANY = ("*",)
+NAMED = ("https://shop.example", "https://blog.example")
+SHOP = {"Origin": "https://shop.example"}
+# Each request as (method, path, headers, JSON body); every one also sends a fixed
+# X-Request-Id, so that the two apps' answers may be compared byte for byte.
+REQUESTS = [
+    pytest.param("POST", "/v1/Echo", {}, {"text": "hi"}, id="post-no-origin"),
+    pytest.param("POST", "/v1/Echo", SHOP, {"text": "hi"}, id="post-origin"),
+    pytest.param("POST", "/v1/Echo", {"Origin": "https://evil.example"}, {"text": "hi"}, id="post-other-origin"),
+    pytest.param("POST", "/v1/Echo", SHOP, {}, id="400-origin"),
+    pytest.param("POST", "/v1/Echo", {}, {}, id="400-no-origin"),
+    pytest.param("POST", "/v1/Crashing", SHOP, {}, id="500-origin"),
+    pytest.param("GET", "/v1/models", {}, None, id="get-no-origin"),
+    pytest.param("GET", "/v1/models", SHOP, None, id="get-origin"),
+    pytest.param("HEAD", "/healthz", SHOP, None, id="head-origin"),
+    pytest.param("GET", "/nowhere", SHOP, None, id="404-origin"),
+    pytest.param("DELETE", "/v1/Echo", SHOP, None, id="405-origin"),
+    pytest.param("OPTIONS", "/v1/Echo", {**SHOP, **PREFLIGHT}, None, id="preflight"),
+    pytest.param(
+        "OPTIONS", "/v1/Echo", {**SHOP, "Access-Control-Request-Method": "PUT"}, None, id="preflight-bad-method"
+    ),
+    pytest.param("OPTIONS", "/v1/Echo", SHOP, None, id="options-origin"),
+    pytest.param("OPTIONS", "/v1/Echo", {}, None, id="options-no-origin"),
+    pytest.param(
+        "POST",
+        "/v1/Echo",
+        {**SHOP, "Access-Control-Request-Private-Network": "true"},
+        {"text": "hi"},
+        id="post-private-network",
+    ),
+    pytest.param(
+        "OPTIONS",
+        "/v1/Echo",
+        {**SHOP, **PREFLIGHT, "Access-Control-Request-Private-Network": "true"},
+        None,
+        id="preflight-private-network",
+    ),
+    pytest.param("GET", "/static/widget.js", SHOP, None, id="view-sets-its-own-allow-origin"),
+]
+
+
+@pytest.fixture(scope="module")
+def cors_apps() -> dict[tuple[tuple[str, ...], bool], Flask]:
+    """Apps for both origin settings, with the any-origin step and with Flask-CORS alone."""
+
+    def build(origins: tuple[str, ...]) -> Flask:
+        app = create_app(Settings(handlers_dir=FIXTURE_HANDLERS / "ok", cors_origins=origins))
+        app.testing = True
+        return app
+
+    apps = {(origins, True): build(origins) for origins in (ANY, NAMED)}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "any_origin_headers", lambda *args, **kwargs: None)
+        apps.update({(origins, False): build(origins) for origins in (ANY, NAMED)})
+    return apps
+
+
+def _answer(app: Flask, method: str, path: str, headers: dict[str, str], body: Any) -> tuple[Any, ...]:
+    headers = {"X-Request-Id": "cors-1", **headers}
+    with app.test_client().open(path, method=method, headers=headers, json=body) as answer:
+        return answer.status_code, answer.headers.to_wsgi_list(), answer.get_data()
+
+
+@pytest.mark.parametrize(("method", "path", "headers", "body"), REQUESTS)
+@pytest.mark.parametrize("origins", [ANY, NAMED], ids=["any-origin", "named-origins"])
+def test_answers_are_byte_for_byte_flask_cors_own(
+    cors_apps: dict[tuple[tuple[str, ...], bool], Flask],
+    origins: tuple[str, ...],
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    body: Any,
+) -> None:
+    ours = _answer(cors_apps[origins, True], method, path, headers, body)
+    flask_cors_alone = _answer(cors_apps[origins, False], method, path, headers, body)
+
+    assert ours == flask_cors_alone
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "flask_cors_works"),
+    [("POST", SHOP, False), ("POST", {}, False), ("OPTIONS", {**SHOP, **PREFLIGHT}, True)],
+    ids=["post-origin", "post-no-origin", "preflight"],
+)
+def test_with_any_origin_flask_cors_works_only_on_preflights(
+    fixture_client: Any, monkeypatch: pytest.MonkeyPatch, method: str, headers: dict[str, str], flask_cors_works: bool
+) -> None:
+    worked = []
+    monkeypatch.setattr(flask_cors.extension, "set_cors_headers", lambda response, options: worked.append(response))
+
+    fixture_client.open("/v1/Echo", method=method, headers=headers, json={"text": "hi"} if method == "POST" else None)
+
+    assert bool(worked) is flask_cors_works
+
+
+def test_named_origins_have_no_any_origin_step() -> None:
+    assert any_origin_headers(Settings(cors_origins=NAMED)) is None
+    assert any_origin_headers(Settings()) is not None

@@ -79,6 +79,7 @@ def test_flask_runs_the_hooks_of_the_steps_in_list_order_and_no_others(full_app:
         "enforce_key",  # enforce-key
     ]
     assert after == [
+        "any_origin_headers.<locals>._any_origin",  # cors (with `*`, what Flask-CORS would add)
         "make_after_request_function.<locals>.cors_after_request",  # cors (Flask-CORS's own hook)
         "security_headers",  # security-headers
         "retry_after.<locals>._retry_after",  # rate-limit

@@ -9,51 +9,85 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import g
 from werkzeug.datastructures import Headers
 
-from serving.observability.logs import TraceContext, configure_logging, parse_trace_headers
+from serving.observability import logs
+from serving.observability.logs import (
+    TraceContext,
+    configure_logging,
+    current_request_id,
+    parse_trace_headers,
+    start_request,
+)
 from tests.conftest import FIXTURE_HANDLERS
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PROJECT = "shop-prod"
 
 
-@pytest.mark.parametrize(
-    ("headers", "expected"),
-    [
-        ({"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"}, TraceContext(TRACE, "00f067aa0ba902b7", True)),
-        ({"traceparent": f"00-{TRACE}-00f067aa0ba902b7-00"}, TraceContext(TRACE, "00f067aa0ba902b7", False)),
-        ({"X-Cloud-Trace-Context": f"{TRACE}/1;o=1"}, TraceContext(TRACE, "0000000000000001", True)),
-        ({"X-Cloud-Trace-Context": f"{TRACE.upper()}"}, TraceContext(TRACE, None, False)),
-        ({"X-Cloud-Trace-Context": f"{TRACE}/0;o=0"}, TraceContext(TRACE, None, False)),
-        (
-            {"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01", "X-Cloud-Trace-Context": f"{'a' * 32}/7;o=1"},
-            TraceContext(TRACE, "00f067aa0ba902b7", True),
-        ),
-        ({"traceparent": f"ff-{TRACE}-00f067aa0ba902b7-01"}, None),
-        ({"traceparent": f"00-{'0' * 32}-00f067aa0ba902b7-01"}, None),
-        ({"traceparent": f"00-{TRACE}-{'0' * 16}-01"}, None),
-        ({"X-Cloud-Trace-Context": "not-a-trace"}, None),
-        ({"X-Cloud-Trace-Context": f"{TRACE}/1;o=1 junk"}, None),
-        ({}, None),
-    ],
-    ids=[
-        "traceparent-sampled",
-        "traceparent-unsampled",
-        "cloud-trace-with-span",
-        "cloud-trace-id-only",
-        "cloud-trace-zero-span",
-        "traceparent-wins",
-        "traceparent-version-ff",
-        "traceparent-zero-trace",
-        "traceparent-zero-span",
-        "cloud-trace-garbage",
-        "cloud-trace-trailing",
-        "none",
-    ],
-)
+# Tracing headers, and the trace each request belongs to.
+TRACE_HEADERS = [
+    ({"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"}, TraceContext(TRACE, "00f067aa0ba902b7", True)),
+    ({"traceparent": f"00-{TRACE}-00f067aa0ba902b7-00"}, TraceContext(TRACE, "00f067aa0ba902b7", False)),
+    ({"X-Cloud-Trace-Context": f"{TRACE}/1;o=1"}, TraceContext(TRACE, "0000000000000001", True)),
+    ({"X-Cloud-Trace-Context": f"{TRACE.upper()}"}, TraceContext(TRACE, None, False)),
+    ({"X-Cloud-Trace-Context": f"{TRACE}/0;o=0"}, TraceContext(TRACE, None, False)),
+    (
+        {"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01", "X-Cloud-Trace-Context": f"{'a' * 32}/7;o=1"},
+        TraceContext(TRACE, "00f067aa0ba902b7", True),
+    ),
+    ({"traceparent": f"ff-{TRACE}-00f067aa0ba902b7-01"}, None),
+    ({"traceparent": f"00-{'0' * 32}-00f067aa0ba902b7-01"}, None),
+    ({"traceparent": f"00-{TRACE}-{'0' * 16}-01"}, None),
+    ({"X-Cloud-Trace-Context": "not-a-trace"}, None),
+    ({"X-Cloud-Trace-Context": f"{TRACE}/1;o=1 junk"}, None),
+    ({}, None),
+]
+TRACE_IDS = [
+    "traceparent-sampled",
+    "traceparent-unsampled",
+    "cloud-trace-with-span",
+    "cloud-trace-id-only",
+    "cloud-trace-zero-span",
+    "traceparent-wins",
+    "traceparent-version-ff",
+    "traceparent-zero-trace",
+    "traceparent-zero-span",
+    "cloud-trace-garbage",
+    "cloud-trace-trailing",
+    "none",
+]
+
+
+@pytest.mark.parametrize(("headers", "expected"), TRACE_HEADERS, ids=TRACE_IDS)
 def test_parse_trace_headers(headers: dict[str, str], expected: TraceContext | None) -> None:
     assert parse_trace_headers(Headers(headers)) == expected
+
+
+@pytest.mark.parametrize(("headers", "expected"), TRACE_HEADERS, ids=TRACE_IDS)
+def test_a_request_starts_with_the_trace_its_headers_give(
+    make_app: Any, headers: dict[str, str], expected: TraceContext | None
+) -> None:
+    app = make_app(handlers_dir=FIXTURE_HANDLERS / "ok")
+
+    with app.test_request_context("/healthz", headers=headers):
+        start_request()
+        assert g.get(logs._TRACE) == expected
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"), [("req-123", True), ("", False), ("no spaces please", False), ("x" * 129, False)]
+)
+def test_a_request_keeps_the_sane_request_id_it_came_with(make_app: Any, sent: str, kept: bool) -> None:
+    app = make_app(handlers_dir=FIXTURE_HANDLERS / "ok")
+
+    with app.test_request_context("/healthz", headers={"X-Request-Id": sent}):
+        start_request()
+        request_id = current_request_id()
+
+    assert (request_id == sent) is kept
+    assert request_id
 
 
 def test_trace_resource_name_names_the_project() -> None:

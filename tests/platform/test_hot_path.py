@@ -11,11 +11,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, session
 from gunicorn.config import Config
 
 from serving.config.fields import SettingsError
 from serving.config.settings import Settings
+from serving.http.application import NoSessions, ServingFlask
 from serving.platform.detect import request_log_sample_rate
 from serving.platform.gunicorn_response import MAX_COALESCED_BODY, SingleSendResponse, use_single_send
 from tests.conftest import FIXTURE_HANDLERS
@@ -239,3 +240,76 @@ def test_many_rows_are_prepared_each_and_a_bad_one_is_named(preparing_app: Flask
     assert bad.status_code == 400
     assert bad.get_json()["message"] == "instances[1]: x must not be negative"
     assert bad.get_json()["index"] == 1
+
+
+# --- Flask without the per-request work this API never needs ---
+
+
+def test_the_app_is_built_on_serving_flask(make_app: Callable[..., Flask]) -> None:
+    app = make_app(handlers_dir=FIXTURE_HANDLERS / "ok")
+
+    assert isinstance(app, ServingFlask)
+    assert isinstance(app.session_interface, NoSessions)
+
+
+def test_ensure_sync_is_flasks_answer_worked_out_once_per_function(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = ServingFlask(__name__)
+    asked: list[Callable[..., Any]] = []
+    flasks_own = Flask.ensure_sync
+
+    def counting(self: Flask, func: Callable[..., Any]) -> Callable[..., Any]:
+        asked.append(func)
+        return flasks_own(self, func)
+
+    monkeypatch.setattr(Flask, "ensure_sync", counting)
+
+    def hook() -> None:
+        """A plain function, as every hook and view here is."""
+
+    assert [app.ensure_sync(hook) for _ in range(3)] == [hook] * 3
+    assert asked == [hook]
+
+
+def test_an_async_view_fails_as_flask_says_without_asgiref() -> None:
+    async def view() -> str:
+        return "never"
+
+    with pytest.raises(RuntimeError) as flasks:
+        Flask(__name__).ensure_sync(view)
+    with pytest.raises(RuntimeError) as ours:
+        ServingFlask(__name__).ensure_sync(view)
+
+    assert str(ours.value) == str(flasks.value)
+
+
+def _session_app(app_class: type[Flask]) -> Flask:
+    app = app_class(__name__)
+    app.testing = True  # a view's exception reaches the test
+
+    @app.get("/read")
+    def read() -> str:
+        return f"{dict(session)} {session.get('user')} {session.new} {session.permanent}"
+
+    @app.get("/write")
+    def write() -> str:
+        session["user"] = "leo"
+        return "written"
+
+    return app
+
+
+def test_sessions_read_empty_and_refuse_writes_as_flasks_own_without_a_secret_key() -> None:
+    flask, ours = (_session_app(app_class).test_client() for app_class in (Flask, ServingFlask))
+
+    for client in (flask, ours, ours):  # ours twice: the shared session stays empty
+        read = client.get("/read")
+        assert (read.status_code, read.headers.to_wsgi_list(), read.data) == (
+            200,
+            [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", "19")],
+            b"{} None False False",
+        )
+    with pytest.raises(RuntimeError) as flasks_refusal:
+        flask.get("/write")
+    with pytest.raises(RuntimeError) as our_refusal:
+        ours.get("/write")
+    assert str(our_refusal.value) == str(flasks_refusal.value)

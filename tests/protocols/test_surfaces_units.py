@@ -5,6 +5,7 @@ The same behaviour over real HTTP is in tests/protocols/test_hostile_surfaces.py
 
 from __future__ import annotations
 
+import io
 import socket
 import threading
 import time
@@ -12,12 +13,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, request
 from flask.testing import FlaskClient
 
-from serving.errors import MalformedJson, RequestTimeout, ValidationFailed
-from serving.http.body import parse_json_bytes
-from serving.http.body_deadline import BodyReadDeadline
+from serving.errors import MalformedJson, PayloadTooLarge, RequestTimeout, ValidationFailed
+from serving.http.body import parse_json_bytes, read_body
+from serving.http.body_deadline import BodyReadDeadline, _Watchdog
 from serving.protocols.oip.wire import MAX_DIMENSION, MAX_SHAPE_RANK, parse_infer_request
 
 
@@ -51,6 +52,57 @@ def test_a_lone_surrogate_is_malformed_json_naming_where(text: bytes, path: str)
 )
 def test_text_that_is_unicode_passes(text: bytes, expected: Any) -> None:
     assert parse_json_bytes(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b"\xef\xbb\xbf\xef\xbb\xbf{}", "Unexpected UTF-8 BOM (decode using utf-8-sig) at line 1 column 1"),
+        (b'{"a": NaN}', "NaN is not valid JSON"),
+        (b"[-Infinity]", "-Infinity is not valid JSON"),
+        (b'{"a": 1, "a": 2}', "duplicate key 'a'"),
+        (b"[" + b"1" * 4301 + b"]", "integer with more than 4300 digits"),
+        (b"[" * 100_000, "nested too deeply"),
+        (b"\xff", "body is not valid UTF-8 (byte 0)"),
+        (b'{"a": 1} x', "Extra data at line 1 column 10"),
+        (b"  ", "Expecting value at line 1 column 3"),
+        (b"\xef\xbb\xbf", "Expecting value at line 1 column 1"),
+    ],
+    ids=["two-boms", "nan", "infinity", "duplicate", "long-int", "deep", "not-utf8", "extra", "blank", "bom-only"],
+)
+def test_malformed_json_says_what_is_wrong(text: bytes, message: str) -> None:
+    with pytest.raises(MalformedJson) as caught:
+        parse_json_bytes(text)
+
+    assert caught.value.message == f"Malformed JSON: {message}"
+
+
+def test_one_bom_is_allowed() -> None:
+    assert parse_json_bytes(b'\xef\xbb\xbf{"a": [1, {"b": null}]}') == {"a": [1, {"b": None}]}
+
+
+@pytest.mark.parametrize(
+    ("body", "length", "too_large"),
+    [
+        (b"x" * 9, None, False),
+        (b"x" * 10, None, False),  # exactly the limit, and nothing after it
+        (b"x" * 11, None, True),  # Werkzeug stops at the limit, silently: a 413, not a cut body
+        (b"x" * 10, "10", False),
+    ],
+    ids=["chunked-under", "chunked-at-limit", "chunked-over", "with-length"],
+)
+def test_a_body_without_a_length_is_cut_at_the_limit_as_a_413(body: bytes, length: str | None, too_large: bool) -> None:
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = 10
+    environ = {"wsgi.input": io.BytesIO(body), "wsgi.input_terminated": True}
+    environ |= {"CONTENT_LENGTH": length} if length else {"HTTP_TRANSFER_ENCODING": "chunked"}
+
+    with app.test_request_context("/", method="POST", environ_overrides=environ):
+        if too_large:
+            with pytest.raises(PayloadTooLarge):
+                read_body(request)
+        else:
+            assert read_body(request) == body
 
 
 def _infer(shape: str) -> bytes:
@@ -199,6 +251,30 @@ def test_a_body_that_arrives_in_time_leaves_the_connection_alone(
     time.sleep(0.4)  # past the deadline: the next request on the connection still reads
     client.sendall(b"next")
     assert server.recv(4) == b"next"
+
+
+def test_the_watchdog_is_woken_only_for_a_deadline_before_its_next_look(
+    connection: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, _ = connection
+    watchdog = _Watchdog()
+    wakes: list[float] = []
+    notify = watchdog._cond.notify
+    monkeypatch.setattr(watchdog._cond, "notify", lambda *args: (wakes.append(time.monotonic()), notify(*args)))
+    watchdog.watch(server, time.monotonic() + 60).active = False  # starts its thread
+
+    for _ in range(50):  # requests whose bodies arrive: each a later deadline, soon cancelled
+        time.sleep(0.002)  # time for the thread to look, had it been woken
+        watchdog.watch(server, time.monotonic() + 60).active = False
+    assert wakes == []
+
+    server.settimeout(5)
+    short = watchdog.watch(server, time.monotonic() + 0.1)  # before its next look: woken, and on time
+    started = time.monotonic()
+    assert server.recv(1) == b""  # the read side shut at the deadline
+    assert short.fired
+    assert time.monotonic() - started < 1
+    assert len(wakes) <= 1
 
 
 def test_without_a_socket_requests_pass_unchanged(make_app: Callable[..., Flask]) -> None:

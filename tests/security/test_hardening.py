@@ -7,11 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from flask import Flask, Response
+from flask import Flask, Response, request
 
 from serving.config.settings import Settings, SettingsError
 from serving.platform.gunicorn_hardening import json_error_bytes
-from serving.security.hardening import HTML_CSP, OTHER_CSP
+from serving.security.hardening import HSTS, HTML_CSP, OTHER_CSP, security_headers
 from tests.servers import PROJECT_ROOT, VENV_BIN, base_env
 
 
@@ -69,6 +69,55 @@ def test_hsts_only_over_https(page_app: Flask) -> None:
     secure = page_app.test_client().get("/healthz", base_url="https://api.example")
 
     assert secure.headers["Strict-Transport-Security"].startswith("max-age=31536000")
+
+
+def _setdefault_each(response: Response) -> Response:
+    """The security headers as Werkzeug's `setdefault` adds them, one at a time: what the step must match."""
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    if response.mimetype == "text/html" and request.method != "OPTIONS":
+        headers.setdefault("Content-Security-Policy", HTML_CSP)
+        headers.setdefault("X-Frame-Options", "DENY")
+    else:
+        headers.setdefault("Content-Security-Policy", OTHER_CSP)
+    if request.is_secure:
+        headers.setdefault("Strict-Transport-Security", HSTS)
+    return response
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+@pytest.mark.parametrize("method", ["GET", "POST", "OPTIONS"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Content-Type": "application/json"},
+        {"Content-Type": "text/html; charset=utf-8"},
+        {"Content-Type": "text/html"},
+        {"Content-Type": " text/html ;q=1"},
+        {"Content-Type": "Text/HTML"},
+        {},
+        {"Content-Type": "text/html", "content-security-policy": "default-src 'self'", "X-Frame-Options": "SAMEORIGIN"},
+        {"Content-Type": "application/json", "X-CONTENT-TYPE-OPTIONS": "nosniff", "Referrer-Policy": "origin"},
+        {"Content-Type": "text/plain", "Strict-Transport-Security": "max-age=60"},
+        {"content-type": "application/json", "Content-Type": "text/html"},
+    ],
+    ids=["json", "html-charset", "html", "html-spaced", "html-capitals", "none", "page-own", "own", "own-hsts", "two"],
+)
+def test_security_headers_are_what_setdefault_would_add(
+    app: Flask, scheme: str, method: str, headers: dict[str, str]
+) -> None:
+    def response() -> Response:
+        made = Response("body")
+        del made.headers["Content-Type"]
+        made.headers.extend(headers)
+        return made
+
+    with app.test_request_context("/x", method=method, base_url=f"{scheme}://api.example"):
+        ours = security_headers(response())
+        setdefault = _setdefault_each(response())
+
+    assert ours.headers.to_wsgi_list() == setdefault.headers.to_wsgi_list()
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Request, Response, jsonify, request
 
 from serving.http.model_route import find_model
 from serving.http.payload import read_input
@@ -31,7 +31,9 @@ RESERVED_NAMES = frozenset({"models", "jobs"})
 
 def read_payload(runtime: ModelRuntime) -> Any:
     """The request's input (JSON, form or raw body), validated against the model's input schema."""
-    payload = read_input(request, runtime.spec.input_schema)
+    # The request itself, not its proxy: the body is read through several of its attributes.
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    payload = read_input(req, runtime.spec.input_schema)
     runtime.spec.input_validator.validate(payload)
     return payload
 

@@ -27,7 +27,7 @@ def _runtime(mode: str) -> ModelRuntime:
 
 
 def _request(
-    mode: str, *, query: str = "", headers: dict[str, str] | None = None, jobs: bool = True
+    mode: str, *, query: str = "", headers: dict[str, str] | list[tuple[str, str]] | None = None, jobs: bool = True
 ) -> JobRequest | None:
     with Flask(__name__).test_request_context(f"/v1/Model{query}", method="POST", headers=headers or {}):
         return job_request(_runtime(mode), jobs_enabled=jobs)
@@ -45,6 +45,10 @@ def _decide(mode: str, **request_: Any) -> bool:
         ("allowed", {"query": "?async=0"}, True, False),
         ("allowed", {"headers": PREFER}, True, True),
         ("allowed", {"headers": {"Prefer": "wait=5, respond-async; x=1"}}, True, True),
+        ("allowed", {"headers": [("Prefer", "wait=5"), ("Prefer", "Respond-Async")]}, True, True),
+        ("allowed", {"headers": {"Prefer": "respond-asynchronously"}}, True, False),
+        ("allowed", {"query": "?%61sync=true"}, True, True),
+        ("allowed", {"query": "?other=1"}, True, False),
         ("allowed", {"headers": PREFER}, False, False),  # a preference the server cannot honour
         ("allowed", {"headers": PREFER, "query": "?async=false"}, True, False),
         ("always", {}, True, True),
@@ -58,6 +62,10 @@ def _decide(mode: str, **request_: Any) -> bool:
         "query-false",
         "prefer",
         "prefer-in-a-list",
+        "prefer-twice",
+        "prefer-another",
+        "query-escaped",
+        "query-other",
         "prefer-without-store",
         "query-beats-prefer",
         "always",
