@@ -1,7 +1,7 @@
 """`flask --app main new-model <Name>`: start a new model from three working files.
 
 Writes `handlers/<name>.py` (the HTTP contract), `models/<name>.py` (the model code) and
-`tests/test_<name>.py` (a direct call, an HTTP round trip, a batch request and a bad-input
+`tests/handlers/test_<name>.py` (a direct call, an HTTP round trip, a batch request and a bad-input
 table), where `<name>` is `<Name>` in snake case. The generated model counts a text's
 characters and words: it works, and its tests pass, as generated, so the first edit is
 replacing its inference with yours. Refuses (exit status 1, nothing written) when any of
@@ -196,7 +196,7 @@ def scaffold_files(name: str, directory: Path) -> dict[Path, str]:
     return {
         directory / "handlers" / f"{module}.py": _HANDLER.substitute(values),
         directory / "models" / f"{module}.py": _MODEL.substitute(values),
-        directory / "tests" / f"test_{module}.py": _TEST.substitute(values),
+        directory / "tests" / "handlers" / f"test_{module}.py": _TEST.substitute(values),
     }
 
 
@@ -285,7 +285,7 @@ def new_model_command(
             with path.open("x", encoding="utf-8") as file:
                 file.write(content)
         click.echo(f"wrote {path}")
-    test_file = next(path for path in files if path.parent.name == "tests")
+    test_file = next(path for path in files if path.name.startswith("test_"))
     click.echo(f"next: edit the model, then run: python -m pytest {test_file}")
 
 

@@ -321,5 +321,5 @@ def onnx_scaffold_files(
     return {
         directory / "handlers" / f"{module}.py": handler,
         directory / "models" / f"{module}.py": model,
-        directory / "tests" / f"test_{module}.py": test,
+        directory / "tests" / "handlers" / f"test_{module}.py": test,
     }

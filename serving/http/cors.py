@@ -12,7 +12,7 @@ which then sees them and leaves the answer alone. Flask-CORS's hook matches the 
 against its resources and resolves its options on every response, about a tenth of a
 trivial model's request (bench/wsgi_cost.py); the constant pair costs nearly nothing.
 Preflights, the rare private-network request and named origins stay Flask-CORS's
-(tests/test_cors.py compares the answers with Flask-CORS's alone).
+(tests/http/test_cors.py compares the answers with Flask-CORS's alone).
 """
 
 from __future__ import annotations

@@ -68,13 +68,13 @@ def test_flask_new_model_writes_files_whose_tests_pass(project_copy: Path) -> No
     written = [
         project_copy / "handlers" / "image_tagger.py",
         project_copy / "models" / "image_tagger.py",
-        project_copy / "tests" / "test_image_tagger.py",
+        project_copy / "tests" / "handlers" / "test_image_tagger.py",
     ]
     for path in written:
         assert path.is_file()
         assert f"wrote {path}" in result.stdout
     # The generated tests, and the contract test over the new handler (with a real gunicorn).
-    selected = ["tests/test_image_tagger.py", "tests/handlers/test_handler_contract.py", "-k", "image_tagger"]
+    selected = ["tests/handlers/test_image_tagger.py", "tests/handlers/test_handler_contract.py", "-k", "image_tagger"]
     tests = run_in_copy([str(VENV_BIN / "python"), "-m", "pytest", "-q", *selected], project_copy)
     assert tests.returncode == 0, tests.stdout[-3000:]
     assert " passed" in tests.stdout
@@ -99,7 +99,7 @@ def test_flask_new_model_refuses_to_overwrite(project_copy: Path) -> None:
     assert f"refusing to overwrite {model}; nothing was written" in result.stderr
     assert model.read_text() == "# the user's own work\n"
     assert not (project_copy / "handlers" / "image_tagger.py").exists()
-    assert not (project_copy / "tests" / "test_image_tagger.py").exists()
+    assert not (project_copy / "tests" / "handlers" / "test_image_tagger.py").exists()
 
 
 @pytest.mark.parametrize(
@@ -131,7 +131,7 @@ def test_cli_writes_into_the_given_directory(make_app: Callable[..., Flask], tmp
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.py")) == [
         "handlers/summarizer.py",
         "models/summarizer.py",
-        "tests/test_summarizer.py",
+        "tests/handlers/test_summarizer.py",
     ]
     assert second.exit_code == 1
     assert "refusing to overwrite" in second.output

@@ -204,7 +204,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
         args = ["new-model", case.name, "--from", str(source), *case.options, "--directory", str(project)]
         result = runner.invoke(args=args)
         assert result.exit_code == 0, result.output
-    tests = [f"tests/test_{_module(case.name)}.py" for case in cases.values()]
+    tests = [f"tests/handlers/test_{_module(case.name)}.py" for case in cases.values()]
     generated = run_in_copy([str(VENV_BIN / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests], project)
     port = free_port()
     env = {

@@ -82,12 +82,12 @@ def test_a_scaffold_from_an_onnx_file_passes_its_tests_and_answers(
 
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    names = ("handlers/flower_kind.py", "models/flower_kind.py", "tests/test_flower_kind.py")
+    names = ("handlers/flower_kind.py", "models/flower_kind.py", "tests/handlers/test_flower_kind.py")
     written = [project_copy / name for name in names]
     assert all(f"wrote {path}" in result.stdout for path in written)
     assert (project_copy / "models" / "flower_kind.onnx").read_bytes() == data
     # The generated tests, and the contract test over the new handler.
-    selected = ["tests/test_flower_kind.py", "tests/handlers/test_handler_contract.py", "-k", "flower_kind"]
+    selected = ["tests/handlers/test_flower_kind.py", "tests/handlers/test_handler_contract.py", "-k", "flower_kind"]
     tests = run_in_copy([str(VENV_BIN / "python"), "-m", "pytest", "-q", *selected], project_copy)
     assert tests.returncode == 0, tests.stdout[-3000:]
     assert " passed" in tests.stdout
@@ -129,7 +129,7 @@ def test_every_onnx_file_in_the_repository_scaffolds_into_passing_tests(project_
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     module = f"scaffolded_{Path(source).stem}"
-    selected = [f"tests/test_{module}.py", "tests/handlers/test_handler_contract.py", "-k", module]
+    selected = [f"tests/handlers/test_{module}.py", "tests/handlers/test_handler_contract.py", "-k", module]
     tests = run_in_copy(
         [str(VENV_BIN / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", *selected], project_copy
     )

@@ -18,7 +18,11 @@ TEXT_SUFFIXES = {".py", ".md", ".txt", ".toml", ".yaml", ".yml", ".sh"}
 SCRIPT_FOLDERS = {"bin", ".ci"}  # executables without a suffix
 # What `flask new-model` writes into the reader's own project in the docs' examples and in
 # the scaffolding tests' copies: never files of this repository.
-WRITTEN_BY_NEW_MODEL = {"tests/test_image_tagger.py", "tests/test_flower_kind.py", "tests/test_summarizer.py"}
+WRITTEN_BY_NEW_MODEL = {
+    "tests/handlers/test_image_tagger.py",
+    "tests/handlers/test_flower_kind.py",
+    "tests/handlers/test_summarizer.py",
+}
 
 
 def _sources() -> list[Path]:
