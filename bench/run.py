@@ -229,6 +229,10 @@ class Server:
     cold_start_s: float
     log_path: Path
 
+    # Cores the server burns while nobody calls it (measured after it started); above
+    # IDLE_BUSY_CORES it is paused outside its own turns (`turn`).
+    idle_cores: float = 0.0
+
     def workers(self) -> list[int]:
         try:
             return [
@@ -237,6 +241,60 @@ class Server:
             ]
         except OSError:
             return []
+
+    def group(self) -> list[int]:
+        """Every process the server started: `serving` gives it a session (and process group) of its own."""
+        return process_group(self.process.pid)
+
+    def measure_idle(self, seconds: float = 2.0) -> float:
+        """The cores the server's processes use over `seconds` with no request: its `idle_cores`."""
+        pids = self.group()
+        before = process_cpu_seconds(pids)
+        time.sleep(seconds)
+        self.idle_cores = (process_cpu_seconds(pids) - before) / seconds
+        return self.idle_cores
+
+    @property
+    def busy_when_idle(self) -> bool:
+        return self.idle_cores > IDLE_BUSY_CORES
+
+    def pause(self) -> None:
+        """Stop a server that is busy when idle (SIGSTOP to its group), so it takes no core from the others."""
+        if self.busy_when_idle:
+            with suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        with suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGCONT)
+
+    @contextmanager
+    def turn(self) -> Iterator[Server]:
+        """The server running for one of its own measurements, paused again after it (if busy when idle)."""
+        self.resume()
+        try:
+            yield self
+        finally:
+            self.pause()
+
+
+# LitServe's worker processes poll their queues while idle: measured here, 1.4 of the 2
+# cores with no request at all, which every other server measured beside it lost. A
+# server that uses more than this while idle is paused outside its own turns.
+IDLE_BUSY_CORES = 0.05
+
+
+def process_group(pgid: int) -> list[int]:
+    """The pids of the processes in group `pgid` (from /proc)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # pgrp, stat's field 5
+            pids.append(int(stat.parent.name))
+    return pids
 
 
 def _status(url: str) -> int | None:
@@ -271,6 +329,8 @@ def serving(
             time.sleep(0.005)
         yield Server(url, process, time.perf_counter() - started, log_path)
     finally:
+        with suppress(ProcessLookupError):  # a paused server (Server.pause) must run to stop
+            os.killpg(process.pid, signal.SIGCONT)
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:
@@ -505,6 +565,15 @@ def benchmark(
                 serving(APPS[server_name], workdir / f"{server_name}.log", extra_env=plan.env_for(server_name, workdir))
             )
             say(f"  ready in {servers[server_name].cold_start_s:.2f} s")
+        for server_name, server in servers.items():
+            if server.measure_idle() > IDLE_BUSY_CORES:
+                server.pause()
+                notes[f"info:{server_name} while idle"] = (
+                    f"its processes used {server.idle_cores:.2f} cores with no request at all, so it was paused "
+                    "(SIGSTOP to its process group) whenever another server was measured, and resumed for its own "
+                    "first request, warm-up and runs; left running, it would have taken that share of the cores "
+                    "from every other server's runs"
+                )
         for name, body_file in workloads.items():
             roles = {PROJECT: PROJECT, BASELINE: WORKLOADS[name].baseline}
             rival = WORKLOADS[name].rival
@@ -513,11 +582,12 @@ def benchmark(
             by_app = {app: servers[server] for app, server in roles.items() if server in servers}
             urls = {app: f"{server.url}/v1/{WORKLOADS[name].model}" for app, server in by_app.items()}
             for app_name, url in urls.items():
-                first = _post(url, body_file)
-                if first != 200:
-                    raise RuntimeError(f"{app_name} answered {first} to {url}; see {by_app[app_name].log_path}")
-                if plan.warmup_s:
-                    run_wrk(url, body_file, max(plan.connections), plan.warmup_s, plan.wrk_threads)
+                with by_app[app_name].turn():
+                    first = _post(url, body_file)
+                    if first != 200:
+                        raise RuntimeError(f"{app_name} answered {first} to {url}; see {by_app[app_name].log_path}")
+                    if plan.warmup_s:
+                        run_wrk(url, body_file, max(plan.connections), plan.warmup_s, plan.wrk_threads)
             for connections in plan.connections:
                 runs: dict[str, list[WrkRun]] = {app: [] for app in urls}
                 cpu: dict[str, float] = dict.fromkeys(urls, 0.0)
@@ -528,10 +598,11 @@ def benchmark(
                 for _ in range(plan.runs):
                     for app_name, url in urls.items():
                         loads.append(os.getloadavg()[0])
-                        pids = [by_app[app_name].process.pid, *by_app[app_name].workers()]
-                        before = process_cpu_seconds(pids)
-                        runs[app_name].append(run_wrk(url, body_file, connections, plan.seconds, plan.wrk_threads))
-                        cpu[app_name] += process_cpu_seconds(pids) - before
+                        with by_app[app_name].turn() as server:
+                            pids = server.group()
+                            before = process_cpu_seconds(pids)
+                            runs[app_name].append(run_wrk(url, body_file, connections, plan.seconds, plan.wrk_threads))
+                            cpu[app_name] += process_cpu_seconds(pids) - before
                 for app_name, app_runs in runs.items():
                     rows.append(_row(app_name, name, connections, app_runs, by_app[app_name], statistics.mean(loads)))
                     rows[-1].server = roles[app_name]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -254,3 +255,51 @@ def test_wsgi_cost_times_requests_to_the_app_itself(trees: list[str]) -> None:
     lines = result.stdout.splitlines()
     assert len(lines) == max(1, len(trees))
     assert all("median request" in line and "2 rounds of 50 requests" in line for line in lines)
+
+
+def test_a_server_busy_while_idle_is_paused_outside_its_turns(tmp_path: Path) -> None:
+    """As LitServe's polling workers: a process group that spins with no request at all."""
+    import time
+
+    spinner = (
+        "import subprocess, sys; "
+        "subprocess.Popen([sys.executable, '-c', 'while True: pass']); "
+        "[0 for _ in iter(int, 1)]"
+    )
+    process = subprocess.Popen([sys.executable, "-c", spinner], start_new_session=True)
+    try:
+        server = run.Server("http://127.0.0.1:1", process, 0.0, tmp_path / "log")
+        time.sleep(0.5)  # the child has started
+        assert len(server.group()) == 2
+        assert server.measure_idle(1.0) > 1.0  # parent and child spin: about 2 cores, 1 at least
+        assert server.busy_when_idle
+
+        server.pause()
+        pids = server.group()
+        before = run.process_cpu_seconds(pids)
+        time.sleep(1.0)
+        assert run.process_cpu_seconds(pids) - before < 0.05, "paused: no CPU"
+
+        with server.turn():
+            before = run.process_cpu_seconds(pids)
+            time.sleep(1.0)
+            assert run.process_cpu_seconds(pids) - before > 0.5, "running during its turn"
+        before = run.process_cpu_seconds(pids)
+        time.sleep(1.0)
+        assert run.process_cpu_seconds(pids) - before < 0.05, "paused again after its turn"
+    finally:
+        os.killpg(process.pid, signal.SIGCONT)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+
+def test_a_quiet_server_is_never_paused(tmp_path: Path) -> None:
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        server = run.Server("http://127.0.0.1:1", process, 0.0, tmp_path / "log")
+        assert server.measure_idle(0.5) < run.IDLE_BUSY_CORES
+        server.pause()
+        assert Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("S", "R")
+    finally:
+        process.kill()
+        process.wait(10)
