@@ -45,8 +45,10 @@ bind = f"{_settings.host}:{_settings.listen_port}"
 # Re-measured for 64 clients after issue 24 (Digits decoding on request threads, no log
 # line per request; bench/NOTES.md, load 19-24, one run each): 4 threads spent the least
 # CPU per request (Digits 1.09 ms, XXXModel 0.55) against 8 (1.17, 0.68) and 16 (1.77,
-# 0.70); 8 stays the default until 4 is measured at 16 clients and with SentenceEmbedding,
-# whose batches 4 threads would cap at 4. gunicorn's listen backlog (2048) is far above
+# 0.70). Measured again on a quiet machine once the request path was leaner (bench/NOTES.md,
+# issue 24's second round): 4 and 8 threads gave Digits and XXXModel the same throughput and
+# CPU per request at 16 and 64 clients, and SentenceEmbedding half-size batches with 4, so
+# 8 stays. gunicorn's listen backlog (2048) is far above
 # 64 clients, so it stays; the batcher's wait is bounded by a model call's duration,
 # which is now the forest alone (about 0.1-0.3 ms), so it needs no setting either.
 #
