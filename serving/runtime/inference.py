@@ -148,23 +148,16 @@ class Inference:
         Raises their `ApiError`. It runs on the caller's thread, outside the time budget: a
         handler's `prepare` is bounded by its input's limits (the image's size, the text's length).
         """
-        return self._prepare_admitted(runtime, self._admit(runtime, payload))
+        admitted = self._stage(runtime, "admit", runtime.spec.admit, payload)
+        return self._stage(runtime, "prepare", runtime.spec.prepare, admitted)
 
-    def _admit(self, runtime: ModelRuntime, payload: Any) -> Any:
-        admit = runtime.spec.admit
-        if admit is None:
-            return payload
+    def _stage(self, runtime: ModelRuntime, name: str, stage: Callable[[Any, Any], Any] | None, value: Any) -> Any:
+        """The handler's optional `stage` (`admit`, `prepare`) of `value`; `value` itself without one."""
+        if stage is None:
+            return value
         model = self.model_for(runtime)
-        with _handler_errors(runtime, "admit"):
-            return admit(model, payload)
-
-    def _prepare_admitted(self, runtime: ModelRuntime, admitted: Any) -> Any:
-        prepare = runtime.spec.prepare
-        if prepare is None:
-            return admitted
-        model = self.model_for(runtime)
-        with _handler_errors(runtime, "prepare"):
-            return prepare(model, admitted)
+        with _handler_errors(runtime, name):
+            return stage(model, value)
 
     def predict_now(self, runtime: ModelRuntime, payload: Any) -> Any:
         """`predict` for one payload, on this thread (never through a batcher), within the budget."""
@@ -193,8 +186,8 @@ class Inference:
         if spec.prepare is None and spec.admit is None:
             return self.run_prepared_many(runtime, payloads)
         # Every item admitted before any is prepared: a request over its allowance does no work.
-        outcomes = self._each(payloads, lambda payload: self._admit(runtime, payload))
-        outcomes = self._each(outcomes, lambda admitted: self._prepare_admitted(runtime, admitted))
+        outcomes = self._each(payloads, lambda payload: self._stage(runtime, "admit", spec.admit, payload))
+        outcomes = self._each(outcomes, lambda admitted: self._stage(runtime, "prepare", spec.prepare, admitted))
         ready = [index for index, outcome in enumerate(outcomes) if not isinstance(outcome, ApiError)]
         for index, outcome in zip(ready, self.run_prepared_many(runtime, [outcomes[i] for i in ready]), strict=True):
             outcomes[index] = outcome
