@@ -99,11 +99,6 @@ class DigitClassifier:
         request_scope.check(ask_client=True)  # an image costs up to seconds: a peek is nothing
         return image.features_from_bytes(data)
 
-    def predict_images(self, images: Sequence[bytes]) -> list[dict[str, Any]]:
-        """`{"digit", "probabilities"}` per admitted image; decoding stops once nobody waits."""
-        rows = [self.features(data) for data in images]
-        return self.predict_features(np.stack(rows)) if rows else []
-
     def predict_features(self, rows: np.ndarray) -> list[dict[str, Any]]:
         """Results for rows of 64 `load_digits`-style features, in one model call."""
         probabilities = self.predict_proba(rows)
