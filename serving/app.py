@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from serving.cli.command_logs import command_log_level
+from serving.cli.command_logs import command_log_level, loading_for_a_command
 from serving.cli.new_model import new_model_command
 from serving.cli.score import score_command
 from serving.config.security import check_key_scopes
@@ -117,8 +117,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     # workers share them); models that wait for Cloud Storage load in the background of
     # each serving process, so the server listens within seconds whatever the store does
     # (a gunicorn worker starts them in `post_worker_init`, any other server at its first
-    # request: the "remote-models" step).
-    if settings.model_loading == "eager":
+    # request: the "remote-models" step). Not for a `flask` command, which never uses them.
+    if settings.model_loading == "eager" and not loading_for_a_command():
         registry.load_all(except_remote=True)
     return app
 

@@ -12,7 +12,7 @@ On Dataflow the project travels to the workers as the package `setup.py` builds,
 Exit status 0 when the pipeline finished (rows in the dead-letter output included: their
 count is printed), 1 for an unknown model, an input that matches no file or a pipeline
 that failed, 2 for a bad option. apache-beam lives in .venv-beam (requirements-beam.txt):
-`MODEL_LOADING=lazy .venv-beam/bin/flask --app main score Iris --input rows.jsonl --output out/iris`.
+`.venv-beam/bin/flask --app main score Iris --input rows.jsonl --output out/iris`.
 """
 
 from __future__ import annotations

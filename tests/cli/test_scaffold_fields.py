@@ -15,7 +15,7 @@ import pytest
 from flask import Flask
 from flask.cli import FlaskGroup
 
-from serving.cli.command_logs import command_log_level
+from serving.cli.command_logs import command_log_level, loading_for_a_command
 from serving.cli.onnx_fields import UnsupportedGraph, field_name, graph_class_labels, plan_classes
 from serving.cli.onnx_scaffold import GraphPlan, onnx_scaffold_files, plan_graph
 from serving.kit import OnnxModel
@@ -297,7 +297,10 @@ def test_the_flask_command_group_loads_the_app_quietly(
 ) -> None:
     if command is None:
         assert command_log_level(level) == expected
+        assert not loading_for_a_command()  # so an eager app loads its models
         return
     with click.Context(command):
         assert command_log_level(level) == expected
+        # Only the group loading the app for one of its commands skips eager model loading.
+        assert loading_for_a_command() == isinstance(command, FlaskGroup)
     assert logging.getLevelNamesMapping()[expected] >= logging.getLevelNamesMapping()[level]

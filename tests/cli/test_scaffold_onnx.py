@@ -17,7 +17,7 @@ from onnx import TensorProto, helper
 from serving.cli.onnx_scaffold import GraphPlan, plan_graph, python_literal
 from serving.kit import OnnxModel
 from tests.scaffolding import run_in_copy
-from tests.servers import PROJECT_ROOT, VENV_BIN
+from tests.servers import PROJECT_ROOT, VENV_BIN, base_env
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
@@ -136,6 +136,24 @@ def test_every_onnx_file_in_the_repository_scaffolds_into_passing_tests(project_
     assert tests.returncode == 0, tests.stdout[-3000:]
     assert "failed" not in tests.stdout
     assert "skipped" not in tests.stdout
+
+
+@pytest.mark.e2e
+def test_new_model_prints_only_what_it_wrote_in_a_fresh_checkout_with_default_settings(project_copy: Path) -> None:
+    # As issue 23's reader ran it: no LOG_LEVEL, no MODEL_LOADING (so eager), and a fresh
+    # clone where SentenceEmbedding is not exported yet, whose load fails with a warning.
+    for name in ("model.onnx", "tokenizer.json"):
+        (project_copy / "models" / "sentence_embedding" / name).unlink(missing_ok=True)
+    env = base_env()
+    for setting in ("LOG_LEVEL", "MODEL_LOADING", "PYTHONPATH"):
+        env.pop(setting, None)
+    flask = [str(VENV_BIN / "flask"), "--app", "main", "new-model", "IrisCopy", "--from", "models/iris/iris.onnx"]
+
+    result = subprocess.run(flask, cwd=project_copy, env=env, capture_output=True, text=True, timeout=240, check=False)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert [line.split()[0] for line in result.stdout.splitlines()] == ["wrote"] * 4 + ["next:"]
 
 
 # --- refusals ------------------------------------------------------------------------

@@ -490,6 +490,7 @@ def test_digits_serves_its_onnx_file_from_a_bucket(
     assert from_bucket.headers["X-Model-Version"] != from_disk.headers["X-Model-Version"]
     assert entry["artifacts"]["uri"] == f"gs://{bucket}/digits/"
     # The directory docs/artifacts.md names: gcs-<the digest's first 32 hex digits>.
+    assert "`ARTIFACTS_CACHE_DIR/gcs-<32 hex>/`" in (PROJECT_ROOT / "docs" / "artifacts.md").read_text()
     directory = tmp_path / "cache" / f"gcs-{entry['artifacts']['digest'][:32]}"
     assert sorted(path.name for path in directory.iterdir() if not path.name.startswith(".")) == sorted(DIGITS_FILES)
     assert sorted(path.name for path in (tmp_path / "cache").glob("gcs-*/*")) == sorted(DIGITS_FILES)
