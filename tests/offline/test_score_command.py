@@ -158,6 +158,21 @@ def test_local_runs_report_progress_on_the_terminal(monkeypatch: pytest.MonkeyPa
     assert stream.getvalue().splitlines()[-1].startswith("Iris: 3 rows scored (")
 
 
+def test_a_local_run_of_the_command_shows_progress_on_stderr(
+    invoke: Callable[..., Result], rows: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from serving.offline import pipeline
+
+    monkeypatch.setattr(pipeline, "_PROGRESS_EVERY_S", 0.0)
+
+    result = invoke("Iris", "--input", str(rows), "--output", str(tmp_path / "out" / "iris"), "--key", "id")
+
+    assert result.exit_code == 0, result.output
+    assert "Iris: 5 rows scored, 0 in the dead-letter output" in result.stdout
+    assert any(line.startswith("Iris: ") and " rows scored (" in line for line in result.stderr.splitlines())
+    assert len(read_shards(tmp_path / "out" / "iris")) == 5
+
+
 @pytest.mark.parametrize(
     ("flags", "setup_file"),
     [
