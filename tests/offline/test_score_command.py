@@ -39,6 +39,7 @@ def invoke(make_app: Callable[..., Flask]) -> Callable[..., Result]:
     [
         pytest.param(["Nope"], 1, "no model named 'Nope' in ", id="unknown-model"),
         pytest.param(["Iris", "--input", "{missing}"], 1, "no file matches --input ", id="no-input-file"),
+        pytest.param(["Iris", "--input", "{directory}"], 1, "is not a readable file", id="input-is-a-directory"),
         pytest.param(["Iris", "--num_worker=3"], 2, "unknown pipeline option --num_worker", id="unknown-option"),
         pytest.param(
             ["Iris", "--direct_num_workers=many"],
@@ -58,7 +59,9 @@ def test_errors_are_one_clear_line_and_a_non_zero_exit(
     invoke: Callable[..., Result], rows: Path, tmp_path: Path, args: list[str], status: int, message: str
 ) -> None:
     model, *rest = args
-    rest = [str(tmp_path / "missing-*.jsonl") if arg == "{missing}" else arg for arg in rest]
+    (tmp_path / "a-directory").mkdir()
+    placeholders = {"{missing}": str(tmp_path / "missing-*.jsonl"), "{directory}": str(tmp_path / "a-directory")}
+    rest = [placeholders.get(arg, arg) for arg in rest]
     if "--input" not in rest:
         rest = ["--input", str(rows), *rest]
 
