@@ -10,14 +10,16 @@ On Dataflow the project travels to the workers as the package `setup.py` builds,
 `--setup_file` or `--sdk_container_image` says otherwise.
 
 Exit status 0 when the pipeline finished (rows in the dead-letter output included: their
-count is printed), 1 for an unknown model, an input that matches no file or a pipeline
-that failed, 2 for a bad option. apache-beam lives in .venv-beam (requirements-beam.txt):
+count is printed), 1 for an unknown model, an input that matches no file (or a local
+match that is not a readable file, such as a directory) or a pipeline that failed, 2 for
+a bad option. apache-beam lives in .venv-beam (requirements-beam.txt):
 `.venv-beam/bin/flask --app main score Iris --input rows.jsonl --output out/iris`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 
 import click
 from flask.cli import with_appcontext
@@ -83,6 +85,11 @@ def score_command(
         raise click.ClickException(f"cannot read --input {input_pattern}: {exc}") from None
     if not matched:
         raise click.ClickException(f"no file matches --input {input_pattern}")
+    local = [m.path for m in matched if FileSystems.get_scheme(m.path) is None]
+    unreadable = next((path for path in local if not _readable(path)), None)
+    if unreadable is not None:
+        # Else Beam starts the pipeline, fails inside it and leaves its temporary directories behind.
+        raise click.ClickException(f"cannot read --input {input_pattern}: {unreadable} is not a readable file")
 
     # Beam logs every step of building the pipeline at INFO; the terminal shows progress instead.
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
@@ -99,3 +106,8 @@ def score_command(
         f"in {summary.seconds:.1f} s ({summary.state}); results: {job.output}-*.jsonl, "
         f"dead letters: {job.dead_letter}-*.jsonl"
     )
+
+
+def _readable(path: str) -> bool:
+    """Whether the local `path` is a file this process may read (a directory is not)."""
+    return os.path.isfile(path) and os.access(path, os.R_OK)

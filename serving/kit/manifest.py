@@ -114,8 +114,8 @@ def load_artifact(directory: Path, filename: str, trusted_types: Collection[str]
     `trusted_types` is the model's allow-list in code. The manifest cannot widen it: a
     manifest travels with its artifact, so it vouches for integrity, not for trust.
     """
-    import skops.io  # type: ignore[import-untyped]
-    from skops.io.exceptions import UntrustedTypesFoundException  # type: ignore[import-untyped]
+    import skops.io
+    from skops.io.exceptions import UntrustedTypesFoundException
 
     manifest = read_manifest(directory / MANIFEST_NAME)
     path = directory / filename

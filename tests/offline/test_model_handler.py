@@ -86,6 +86,20 @@ def test_batches_come_from_BATCH_and_results_name_the_model_and_version(
     assert batched.batch_elements_kwargs() == {"min_batch_size": 1, "max_batch_size": 4}
     assert {r["model_id"] for r in outcome.results} == {"Batched/3"}
     assert len(outcome.results) == 20
+    # Beam sizes batches adaptively from 1 up to 4: the batches of more than one row went
+    # through predict_batch (the fixture marks each result with the call that made it).
+    assert "batch" in {r["inference"]["via"] for r in outcome.results}
+
+
+def test_one_predict_batch_call_per_batch_and_predict_for_a_batch_of_one(batched: HandlerModelHandler) -> None:
+    loaded = batched.load_model()
+
+    four = [r.inference for r in batched.run_inference([{"x": x} for x in range(4)], loaded)]
+    one = [r.inference for r in batched.run_inference([{"x": 9}], loaded)]
+
+    assert four == [{"double": 2 * x, "via": "batch"} for x in range(4)]
+    assert one == [{"double": 18, "via": "single"}]
+    assert loaded.model == {"batch_sizes": [4], "single_calls": 1}
 
 
 def test_rows_keep_their_key_and_line_and_bare_payloads_work(run_inference: Any) -> None:

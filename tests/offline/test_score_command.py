@@ -39,6 +39,7 @@ def invoke(make_app: Callable[..., Flask]) -> Callable[..., Result]:
     [
         pytest.param(["Nope"], 1, "no model named 'Nope' in ", id="unknown-model"),
         pytest.param(["Iris", "--input", "{missing}"], 1, "no file matches --input ", id="no-input-file"),
+        pytest.param(["Iris", "--input", "{directory}"], 1, "is not a readable file", id="input-is-a-directory"),
         pytest.param(["Iris", "--num_worker=3"], 2, "unknown pipeline option --num_worker", id="unknown-option"),
         pytest.param(
             ["Iris", "--direct_num_workers=many"],
@@ -58,7 +59,9 @@ def test_errors_are_one_clear_line_and_a_non_zero_exit(
     invoke: Callable[..., Result], rows: Path, tmp_path: Path, args: list[str], status: int, message: str
 ) -> None:
     model, *rest = args
-    rest = [str(tmp_path / "missing-*.jsonl") if arg == "{missing}" else arg for arg in rest]
+    (tmp_path / "a-directory").mkdir()
+    placeholders = {"{missing}": str(tmp_path / "missing-*.jsonl"), "{directory}": str(tmp_path / "a-directory")}
+    rest = [placeholders.get(arg, arg) for arg in rest]
     if "--input" not in rest:
         rest = ["--input", str(rows), *rest]
 
@@ -156,6 +159,21 @@ def test_local_runs_report_progress_on_the_terminal(monkeypatch: pytest.MonkeyPa
 
     assert passed == ["row 0", "row 1", "row 2"]
     assert stream.getvalue().splitlines()[-1].startswith("Iris: 3 rows scored (")
+
+
+def test_a_local_run_of_the_command_shows_progress_on_stderr(
+    invoke: Callable[..., Result], rows: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from serving.offline import pipeline
+
+    monkeypatch.setattr(pipeline, "_PROGRESS_EVERY_S", 0.0)
+
+    result = invoke("Iris", "--input", str(rows), "--output", str(tmp_path / "out" / "iris"), "--key", "id")
+
+    assert result.exit_code == 0, result.output
+    assert "Iris: 5 rows scored, 0 in the dead-letter output" in result.stdout
+    assert any(line.startswith("Iris: ") and " rows scored (" in line for line in result.stderr.splitlines())
+    assert len(read_shards(tmp_path / "out" / "iris")) == 5
 
 
 @pytest.mark.parametrize(
