@@ -14,6 +14,7 @@ import re
 import signal
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -48,9 +49,12 @@ def _predict(server: ServerProcess, model: str, payload: Any) -> str:
         data=json.dumps(payload).encode(),
         headers={"Content-Type": "application/json", "Connection": "close"},
     )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        assert response.status == 200, model
-        return str(response.headers["X-Request-Id"])
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert response.status == 200, model
+            return str(response.headers["X-Request-Id"])
+    except urllib.error.HTTPError as exc:  # say why: e.g. a model whose files are not exported here
+        raise AssertionError(f"{model}: {exc.code} {exc.read()[:300]!r}") from None
 
 
 def _send_traffic(server: ServerProcess, rounds: int) -> list[str]:
