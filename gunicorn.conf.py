@@ -7,6 +7,7 @@ bad environment variable stops gunicorn with the variable's name before it forks
 from __future__ import annotations
 
 import gc
+import select
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,14 @@ bind = f"{_settings.host}:{_settings.listen_port}"
 # serving/platform/gunicorn_worker.py: gthread, except that a worker holding more connections
 # than a sibling leaves a new one to it for a few milliseconds; plain gthread let one
 # process take 14 of 16 keep-alive clients while the other idled.
-worker_class = "serving.platform.gunicorn_worker.BalancedThreadWorker"
+# serving/platform/gunicorn_followers.py: the same, with the request threads taking readable
+# connections from one epoll themselves instead of through gthread's main loop and pool,
+# which cost a small request more CPU than the app did (bench/NOTES.md). Linux only.
+worker_class = (
+    "serving.platform.gunicorn_followers.FollowerThreadWorker"
+    if hasattr(select, "epoll")
+    else "serving.platform.gunicorn_worker.BalancedThreadWorker"
+)
 workers = _settings.workers
 threads = _settings.threads
 

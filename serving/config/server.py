@@ -34,7 +34,7 @@ class ServerSettings:
     threads: int = setting(
         "GUNICORN_THREADS",
         8,
-        "Threads per gunicorn worker (gthread worker class): concurrent requests per worker, "
+        "Threads per gunicorn worker (request threads): concurrent requests per worker, "
         "and so the largest batch one worker can gather.",
         parsers.int_between(1, 256),
     )

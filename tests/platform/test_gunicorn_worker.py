@@ -15,13 +15,16 @@ from gunicorn.workers.gthread import ThreadWorker
 
 from tests.conftest import FIXTURE_HANDLERS
 from tests.platform.patient_worker import DEFERS
-from tests.servers import PROJECT_ROOT
 
 pytestmark = pytest.mark.e2e
 
 WORKER_HANDLERS = FIXTURE_HANDLERS / "workers"
-# The patient subclass only waits longer, so that a slow machine still shows the rule.
-PATIENT = ("--worker-class", "tests.platform.patient_worker.PatientBalancedWorker")
+# The patient subclasses only wait longer, so that a slow machine still shows the rule; one
+# for each worker class gunicorn.conf.py may pick.
+PATIENT = {
+    "gthread": ("--worker-class", "tests.platform.patient_worker.PatientBalancedWorker"),
+    "followers": ("--worker-class", "tests.platform.patient_worker.PatientFollowerWorker"),
+}
 
 
 def _served_by(connection: http.client.HTTPConnection) -> int:
@@ -64,22 +67,24 @@ def _keep_alive_clients(url: str, count: int) -> Iterator[list[int]]:
         yield pids
 
 
+@pytest.mark.parametrize("worker", sorted(PATIENT))
 @pytest.mark.parametrize("threads", [1, 2, 8])
 def test_keep_alive_connections_are_split_evenly_between_workers(
-    start_gunicorn: Callable[..., Any], threads: int
+    start_gunicorn: Callable[..., Any], threads: int, worker: str
 ) -> None:
     env = {"HANDLERS_DIR": str(WORKER_HANDLERS), "GUNICORN_WORKERS": "2", "GUNICORN_THREADS": str(threads)}
-    with start_gunicorn(env, *PATIENT) as server:
+    with start_gunicorn(env, *PATIENT[worker]) as server:
         _wait_for_workers(server.url, 2)
         with _keep_alive_clients(server.url, 6) as pids:
             assert sorted(Counter(pids).values()) == [3, 3], pids
 
 
+@pytest.mark.parametrize("worker", sorted(PATIENT))
 def test_a_new_connection_is_served_at_once_when_the_workers_hold_equal_numbers(
-    start_gunicorn: Callable[..., Any],
+    start_gunicorn: Callable[..., Any], worker: str
 ) -> None:
     env = {"HANDLERS_DIR": str(WORKER_HANDLERS), "GUNICORN_WORKERS": "2", "GUNICORN_THREADS": "1"}
-    with start_gunicorn(env, *PATIENT) as server:
+    with start_gunicorn(env, *PATIENT[worker]) as server:
         _wait_for_workers(server.url, 2)
         with _keep_alive_clients(server.url, 2) as pids:
             assert len(set(pids)) == 2  # one connection each: both workers are full
@@ -90,11 +95,12 @@ def test_a_new_connection_is_served_at_once_when_the_workers_hold_equal_numbers(
             assert DEFERS not in server.log()[logged:]
 
 
-def test_gunicorn_conf_selects_the_balanced_worker() -> None:
-    from gunicorn.config import Config
+def test_gunicorn_conf_selects_the_follower_worker_on_linux(start_gunicorn: Callable[..., Any]) -> None:
+    from serving.platform.gunicorn_followers import FollowerThreadWorker
+    from serving.platform.gunicorn_worker import BalancedThreadWorker
 
-    config = Config()
-    config.set("worker_class", "serving.platform.gunicorn_worker.BalancedThreadWorker")
-    conf = (PROJECT_ROOT / "gunicorn.conf.py").read_text()
-    assert 'worker_class = "serving.platform.gunicorn_worker.BalancedThreadWorker"' in conf
-    assert issubclass(config.worker_class, ThreadWorker)
+    assert issubclass(FollowerThreadWorker, BalancedThreadWorker)
+    assert issubclass(FollowerThreadWorker, ThreadWorker)
+    env = {"HANDLERS_DIR": str(WORKER_HANDLERS), "GUNICORN_WORKERS": "1"}
+    with start_gunicorn(env) as server:  # this machine has epoll, as Google's have
+        assert "Using worker: serving.platform.gunicorn_followers.FollowerThreadWorker" in server.log()
