@@ -98,17 +98,19 @@ def _logged_predictions(log: str) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    ("rounds", "extra_args"),
+    ("rounds", "extra_args", "workers"),
     [
-        pytest.param(0, (), id="stopped-right-after-start"),
-        pytest.param(3, (), id="stopped-after-traffic-to-every-model"),
-        pytest.param(3, ("--max-requests", "5"), id="workers-recycled-by-max-requests"),
+        pytest.param(0, (), "2", id="stopped-right-after-start"),
+        pytest.param(3, (), "2", id="stopped-after-traffic-to-every-model"),
+        pytest.param(3, (), "1", id="one-worker-stopped-after-traffic"),
+        pytest.param(3, ("--max-requests", "5"), "2", id="workers-recycled-by-max-requests"),
     ],
 )
 def test_gunicorn_stops_cleanly_with_every_model_loaded(
-    start_gunicorn: Callable[..., Any], rounds: int, extra_args: tuple[str, ...]
+    start_gunicorn: Callable[..., Any], rounds: int, extra_args: tuple[str, ...], workers: str
 ) -> None:
     env = {
+        "GUNICORN_WORKERS": workers,
         "MODEL_LOADING": "eager",
         "PREDICTION_LOG": "true",
         "PREDICTION_LOG_SAMPLE_RATE": "1",
