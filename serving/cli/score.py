@@ -11,8 +11,9 @@ On Dataflow the project travels to the workers as the package `setup.py` builds,
 
 Exit status 0 when the pipeline finished (rows in the dead-letter output included: their
 count is printed), 1 for an unknown model, an input that matches no file (or a local
-match that is not a readable file, such as a directory) or a pipeline that failed, 2 for
-a bad option. apache-beam lives in .venv-beam (requirements-beam.txt):
+match that is not a readable file, such as a directory, or a compressed one that does not
+decompress to its end: serving/offline/inputs.py checks each before the run) or a pipeline
+that failed, 2 for a bad option. apache-beam lives in .venv-beam (requirements-beam.txt):
 `.venv-beam/bin/flask --app main score Iris --input rows.jsonl --output out/iris`.
 """
 
@@ -57,6 +58,7 @@ def score_command(
     try:
         from apache_beam.io.filesystems import FileSystems
 
+        from serving.offline.inputs import UnreadableInput, check_decompresses, compression_of
         from serving.offline.model_handler import HandlerModelHandler, ModelLoadError, UnknownModel
         from serving.offline.options import BadPipelineOption, pipeline_options, ship_project
         from serving.offline.pipeline import ScoreJob, score
@@ -90,6 +92,15 @@ def score_command(
     if unreadable is not None:
         # Else Beam starts the pipeline, fails inside it and leaves its temporary directories behind.
         raise click.ClickException(f"cannot read --input {input_pattern}: {unreadable} is not a readable file")
+    compressed = [path for path in local if compression_of(path) is not None]
+    if compressed:
+        click.echo(f"checking that {len(compressed)} compressed file(s) decompress to their end", err=True)
+    try:
+        for path in compressed:
+            check_decompresses(path)
+    except UnreadableInput as exc:
+        # Else a truncated file scores as far as it decompresses, and the run exits 0 (inputs.py).
+        raise click.ClickException(f"cannot read --input {input_pattern}: {exc}") from None
 
     # Beam logs every step of building the pipeline at INFO; the terminal shows progress instead.
     logging.getLogger("apache_beam").setLevel(logging.WARNING)

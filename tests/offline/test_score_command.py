@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import json
+import lzma
 import os
+import random
 import subprocess
 import sys
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -71,6 +76,128 @@ def test_errors_are_one_clear_line_and_a_non_zero_exit(
     assert message in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
+
+
+def _two_gzip_members(data: bytes) -> bytes:
+    middle = data.index(b"\n", len(data) // 2) + 1
+    return gzip.compress(data[:middle]) + gzip.compress(data[middle:])
+
+
+def _half(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+@pytest.mark.parametrize(
+    ("name", "compress"),
+    [
+        pytest.param("rows.jsonl.gz", gzip.compress, id="gzip"),
+        pytest.param("rows.jsonl.bz2", bz2.compress, id="bzip2"),
+        pytest.param("rows.jsonl.gz", _two_gzip_members, id="gzip-two-members"),
+    ],
+)
+def test_a_compressed_input_scores_as_the_plain_file_does(
+    invoke: Callable[..., Result], rows: Path, tmp_path: Path, name: str, compress: Callable[[bytes], bytes]
+) -> None:
+    packed = tmp_path / "packed" / name
+    packed.parent.mkdir()
+    packed.write_bytes(compress(rows.read_bytes()))
+
+    plain = invoke("Iris", "--input", str(rows), "--output", str(tmp_path / "plain" / "iris"), "--key", "id")
+    result = invoke("Iris", "--input", str(packed), "--output", str(tmp_path / "out" / "iris"), "--key", "id")
+
+    assert plain.exit_code == 0, plain.output
+    assert result.exit_code == 0, result.output
+    assert "Iris: 5 rows scored, 0 in the dead-letter output" in result.stdout
+    assert _by_key(read_shards(tmp_path / "out" / "iris")) == _by_key(read_shards(tmp_path / "plain" / "iris"))
+
+
+def _by_key(records: list[dict[str, object]]) -> list[dict[str, object]]:
+    return sorted(records, key=lambda record: str(record["key"]))
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "message"),
+    [
+        pytest.param(
+            "rows.jsonl.gz",
+            lambda data: random.Random(7).randbytes(2000),  # noqa: S311 - fixed junk, not a secret
+            "is not readable gzip data: Error -3 while decompressing data: incorrect header check",
+            id="corrupt-gzip",
+        ),
+        pytest.param(
+            "rows.jsonl.gz",
+            lambda data: _half(gzip.compress(data)),
+            "is cut short: its gzip data ends before the end of its compressed stream",
+            id="truncated-gzip",
+        ),
+        pytest.param(
+            "rows.jsonl.bz2",
+            lambda data: _half(bz2.compress(data)),
+            "is cut short: its bzip2 data ends before the end of its compressed stream",
+            id="truncated-bzip2",
+        ),
+        pytest.param(
+            "rows.jsonl.gz",
+            lambda data: _two_gzip_members(data)[:-10],
+            "is cut short: its gzip data ends before the end of its compressed stream",
+            id="second-gzip-member-truncated",
+        ),
+        pytest.param("rows.jsonl.gz", lambda data: b"", "is empty: an empty file is no gzip data", id="empty-gzip"),
+    ],
+)
+def test_a_compressed_input_that_does_not_decompress_whole_stops_the_run_naming_it(
+    invoke: Callable[..., Result], tmp_path: Path, name: str, damage: Callable[[bytes], bytes], message: str
+) -> None:
+    # Enough rows that half the file holds whole lines: without the check Beam scores those and exits 0.
+    data = "".join(json.dumps({"id": index, **IRIS_ROW}) + "\n" for index in range(400)).encode()
+    damaged = tmp_path / "in" / name
+    damaged.parent.mkdir()
+    damaged.write_bytes(damage(data))
+
+    result = invoke("Iris", "--input", str(damaged), "--output", str(tmp_path / "out" / "iris"), "--key", "id")
+
+    assert result.exit_code == 1, result.output
+    assert result.output.splitlines() == [
+        "checking that 1 compressed file(s) decompress to their end",
+        f"Error: cannot read --input {damaged}: {damaged} {message}",
+    ]
+    assert not (tmp_path / "out").exists()
+
+
+def _zstd(data: bytes) -> bytes:
+    import zstandard
+
+    return zstandard.ZstdCompressor().compress(data)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "compress"),
+    [
+        pytest.param(".gz", gzip.compress, id="gzip"),
+        pytest.param(".bz2", bz2.compress, id="bzip2"),
+        pytest.param(".deflate", zlib.compress, id="deflate"),
+        pytest.param(".xz", lzma.compress, id="xz"),
+        pytest.param(".lzma", lambda data: lzma.compress(data, format=lzma.FORMAT_ALONE), id="lzma"),
+        pytest.param(".zst", _zstd, id="zstd"),
+    ],
+)
+def test_every_compression_beam_reads_is_checked_to_its_end(
+    tmp_path: Path, suffix: str, compress: Callable[[bytes], bytes]
+) -> None:
+    from apache_beam.io.filesystems import FileSystems
+
+    from serving.offline.inputs import UnreadableInput, check_decompresses
+
+    data = "".join(json.dumps({"id": index, **IRIS_ROW}) + "\n" for index in range(400)).encode()
+    whole, cut = tmp_path / f"whole.jsonl{suffix}", tmp_path / f"cut.jsonl{suffix}"
+    whole.write_bytes(compress(data))
+    cut.write_bytes(_half(compress(data)))
+
+    check_decompresses(str(whole))
+    with FileSystems.open(str(whole)) as stream:  # the same file is what Beam reads, decompressed by its suffix
+        assert stream.read() == data
+    with pytest.raises(UnreadableInput, match="is cut short"):
+        check_decompresses(str(cut))
 
 
 def test_a_model_whose_setup_fails_stops_the_run_with_the_reason(

@@ -9,6 +9,7 @@ in both environments.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -29,13 +30,19 @@ MODEL_FILE_SUFFIXES = {".onnx", ".json", ".skops", ".png"}
 @pytest.fixture(scope="module")
 def sdist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dist = tmp_path_factory.mktemp("dist")
-    subprocess.run(
-        [sys.executable, "setup.py", "--quiet", "sdist", "--dist-dir", str(dist)],
-        cwd=PROJECT_ROOT,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    # Under pytest-xdist each worker running a test of this module builds its own archive, and
+    # `setup.py sdist` stages the release tree in the project root: two at once delete each
+    # other's files ("No such file or directory: model_serving_offline-1.0.0/..."). The
+    # workers share the parent of their base temporary directories, so they take turns there.
+    with (tmp_path_factory.getbasetemp().parent / "sdist.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run(
+            [sys.executable, "setup.py", "--quiet", "sdist", "--dist-dir", str(dist)],
+            cwd=PROJECT_ROOT,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
     (archive,) = dist.glob("model_serving_offline-*.tar.gz")
     return archive
 
