@@ -12,8 +12,9 @@ On Dataflow the project travels to the workers as the package `setup.py` builds,
 Exit status 0 when the pipeline finished (rows in the dead-letter output included: their
 count is printed), 1 for an unknown model, an input that matches no file (or a local
 match that is not a readable file, such as a directory, or a compressed one that does not
-decompress to its end: serving/offline/inputs.py checks each before the run) or a pipeline
-that failed, 2 for a bad option. apache-beam lives in .venv-beam (requirements-beam.txt):
+decompress to its end: serving/offline/inputs.py checks each before the run), `gs://`
+paths without Google credentials, or a pipeline that failed, 2 for a bad option.
+apache-beam lives in .venv-beam (requirements-beam.txt):
 `.venv-beam/bin/flask --app main score Iris --input rows.jsonl --output out/iris`.
 """
 
@@ -81,6 +82,10 @@ def score_command(
     except (UnknownModel, HandlerError, SettingsError) as exc:
         raise click.ClickException(str(exc)) from None
 
+    remote = next((path for path in (input_pattern, output, dead_letter or "") if path.startswith("gs://")), None)
+    if remote is not None and not settings.storage_emulator_host and (missing := _missing_credentials()):
+        raise click.ClickException(f"no Google credentials to read or write {remote}: {missing}")
+
     try:
         matched = FileSystems.match([input_pattern])[0].metadata_list
     except Exception as exc:  # noqa: BLE001 - Beam's filesystems raise BeamIOError and others
@@ -117,6 +122,25 @@ def score_command(
         f"in {summary.seconds:.1f} s ({summary.state}); results: {job.output}-*.jsonl, "
         f"dead letters: {job.dead_letter}-*.jsonl"
     )
+
+
+def _missing_credentials() -> str | None:
+    """What to do when Google's default credentials cannot be found; None when they can.
+
+    Beam looks them up itself for a `gs://` path, but retries for two minutes, logging
+    every failure with its traceback, before the match fails with a timeout.
+    """
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        google.auth.default()
+    except DefaultCredentialsError:
+        return (
+            "run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS "
+            "to a service account's key file"
+        )
+    return None
 
 
 def _readable(path: str) -> bool:

@@ -10,6 +10,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -75,6 +76,29 @@ def test_errors_are_one_clear_line_and_a_non_zero_exit(
     assert result.exit_code == status, result.output
     assert message in result.output
     assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("where", ["input", "output"])
+def test_gs_paths_without_google_credentials_fail_at_once(
+    invoke: Callable[..., Result], rows: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """Beam would retry its own credential lookup for two minutes, logging tracebacks."""
+    for name in ("GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))  # no application-default login here
+    monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")  # nor a metadata server
+    monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
+    paths = {"input": str(rows), "output": str(tmp_path / "out" / "scores")}
+    paths[where] = f"gs://some-bucket/{where}"
+
+    started = time.monotonic()
+    result = invoke("Iris", "--input", paths["input"], "--output", paths["output"])
+
+    assert result.exit_code == 1, result.output
+    assert f"no Google credentials to read or write gs://some-bucket/{where}: run `gcloud auth" in result.output
+    assert "Traceback" not in result.output
+    assert time.monotonic() - started < 30
     assert not (tmp_path / "out").exists()
 
 
