@@ -3,10 +3,18 @@
 One document per job in `JOBS_FIRESTORE_COLLECTION` (id = job id) and one per idempotency
 key in `<collection>_keys` (id = SHA-256 of the key). Payloads, results and errors are kept
 as JSON text, so any JSON (arrays of arrays, which Firestore cannot store natively, too)
-round-trips unchanged (firestore_documents.py maps jobs to documents). Every state
-change is a Firestore transaction that re-reads the document and checks the condition
-(runnable, claim token, state) before writing, which makes claims atomic and the
-terminal transition happen exactly once across instances.
+round-trips unchanged (firestore_documents.py maps jobs to documents).
+
+Every state change of a job is a compare-and-set: read the document, check the condition
+(runnable, claim token, state), and write with the precondition that the document's
+update time is still the one read; Firestore refuses the write if anyone wrote in
+between, and the change is decided again on a fresh read. That makes claims atomic and
+the terminal transition happen exactly once across instances, and it takes no locks.
+Transactions (which lock what they read) are kept for creating a job with its
+idempotency key, the one change that spans two documents: with several claimers on the
+same candidates, locking reads made a claim wait for other claimers' locks (seconds
+each on the emulator, 26 s seen), long enough for a 30 s lease to expire before the
+claim was written and the job to be handed out a second time.
 
 Queries that find candidates need composite indexes in production (the emulator needs
 none); docs/jobs.md lists them. `FIRESTORE_EMULATOR_HOST` makes the client use an emulator.
@@ -49,8 +57,11 @@ _TOO_LARGE = {
 }
 
 
+_SWAP_ATTEMPTS = 10
+
+
 class _Contended(StoreError):
-    """A transaction kept colliding with other writers of the same document."""
+    """A change kept colliding with other writers of the same document."""
 
 
 class FirestoreJobStore:
@@ -116,6 +127,36 @@ class FirestoreJobStore:
 
         return self._call(attempt)
 
+    def _swap(self, ref: Any, decide: Any, first: Any = None, attempts: int = _SWAP_ATTEMPTS) -> Any:
+        """Compare-and-set on one document: `decide(data)` returns `(result, changes)`.
+
+        `changes` are written only if the document was not written since it was read;
+        otherwise it is read again and decided again, up to `attempts` times (then
+        `_Contended`). No changes: `result` is returned as is. A missing document: None.
+        `first` is a snapshot already read (by a query), used for the first attempt.
+        """
+        snapshot = first
+        for _ in range(attempts):
+            if snapshot is None:
+                snapshot = self._call(ref.get)
+            if not snapshot.exists:
+                return None
+            result, changes = decide(snapshot.to_dict())
+            if not changes:
+                return result
+            option = self._db().write_option(last_update_time=snapshot.update_time)
+            try:
+                ref.update(changes, option=option)
+            except google_exceptions.FailedPrecondition:
+                snapshot = None  # written by someone else since it was read: decide again
+                continue
+            except google_exceptions.NotFound:
+                return None
+            except (google_exceptions.GoogleAPIError, OSError) as exc:
+                raise StoreError(f"job store (Firestore) failed: {exc.__class__.__name__}: {exc}") from exc
+            return result
+        raise _Contended(f"job {ref.id} kept changing under {attempts} attempts to change it")
+
     # --- submit and read ---
 
     def create(self, job: Job) -> tuple[Job, bool]:
@@ -147,7 +188,7 @@ class FirestoreJobStore:
 
     # --- claims ---
 
-    def _candidates(self, now: float) -> list[str]:
+    def _candidates(self, now: float) -> list[Any]:
         queued = (
             self._jobs()
             .where(filter=FieldFilter("status", "==", JobStatus.QUEUED.value))
@@ -163,30 +204,21 @@ class FirestoreJobStore:
             .limit(_CANDIDATES)
         )
         found = self._call(lambda: list(queued.get()) + list(expired.get()))
-        ordered = sorted(found, key=lambda snapshot: snapshot.get("created_at"))
-        return [snapshot.id for snapshot in ordered]
+        return sorted(found, key=lambda snapshot: snapshot.get("created_at"))
 
-    def _try_claim(
-        self, job_id: str, worker: str, lease_s: float, now: float, max_attempts: int = 10
-    ) -> Claim | Job | None:
-        ref = self._jobs().document(job_id)
+    def _claim_decision(self, worker: str, lease_s: float, now: float) -> Any:
         token = secrets.token_hex(16)
 
-        def body(transaction: Any) -> Claim | Job | None:
-            snapshot = ref.get(transaction=transaction)
-            if not snapshot.exists:
-                return None
-            job = job_from_document(snapshot.to_dict())
+        def decide(data: dict[str, Any]) -> tuple[Claim | Job | None, dict[str, Any] | None]:
+            job = job_from_document(data)
             expired = job.status is JobStatus.RUNNING and job.lease_until is not None and job.lease_until < now
             if expired and job.attempts >= job.max_attempts:
-                transaction.update(ref, terminal_fields(job, JobStatus.FAILED, None, _EXHAUSTED, now))
+                changes = terminal_fields(job, JobStatus.FAILED, None, _EXHAUSTED, now)
                 log.warning("job %s failed: attempts exhausted by stopped processes", job.id)
-                return job_from_document(
-                    {**snapshot.to_dict(), **terminal_fields(job, JobStatus.FAILED, None, _EXHAUSTED, now)}
-                )
+                return job_from_document({**data, **changes}), changes
             runnable = (job.status is JobStatus.QUEUED and job.not_before <= now) or expired
             if not runnable:
-                return job
+                return job, None
             changes = {
                 "status": JobStatus.RUNNING.value,
                 "claim_token": token,
@@ -196,39 +228,34 @@ class FirestoreJobStore:
                 "started_at": now,
                 "updated_at": now,
             }
-            transaction.update(ref, changes)
-            return Claim(job_from_document({**snapshot.to_dict(), **changes}), token)
+            return Claim(job_from_document({**data, **changes}), token), changes
 
-        return self._transaction(body, max_attempts)  # type: ignore[no-any-return]
+        return decide
 
     def claim_next(self, worker: str, lease_s: float, now: float) -> Claim | None:
-        for job_id in self._candidates(now):
+        for snapshot in self._candidates(now):
+            decide = self._claim_decision(worker, lease_s, now)
             try:
-                outcome = self._try_claim(job_id, worker, lease_s, now, max_attempts=2)
+                # One attempt, from the query's own read: a candidate written since is
+                # being claimed by someone else; the next one is tried instead.
+                outcome = self._swap(snapshot.reference, decide, first=snapshot, attempts=1)
             except _Contended:
-                continue  # another process is claiming it right now
+                continue
             if isinstance(outcome, Claim):
                 return outcome
         return None
 
     def claim(self, job_id: str, worker: str, lease_s: float, now: float) -> Claim | Job | None:
-        return self._try_claim(job_id, worker, lease_s, now)
+        return self._swap(self._jobs().document(job_id), self._claim_decision(worker, lease_s, now))  # type: ignore[no-any-return]
 
     def _if_held(self, claim: Claim, change: Any) -> Job | None:
-        ref = self._jobs().document(claim.job_id)
-
-        def body(transaction: Any) -> Job | None:
-            snapshot = ref.get(transaction=transaction)
-            if not snapshot.exists:
-                return None
-            data = snapshot.to_dict()
+        def decide(data: dict[str, Any]) -> tuple[Job | None, dict[str, Any] | None]:
             if data.get("claim_token") != claim.token or data.get("status") != JobStatus.RUNNING.value:
-                return None
+                return None, None
             changes = change(job_from_document(data))
-            transaction.update(ref, changes)
-            return job_from_document({**data, **changes})
+            return job_from_document({**data, **changes}), changes
 
-        return self._transaction(body)  # type: ignore[no-any-return]
+        return self._swap(self._jobs().document(claim.job_id), decide)  # type: ignore[no-any-return]
 
     def heartbeat(self, claims: list[Claim], lease_s: float, now: float) -> set[str]:
         lost = set()
@@ -260,20 +287,14 @@ class FirestoreJobStore:
         return self._if_held(claim, change) is not None
 
     def cancel(self, job_id: str, now: float) -> tuple[Job, bool] | None:
-        ref = self._jobs().document(job_id)
-
-        def body(transaction: Any) -> tuple[Job, bool] | None:
-            snapshot = ref.get(transaction=transaction)
-            if not snapshot.exists:
-                return None
-            job = job_from_document(snapshot.to_dict())
+        def decide(data: dict[str, Any]) -> tuple[tuple[Job, bool], dict[str, Any] | None]:
+            job = job_from_document(data)
             if job.status.terminal:
-                return job, False
+                return (job, False), None
             changes = terminal_fields(job, JobStatus.CANCELED, None, _CANCELED, now)
-            transaction.update(ref, changes)
-            return job_from_document({**snapshot.to_dict(), **changes}), True
+            return (job_from_document({**data, **changes}), True), changes
 
-        return self._transaction(body)  # type: ignore[no-any-return]
+        return self._swap(self._jobs().document(job_id), decide)  # type: ignore[no-any-return]
 
     # --- Cloud Tasks bookkeeping ---
 
@@ -308,21 +329,17 @@ class FirestoreJobStore:
         return None
 
     def claim_webhook_for(self, job_id: str, lease_s: float, now: float) -> Job | None:
-        ref = self._jobs().document(job_id)
-
-        def body(transaction: Any) -> Job | None:
-            snapshot = ref.get(transaction=transaction)
-            if not snapshot.exists:
-                return None
-            data = snapshot.to_dict()
+        def decide(data: dict[str, Any]) -> tuple[Job | None, dict[str, Any] | None]:
             due = data.get("webhook_state") == WebhookState.PENDING.value and (data.get("webhook_next_at") or 0) <= now
             if not due:
-                return None
+                return None, None
             changes = {"webhook_next_at": now + lease_s, "webhook_attempts": int(data.get("webhook_attempts", 0)) + 1}
-            transaction.update(ref, changes)
-            return job_from_document({**data, **changes})
+            return job_from_document({**data, **changes}), changes
 
-        return self._transaction(body)  # type: ignore[no-any-return]
+        try:
+            return self._swap(self._jobs().document(job_id), decide, attempts=1)  # type: ignore[no-any-return]
+        except _Contended:
+            return None  # another process took this delivery between the read and the write
 
     def finish_webhook(self, job_id: str, delivered: bool, error: str | None, retry_at: float | None) -> None:
         if delivered:
@@ -331,14 +348,11 @@ class FirestoreJobStore:
             values = {"webhook_state": WebhookState.FAILED.value, "webhook_error": error}
         else:
             values = {"webhook_next_at": retry_at, "webhook_error": error}
-        ref = self._jobs().document(job_id)
 
-        def body(transaction: Any) -> None:
-            snapshot = ref.get(transaction=transaction)
-            if snapshot.exists and snapshot.get("webhook_state") == WebhookState.PENDING.value:
-                transaction.update(ref, values)
+        def decide(data: dict[str, Any]) -> tuple[None, dict[str, Any] | None]:
+            return None, values if data.get("webhook_state") == WebhookState.PENDING.value else None
 
-        self._transaction(body)
+        self._swap(self._jobs().document(job_id), decide)
 
     def purge(self, finished_before: float) -> int:
         purged = 0
