@@ -364,3 +364,123 @@ def test_the_features_equal_the_straightforward_computation() -> None:
         np.testing.assert_array_equal(image.features_from_gray(gray), expected)
         compared += 1
     assert compared > 300
+
+
+# --- plain PNGs take libspng's decoder and give Pillow's pixels -------------------------
+
+
+def _random_png(mode: str, width: int, height: int, seed: int, **options: Any) -> bytes:
+    rng = np.random.default_rng(seed)
+    channels = {"L": 1, "RGB": 3}[mode]
+    pixels = rng.integers(0, 256, size=(height, width, channels), dtype=np.uint8)
+    return _encode(Image.fromarray(pixels.squeeze(-1) if channels == 1 else pixels, mode), **options)
+
+
+def _plain_pngs() -> list[bytes]:
+    """Gray and RGB PNGs of many sizes and every zlib level, drawn digits and load_digits' renderings."""
+    rng = np.random.default_rng(11)
+    pngs = [rendering.png_from_features(row) for row in split()[2].features[:50]]
+    pngs += [rendering.draw_digit(d, size=s, mode=m) for d in range(10) for s in (9, 64) for m in ("L", "RGB")]
+    for seed in range(60):
+        width, height = (int(n) for n in rng.integers(1, 130, size=2))
+        pngs.append(_random_png("L" if seed % 2 else "RGB", width, height, seed, compress_level=seed % 10))
+    pngs.append(_random_png("L", 1, 1, 0))
+    pngs.append(_random_png("RGB", 300, 7, 1, optimize=True))
+    return pngs
+
+
+def test_plain_pngs_decode_to_the_pixels_pillow_gives() -> None:
+    for data in _plain_pngs():
+        gray = image.plain_png_gray(data)
+        assert gray is not None
+        with image.open_image(data) as opened:
+            np.testing.assert_array_equal(gray, image.grayscale(opened))
+
+
+def _turned() -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees to display
+    return exif
+
+
+def _with_chunk_before_idat(data: bytes, chunk: bytes) -> bytes:
+    at = data.index(b"IDAT") - 4
+    return data[:at] + chunk + data[at:]
+
+
+def _with_idat(data: bytes, rows: bytes) -> bytes:
+    """`data` with its image data replaced by `rows` (already deflated), CRC right."""
+    start = data.index(b"IDAT") - 4
+    end = data.index(b"IEND") - 4
+    return data[:start] + _chunk(b"IDAT", rows) + data[end:]
+
+
+def _plain() -> bytes:
+    return rendering.draw_digit(7, size=32)
+
+
+def _rows(data: bytes) -> bytes:
+    start = data.index(b"IDAT") - 4
+    length = int.from_bytes(data[start : start + 4], "big")
+    return zlib.decompress(data[start + 8 : start + 8 + length])
+
+
+def _damaged_deflate() -> bytes:
+    deflated = bytearray(zlib.compress(_rows(_plain())))
+    deflated[-3] ^= 0xFF  # the Adler-32 check at the stream's end
+    return _with_idat(_plain(), bytes(deflated))
+
+
+def _damaged_deflate_data() -> bytes:
+    """Two bytes flipped inside the deflate stream: it still inflates, to other rows (libspng decodes it)."""
+    data = _random_png("L", 64, 64, 0)
+    start = data.index(b"IDAT") - 4
+    deflated = bytearray(data[start + 8 : start + 8 + int.from_bytes(data[start : start + 4], "big")])
+    deflated[10] ^= 0xFF
+    deflated[11] ^= 0xFF
+    return _with_idat(data, bytes(deflated))
+
+
+def _bad_filter_byte() -> bytes:
+    rows = bytearray(_rows(_plain()))
+    rows[0] = 9  # filter types are 0..4
+    return _with_idat(_plain(), zlib.compress(bytes(rows)))
+
+
+# Files that are not plain, or plain ones broken in a way libspng alone would let through:
+# each goes through Pillow, which decodes it (same features) or refuses it (InvalidInput).
+NOT_PLAIN: dict[str, Callable[[], bytes]] = {
+    "gray-with-transparency": lambda: _encode(_drawn(7), transparency=255),
+    "palette": lambda: _encode(_drawn(7).convert("P")),
+    "gray-and-alpha": lambda: _encode(_drawn(7).convert("LA")),
+    "rgba": lambda: _encode(_drawn(7).convert("RGBA")),
+    "16-bit": lambda: _encode(_drawn(7).convert("I;16")),
+    "interlaced": lambda: _with_idat(_plain(), zlib.compress(_rows(_plain()))).replace(
+        _chunk(b"IHDR", _plain()[16:29]), _chunk(b"IHDR", _plain()[16:28] + b"\x01")
+    ),
+    "with-exif-orientation": lambda: _encode(_drawn(7), exif=_turned()),
+    "with-dpi": lambda: _encode(_drawn(7), dpi=(300, 300)),
+    "with-text": lambda: _with_chunk_before_idat(_plain(), _chunk(b"tEXt", b"Comment\x00hello")),
+    "bytes-after-iend": lambda: _plain() + b"trailing",
+    "no-iend": lambda: _plain()[:-12],
+    "idat-crc-wrong": lambda: _plain()[:-16] + bytes(4) + _plain()[-12:],
+    "deflate-check-wrong": _damaged_deflate,
+    "deflate-data-damaged": _damaged_deflate_data,
+    "filter-byte-out-of-range": _bad_filter_byte,
+    "rows-missing": lambda: _with_idat(_plain(), zlib.compress(_rows(_plain())[:-40])),
+    "rows-extra": lambda: _with_idat(_plain(), zlib.compress(_rows(_plain()) + bytes(33))),
+}
+
+
+@pytest.mark.parametrize("case", NOT_PLAIN)
+def test_any_other_png_is_left_to_pillow_with_the_same_outcome(case: str) -> None:
+    data = NOT_PLAIN[case]()
+    assert image.plain_png_gray(data) is None
+    try:
+        with image.open_image(data) as opened:
+            expected = image.features_from_gray(image.grayscale(opened))
+    except InvalidInput:
+        with pytest.raises(InvalidInput):
+            image.features_from_bytes(data)
+        return
+    np.testing.assert_array_equal(image.features_from_bytes(data), expected)
