@@ -276,20 +276,25 @@ def features_from_bytes(data: bytes) -> np.ndarray:
 _PLAIN_CHANNELS = {0: 1, 2: 3}
 _PLAIN_CHUNKS = (b"IHDR", b"IDAT", b"IEND")
 _LUMA_WEIGHTS = np.array([19595, 38470, 7471], dtype=np.uint32)
+# Above this, Pillow's fixed cost is small beside the decoding itself, and the check here
+# would inflate the whole image once more (50 MB for a 4096x4096 RGB file) for nothing.
+PLAIN_MAX_PIXELS = 1024 * 1024
 
 
 def plain_png_gray(data: bytes) -> np.ndarray | None:
     """The luminance of a plain PNG, equal to `grayscale`'s, decoded by libspng; else None.
 
-    Plain: 8-bit gray or RGB, not interlaced, only IHDR, IDAT and IEND chunks, every CRC
-    right, the image data inflating to exactly its rows with valid filter bytes, nothing
-    after IEND. Canvases and image libraries write a drawn digit so, and for such a file
-    Pillow has nothing else to honour (transparency, palette, orientation, frames), so the
-    pixels are Pillow's. Pillow takes about 60 us for a 64x64 digit, mostly Python around
-    its C decoder; this, 20. Any other file, or a plain one failing a check, gives None and
-    goes through Pillow, which decodes it or refuses it with the usual message. The checks
-    are ours because libspng is lenient: it decodes a file with no IEND, or one whose
-    deflate stream is corrupt, where Pillow, the reference, refuses.
+    Plain: at most a megapixel of 8-bit gray or RGB, not interlaced, only IHDR, IDAT and
+    IEND chunks, every CRC right, the image data inflating to exactly its rows with valid
+    filter bytes, nothing after IEND. Canvases and image libraries write a drawn digit so,
+    and for such a file Pillow has nothing else to honour (transparency, palette,
+    orientation, frames), so the pixels are Pillow's. Pillow takes about 60 us for a 64x64
+    digit, mostly Python around its C decoder; this, 20. Any other file, or a plain one
+    failing a check, gives None and goes through Pillow, which decodes it or refuses it
+    with the usual message. The checks are ours because libspng is lenient: it decodes a
+    file with no IEND, or one whose deflate stream is corrupt, where Pillow, the
+    reference, refuses. The only file refused here (InvalidInput) is one whose header
+    declares no pixels, with the message the Pillow path gives.
     """
     position, size, header, parts = 8, len(data), b"", []
     while True:
@@ -316,7 +321,7 @@ def plain_png_gray(data: bytes) -> np.ndarray | None:
     width, height = int.from_bytes(header[0:4], "big"), int.from_bytes(header[4:8], "big")
     depth, colour, compression, filtering, interlace = header[8:13]
     channels = _PLAIN_CHANNELS.get(colour) if depth == 8 else None
-    if channels is None or compression or filtering or interlace:
+    if channels is None or compression or filtering or interlace or width * height > PLAIN_MAX_PIXELS:
         return None
     _check_dimensions(width, height)
     stride = 1 + width * channels

@@ -469,6 +469,8 @@ NOT_PLAIN: dict[str, Callable[[], bytes]] = {
     "filter-byte-out-of-range": _bad_filter_byte,
     "rows-missing": lambda: _with_idat(_plain(), zlib.compress(_rows(_plain())[:-40])),
     "rows-extra": lambda: _with_idat(_plain(), zlib.compress(_rows(_plain()) + bytes(33))),
+    "over-a-megapixel": lambda: rendering.draw_digit(7, size=1025),
+    "declaring-5000x5000": lambda: _crafted_png(5000, 5000),
 }
 
 
