@@ -86,34 +86,8 @@ def test_claim_takes_the_oldest_queued_job_once(store: JobStore) -> None:
     assert first.token != second.token
 
 
-def test_concurrent_claims_never_hand_out_a_job_twice(store: JobStore) -> None:
-    ids = {store.create(new_job())[0].id for _ in range(12)}
-    claimed: list[str] = []
-    lock = threading.Lock()
-
-    def claimer(name: str) -> None:
-        while True:
-            claim = store.claim_next(name, LEASE, time.time())
-            if claim is None:
-                return
-            with lock:
-                claimed.append(claim.job_id)
-
-    threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-
-    assert sorted(claimed) == sorted(ids)  # every job once, none twice
-
-
-def test_many_claimers_on_a_short_lease_still_hand_out_each_job_once(store: JobStore) -> None:
-    # Eight claimers all see the same oldest candidates. A claim must not wait on the
-    # others' (the Firestore store once waited on locks: 8-26 s per claim on the
-    # emulator, so a lease expired before it was written and the job went out twice).
-    lease = 5.0
-    ids = {store.create(new_job())[0].id for _ in range(24)}
+def _claim_everything(store: JobStore, claimers: int, lease: float) -> list[str]:
+    """The job ids `claimers` threads got, each claiming until nothing is left."""
     claimed: list[str] = []
     lock = threading.Lock()
 
@@ -122,11 +96,29 @@ def test_many_claimers_on_a_short_lease_still_hand_out_each_job_once(store: JobS
             with lock:
                 claimed.append(claim.job_id)
 
-    threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(8)]
+    threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(claimers)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(60)
+    return claimed
+
+
+def test_concurrent_claims_never_hand_out_a_job_twice(store: JobStore) -> None:
+    ids = {store.create(new_job())[0].id for _ in range(12)}
+
+    claimed = _claim_everything(store, claimers=4, lease=LEASE)
+
+    assert sorted(claimed) == sorted(ids)  # every job once, none twice
+
+
+def test_many_claimers_on_a_short_lease_still_hand_out_each_job_once(store: JobStore) -> None:
+    # Eight claimers all see the same oldest candidates. A claim must not wait on the
+    # others' (the Firestore store once waited on locks: 8-26 s per claim on the
+    # emulator, so a lease expired before it was written and the job went out twice).
+    ids = {store.create(new_job())[0].id for _ in range(24)}
+
+    claimed = _claim_everything(store, claimers=8, lease=5.0)
 
     assert sorted(claimed) == sorted(ids)
 
