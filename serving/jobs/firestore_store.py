@@ -22,6 +22,7 @@ none); docs/jobs.md lists them. `FIRESTORE_EMULATOR_HOST` makes the client use a
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -45,6 +46,7 @@ from serving.jobs.store import Claim, IdempotencyConflict, StoreError
 log = logging.getLogger("serving.jobs.store")
 
 _CANDIDATES = 10
+_SWAP_ATTEMPTS = 10
 _EXHAUSTED = {
     "code": "attempts_exhausted",
     "message": "Gave up: every attempt ended with the process running the job stopping before it finished "
@@ -57,11 +59,19 @@ _TOO_LARGE = {
 }
 
 
-_SWAP_ATTEMPTS = 10
-
-
 class _Contended(StoreError):
     """A change kept colliding with other writers of the same document."""
+
+
+def _update_unless_changed(ref: Any, changes: dict[str, Any], option: Any) -> bool | None:
+    """True once written; False if the document changed since it was read; None if it is gone."""
+    try:
+        ref.update(changes, option=option)
+    except google_exceptions.FailedPrecondition:
+        return False
+    except google_exceptions.NotFound:
+        return None
+    return True
 
 
 class FirestoreJobStore:
@@ -145,16 +155,12 @@ class FirestoreJobStore:
             if not changes:
                 return result
             option = self._db().write_option(last_update_time=snapshot.update_time)
-            try:
-                ref.update(changes, option=option)
-            except google_exceptions.FailedPrecondition:
-                snapshot = None  # written by someone else since it was read: decide again
-                continue
-            except google_exceptions.NotFound:
-                return None
-            except (google_exceptions.GoogleAPIError, OSError) as exc:
-                raise StoreError(f"job store (Firestore) failed: {exc.__class__.__name__}: {exc}") from exc
-            return result
+            written = self._call(functools.partial(_update_unless_changed, ref, changes, option))
+            if written is None:
+                return None  # deleted since it was read
+            if written:
+                return result
+            snapshot = None  # written by someone else since it was read: decide again
         raise _Contended(f"job {ref.id} kept changing under {attempts} attempts to change it")
 
     # --- submit and read ---
