@@ -16,7 +16,8 @@ Running a model (docs/onnx.md):
 
 - `OnnxModel`: an ONNX graph served by ONNX Runtime, safe across gunicorn's fork;
   `TensorSpec` describes its inputs and outputs, `OnnxModelError` names a file ONNX
-  Runtime cannot load, `json_floats` turns float32 results into JSON numbers.
+  Runtime cannot load, `json_floats` (`json_float_rows` for a batch) turns float32 results
+  into JSON numbers.
 - `reset_in_forked_child`, `release_before_fork`: for model code that keeps threads or
   native pools, which do not survive gunicorn's fork.
 - `request_scope` (a module): `check()` between items of a long loop, so work nobody
@@ -49,7 +50,7 @@ from serving.kit.manifest import (
     read_manifest,
     sha256_hex,
 )
-from serving.kit.onnx import OnnxModel, OnnxModelError, TensorSpec, json_floats
+from serving.kit.onnx import OnnxModel, OnnxModelError, TensorSpec, json_float_rows, json_floats
 
 __all__ = [
     "MANIFEST_NAME",
@@ -62,6 +63,7 @@ __all__ = [
     "ServingFile",
     "TensorSpec",
     "display_path",
+    "json_float_rows",
     "json_floats",
     "load_artifact",
     "load_serving_bytes",

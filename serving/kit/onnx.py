@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from serving.kit.forking import release_before_fork, reset_in_forked_child
 
@@ -382,11 +383,38 @@ class OnnxModel:
 def json_floats(values: Any) -> list[float]:
     """A float32 array's values as JSON numbers at float32's precision: 0.005, not 0.004999999888241291.
 
-    Each number is the shortest decimal that reads back as the same float32 (numpy's
-    conversion to text), so nothing the model computed is lost and nothing it did not
-    compute is shown.
+    Each number is the shortest decimal that reads back as the same float32, so nothing
+    the model computed is lost and nothing it did not compute is shown. A value that is
+    not finite stays NaN or infinity (the output schema then refuses it).
     """
-    return [float(text) for text in np.asarray(values, dtype=np.float32).ravel().astype(str)]
+    floats: list[float] = _shortest(np.asarray(values, dtype=np.float32).ravel())
+    return floats
+
+
+def json_float_rows(values: Any) -> list[list[float]]:
+    """`json_floats` of each row of a 2-D float32 array (one row per result), in one call.
+
+    For a batch's probabilities: a model's `predict_batch` turns them all into JSON
+    numbers at once, rather than one row at a time (3-7 us a row, more than the model).
+    """
+    array = np.asarray(values, dtype=np.float32)
+    if array.ndim != 2:
+        raise ValueError(f"expected a 2-D array, got shape {array.shape}")
+    rows: list[list[float]] = _shortest(array)
+    return rows
+
+
+def _shortest(array: np.ndarray) -> Any:
+    """`array` (float32) as nested lists of Python floats, each the shortest decimal of its float32.
+
+    orjson writes a float32 array with the shortest digits that read back as the same
+    float32 (Ryu's algorithm, as numpy's `astype(str)` does, at a tenth of its cost), and
+    reads them back as Python floats. It writes NaN and infinity as null, so an array
+    holding one takes numpy's way instead.
+    """
+    if not np.isfinite(array).all():
+        return np.vectorize(float, otypes=[object])(array.astype(str)).tolist()
+    return orjson.loads(orjson.dumps(np.ascontiguousarray(array), option=orjson.OPT_SERIALIZE_NUMPY))
 
 
 def _by_name(specs: tuple[TensorSpec, ...], name: str, problem: str) -> TensorSpec:

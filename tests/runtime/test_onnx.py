@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import weakref
@@ -166,6 +167,49 @@ def test_json_floats_are_the_shortest_decimals_of_the_float32_values(
 
     assert floats == expected
     assert np.array_equal(np.asarray(floats, dtype=np.float32), array)  # nothing computed is lost
+
+
+def test_json_floats_match_numpys_shortest_text_for_many_values() -> None:
+    # orjson writes them; numpy's float32-to-text conversion is the reference.
+    rng = np.random.default_rng(7)
+    array = np.concatenate(
+        [rng.random(20_000, dtype=np.float32) ** power for power in (1, 7, 30)]
+        + [np.array([0.0, 1.0, 1.4e-45, 1e-40, 3.4e38, 1 / 3], dtype=np.float32)]
+    )
+
+    floats = onnx_runtime.json_floats(array)
+
+    assert floats == [float(text) for text in array.astype(str)]
+
+
+def test_json_floats_keep_values_that_are_not_finite() -> None:
+    floats = onnx_runtime.json_floats(np.array([0.5, np.nan, np.inf, -np.inf], dtype=np.float32))
+
+    assert floats[0] == 0.5
+    assert math.isnan(floats[1])
+    assert floats[2:] == [math.inf, -math.inf]
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [[[0.005, 0.995], [1.0, 0.0]], [[0.1, 0.2, 0.7]], [[np.nan, 1.0]], np.zeros((0, 3))],
+    ids=["two-rows", "one-row", "not-finite", "no-rows"],
+)
+def test_json_float_rows_are_json_floats_row_by_row(rows: object) -> None:
+    array = np.asarray(rows, dtype=np.float32)
+
+    converted = onnx_runtime.json_float_rows(array)
+
+    expected = [onnx_runtime.json_floats(row) for row in array]
+    assert len(converted) == len(expected)
+    for got, want in zip(converted, expected, strict=True):
+        assert np.array_equal(np.asarray(got), np.asarray(want), equal_nan=True)
+        assert all(type(value) is float for value in got)
+
+
+def test_json_float_rows_refuse_an_array_that_is_not_2d() -> None:
+    with pytest.raises(ValueError, match="2-D"):
+        onnx_runtime.json_float_rows(np.zeros(3, dtype=np.float32))
 
 
 def test_close_waits_for_a_running_call_then_refuses_new_ones(model: OnnxModel) -> None:
