@@ -220,8 +220,6 @@ def grayscale(image: Image.Image) -> np.ndarray:
 
 def features_from_gray(gray: np.ndarray) -> np.ndarray:
     """The 64 `load_digits`-style features (0..16, row by row) of a grayscale image."""
-    from PIL import Image
-
     # Per image, numpy's fixed cost per call outweighs the arithmetic on a few thousand
     # pixels, so each step below is the cheapest call for the same numbers: the median of
     # the border by one in-place sort (np.median's own checks cost more than the sort), and
@@ -239,8 +237,8 @@ def features_from_gray(gray: np.ndarray) -> np.ndarray:
         raise InvalidInput("no digit found: the image is blank or has too little contrast")
 
     mask = ink >= peak * INK_THRESHOLD
-    rows = np.flatnonzero(mask.any(axis=1))
-    columns = np.flatnonzero(mask.any(axis=0))
+    rows = mask.any(axis=1).nonzero()[0]
+    columns = mask.any(axis=0).nonzero()[0]
     crop = ink[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
     side = max(crop.shape)
     square = np.zeros((side, side), dtype=np.float32)
@@ -248,13 +246,35 @@ def features_from_gray(gray: np.ndarray) -> np.ndarray:
     square[top : top + crop.shape[0], left : left + crop.shape[1]] = crop
 
     # BOX averages every source pixel into its cell, as load_digits counted ink per 4x4 block.
-    # frombuffer/tobytes: the same pixels as fromarray/asarray, without their array-protocol
-    # bookkeeping (about 5 us of the 23 this call costs).
-    resized = Image.frombuffer("F", (side, side), square, "raw", "F", 0, 1).resize((8, 8), Image.Resampling.BOX)
-    small = np.frombuffer(resized.tobytes(), dtype=np.float32).astype(np.float64)
+    small = np.frombuffer(_box_8x8(square), dtype=np.float32).astype(np.float64)
     small *= 16.0 / float(small.max())
     # Ink is never negative, so only the top needs clipping (np.clip costs three times more).
     return np.minimum(small, 16.0, out=small)
+
+
+def _box_8x8(square: np.ndarray) -> bytes:
+    """Pillow's BOX resize of a square float32 array to 8x8: its 64 float32 values, row by row.
+
+    These are the C calls `Image.frombuffer("F", ...).resize((8, 8), BOX).tobytes()` ends
+    in (the array mapped as an "F" image, resampled, written out raw), made directly:
+    the Python around them (mode and size checks, a decoder and an encoder object, the
+    encoder's loop) cost 10 of that chain's 12 us a digit, more than the resize itself.
+    `Image.core` is Pillow's C module, so its calls are held to the public chain's pixels
+    by tests/models/test_digits.py for the pinned Pillow.
+    """
+    from PIL import Image
+
+    side = square.shape[0]
+    if side == 8:  # nothing to resample (Pillow's resize returns a copy)
+        return bytes(np.ascontiguousarray(square, dtype=np.float32))
+    source = Image.core.map_buffer(square, (side, side), "raw", 0, ("F", 0, 1))
+    resized = source.resize((8, 8), Image.Resampling.BOX, (0.0, 0.0, float(side), float(side)))
+    encoder = Image.core.raw_encoder("F", "F", 0, 1)
+    encoder.setimage(resized, (0, 0, 8, 8))
+    _, status, data = encoder.encode(64 * 4)
+    if status != 1 or len(data) != 64 * 4:
+        raise RuntimeError(f"Pillow wrote {len(data)} bytes of an 8x8 float image (status {status})")
+    return bytes(data)
 
 
 def features(text: str) -> np.ndarray:

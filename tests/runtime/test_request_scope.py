@@ -66,6 +66,32 @@ def test_the_client_is_asked_only_at_coarse_steps() -> None:
     assert asked == [1]
 
 
+def test_the_client_is_asked_at_most_once_per_probe_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    answers = iter([False, False, True])
+    asked: list[int] = []
+
+    def probe() -> bool:
+        asked.append(1)
+        return next(answers)
+
+    scope = RequestScope(client_gone=probe)
+    monkeypatch.setattr(request_scope, "CLIENT_PROBE_INTERVAL_S", 60.0)
+
+    scope.check(ask_client=True)  # the first coarse step asks
+    scope.check(ask_client=True)  # within the interval: the last answer stands
+    assert len(asked) == 1
+
+    monkeypatch.setattr(request_scope, "CLIENT_PROBE_INTERVAL_S", 0.0)
+    scope._next_probe = 0.0  # the interval has passed
+    scope.check(ask_client=True)
+    assert len(asked) == 2
+    with pytest.raises(ClientGone):
+        scope.check(ask_client=True)
+    with pytest.raises(ClientGone):
+        scope.check(ask_client=True)  # gone is final, without asking again
+    assert len(asked) == 3
+
+
 def test_a_spent_budget_is_a_504_and_the_deadline_is_set_once() -> None:
     scope = RequestScope(budget_s=0.05)
     scope.start_deadline()
