@@ -59,6 +59,14 @@ class BatchingSettings:
         "Requests that may wait for one model in one worker; more get 503 with `Retry-After`.",
         parsers.int_between(1, 100_000),
     )
+    bulk_max_in_flight: int = setting(
+        "BULK_MAX_IN_FLIGHT",
+        2,
+        "Requests of more rows than their model's batch (`:predict` instances, BigQuery calls, "
+        "tensors, texts) that one worker runs at once; later ones wait, within their time budget. "
+        "Their rows are CPU work under one interpreter lock: more at once only cost more CPU a row.",
+        parsers.int_between(1, 256),
+    )
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from serving.http.state import get_state
 from serving.runtime.positional import PositionalOrder, refusal
 from serving.runtime.registry import ModelRuntime
 from serving.runtime.request_scope import check
+from serving.runtime.rows import bulk_slot
 from serving.runtime.validation import SchemaValidator, json_path
 
 # TF Serving's name for the one signature a model has when it was not named.
@@ -230,14 +231,15 @@ def run_instances(runtime: ModelRuntime, instances: list[Any]) -> list[Any]:
     inference = get_state().inference
     size = runtime.spec.batch.max_batch_size
     predictions: list[Any] = []
-    for start in range(0, len(instances), size):
-        check(ask_client=True)  # no next chunk once the budget is spent or the client has gone
-        outcomes = inference.predict_many(runtime, instances[start : start + size])
-        failures = [(start + offset, o) for offset, o in enumerate(outcomes) if isinstance(o, ApiError)]
-        if failures:
-            # The request fails whole: later chunks would only cost model time.
-            raise _instance_error(failures)
-        predictions.extend(outcomes)
+    with bulk_slot(inference, runtime, len(instances)):
+        for start in range(0, len(instances), size):
+            check(ask_client=True)  # no next chunk once the budget is spent or the client has gone
+            outcomes = inference.predict_many(runtime, instances[start : start + size])
+            failures = [(start + offset, o) for offset, o in enumerate(outcomes) if isinstance(o, ApiError)]
+            if failures:
+                # The request fails whole: later chunks would only cost model time.
+                raise _instance_error(failures)
+            predictions.extend(outcomes)
     return predictions
 
 

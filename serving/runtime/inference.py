@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -83,11 +84,20 @@ class Arrival:
 class Inference:
     """Runs model code for the routes and the jobs; one per app. Its batchers call back through `_PreparedCalls`."""
 
-    def __init__(self, *, validate_output: bool, budget: TimeBudget, batchers: Batchers | None = None) -> None:
-        """`budget` bounds every model call; `batchers`, when given, batch concurrent predictions."""
+    def __init__(
+        self,
+        *,
+        validate_output: bool,
+        budget: TimeBudget,
+        batchers: Batchers | None = None,
+        bulk_slots: threading.BoundedSemaphore | None = None,
+    ) -> None:
+        """`budget` bounds every model call; `batchers`, when given, batch concurrent predictions;
+        `bulk_slots`, when given, bound the requests of many rows running at once (serving/runtime/rows.py)."""
         self.validate_output = validate_output
         self.budget = budget
         self.batchers = batchers
+        self.bulk_slots = bulk_slots
         self._prepared_calls = _PreparedCalls(self)
 
     # --- single predictions ---
@@ -312,7 +322,12 @@ def create_inference(settings: Settings, observer: BatchObserver | None = None) 
         if settings.batching
         else None
     )
-    return Inference(validate_output=settings.validate_output, budget=budget, batchers=batchers)
+    return Inference(
+        validate_output=settings.validate_output,
+        budget=budget,
+        batchers=batchers,
+        bulk_slots=threading.BoundedSemaphore(settings.bulk_max_in_flight),
+    )
 
 
 @contextlib.contextmanager

@@ -196,15 +196,17 @@ def _answer(runtime: ModelRuntime, call: RemoteCall) -> list[Any]:
         if payload is not NULL_ROW:
             todo.append((index, payload))
     rows = [index for index, _ in todo]
-    for position, outcome in row_outcomes(get_state().inference, runtime, [payload for _, payload in todo]):
-        index = rows[position]
-        if isinstance(outcome, ApiError):
-            if outcome.status >= 500 or call.on_error == "fail":
-                outcome.message = f"row {index}: {outcome.message}"
-                raise outcome
-            nulled.append((index, outcome))
-        else:
-            replies[index] = _output(outcome, call.output, spec.name)
+    outcomes = row_outcomes(get_state().inference, runtime, [payload for _, payload in todo])
+    with contextlib.closing(outcomes):  # a failing call gives its bulk slot back at once
+        for position, outcome in outcomes:
+            index = rows[position]
+            if isinstance(outcome, ApiError):
+                if outcome.status >= 500 or call.on_error == "fail":
+                    outcome.message = f"row {index}: {outcome.message}"
+                    raise outcome
+                nulled.append((index, outcome))
+            else:
+                replies[index] = _output(outcome, call.output, spec.name)
     if nulled:
         _report_nulls(spec.name, call, nulled)
     return replies
