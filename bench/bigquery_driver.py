@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import requests
 
 RETRIED_STATUSES = frozenset({408, 429, 500, 503, 504})
@@ -120,7 +121,10 @@ class StandIn:
         return session
 
     def _send(self, request_id: str, calls: list[list[Any]], report: Report) -> list[Any]:
-        body = json.dumps(
+        # orjson: BigQuery's own encoding costs this machine nothing, so the stand-in's should
+        # cost it as little as it can (the stdlib's encoding and parsing: 1.7 us an Iris row,
+        # a quarter of the stand-in's CPU, on the cores the server is measured on).
+        body = orjson.dumps(
             {
                 "requestId": request_id,
                 "caller": "//bigquery.googleapis.com/projects/stand-in/jobs/stand-in:US.bquxjob_stand_in",
@@ -128,7 +132,7 @@ class StandIn:
                 "userDefinedContext": self.context,
                 "calls": calls,
             }
-        ).encode()
+        )
         for attempt in range(MAX_RETRIES + 1):
             headers = {"Content-Type": "application/json"}
             if self.authorization is not None:
@@ -147,7 +151,7 @@ class StandIn:
                 report.requests += 1
                 report.statuses[status] = report.statuses.get(status, 0) + 1
             if status == 200 and response is not None:
-                replies = response.json().get("replies")
+                replies = orjson.loads(response.content).get("replies")
                 if not isinstance(replies, list) or len(replies) != len(calls):
                     raise CallFailed(200, f"{request_id}: {len(calls)} calls but replies were {str(replies)[:200]}")
                 with self._lock:

@@ -178,12 +178,12 @@ def test_a_model_whose_timeout_is_zero_runs_on_the_callers_thread_despite_a_defa
     assert budget.call("M", None, threading.get_ident) != threading.get_ident()
 
 
-def test_the_greeting_model_declares_no_budget_and_the_others_keep_the_default() -> None:
+def test_the_greeting_and_iris_models_declare_no_budget_and_digits_keeps_the_default() -> None:
     specs = {spec.name: spec for spec in discover_handlers(PROJECT_ROOT / "handlers")}
 
     assert specs["XXXModel"].timeout_s == 0.0
+    assert specs["Iris"].timeout_s == 0.0
     assert specs["Digits"].timeout_s is None
-    assert specs["Iris"].timeout_s is None
 
 
 def test_the_callers_context_follows_the_call() -> None:

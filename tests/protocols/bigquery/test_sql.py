@@ -39,7 +39,7 @@ def test_the_statement_for_iris(app: Flask) -> None:
     assert sql.count("REMOTE WITH CONNECTION `proj.us.bq-conn`") == 2
     assert sql.count('endpoint = "https://scoring-abc-uc.a.run.app/v1/bigquery/Iris"') == 2
     assert sql.count('user_defined_context = [("on_error", "fail"), ("output", "label")]') == 2
-    assert "max_batching_rows = 1280" in sql
+    assert "max_batching_rows = 10000" in sql  # Iris has no time budget: the route's ceiling
     assert "TO_JSON(STRUCT(sepal_length, sepal_width, petal_length, petal_width))" in sql
 
 
