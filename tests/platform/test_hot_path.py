@@ -146,6 +146,46 @@ def test_other_responses_go_out_as_gunicorn_sends_them(
     assert b"\r\n\r\n" in sent[0]
 
 
+@pytest.mark.parametrize(
+    ("version", "should_close", "upgrade", "chunked"),
+    [
+        ((1, 1), False, False, False),
+        ((1, 0), True, False, False),
+        ((1, 1), False, True, False),
+        ((1, 1), False, False, True),
+    ],
+    ids=["keep-alive", "close", "upgrade", "chunked"],
+)
+def test_the_default_headers_are_gunicorns_with_its_date(
+    monkeypatch: pytest.MonkeyPatch, version: tuple[int, int], should_close: bool, upgrade: bool, chunked: bool
+) -> None:
+    import gunicorn.http.wsgi as wsgi
+
+    monkeypatch.setattr("time.time", lambda: 1_796_481_000.25)  # the same second for both
+    request = SimpleNamespace(version=version, method="POST", headers=[], should_close=lambda: should_close)
+    response = SingleSendResponse(request, _Socket(), Config())
+    response.start_response("200 OK", [("Content-Type", "application/json")])
+    response.upgrade, response.chunked = upgrade, chunked
+
+    ours = response.default_headers()
+
+    assert ours == wsgi.Response.default_headers(response)
+    assert "Date: Sat, 05 Dec 2026 14:30:00 GMT\r\n" in ours
+
+
+def test_the_date_changes_with_the_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1_796_481_000.9]
+    monkeypatch.setattr("time.time", lambda: now[0])
+    request = SimpleNamespace(version=(1, 1), method="GET", headers=[], should_close=lambda: False)
+    response = SingleSendResponse(request, _Socket(), Config())
+    response.start_response("200 OK", [])
+
+    first = response.default_headers()[2]
+    now[0] += 0.2
+
+    assert response.default_headers()[2] == "Date: Sat, 05 Dec 2026 14:30:01 GMT\r\n" != first
+
+
 def test_use_single_send_makes_it_gunicorns_response(monkeypatch: pytest.MonkeyPatch) -> None:
     import gunicorn.http.wsgi as wsgi
 
