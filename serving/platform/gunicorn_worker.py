@@ -17,7 +17,8 @@ never refused; when the workers hold equal numbers, whoever wakes first accepts 
 With one worker nothing changes.
 
 It also closes a connection that ends on the request's thread, not on the worker's main
-loop (see `handle`), and its responses send the headers and a small body in one `sendall`
+loop (see `handle`), skips gthread's drain of a body the application read to its end
+(`_keepalive_after`), and its responses send the headers and a small body in one `sendall`
 (serving/platform/gunicorn_response.py).
 
 gunicorn.conf.py selects it with `worker_class`; all the rest (keep-alive, graceful
@@ -32,6 +33,7 @@ import signal
 import time
 from typing import Any
 
+from gunicorn.http.body import LengthReader  # type: ignore[import-untyped]
 from gunicorn.workers.gthread import ThreadWorker  # type: ignore[import-untyped]
 
 from serving.platform.gunicorn_response import use_single_send
@@ -122,6 +124,18 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is u
             conn.close = _already_closed  # the main loop's close is then a no-op
         return result
 
+    def _keepalive_after(self, conn: Any, keepalive: bool) -> bool:
+        """gthread's, without its drain when the request's body was read to its last byte.
+
+        gthread drains what the application left of a body before reusing the connection,
+        under a deadline: the socket's timeout is read, set and set back (two `fcntl` calls)
+        around a read that finds nothing. After an app that read its whole body, as this one
+        does, that was 6.7% of a small request's Python time (bench/NOTES.md).
+        """
+        if keepalive and _body_read_to_its_end(conn.parser.mesg):
+            return True
+        return bool(super()._keepalive_after(conn, keepalive))
+
     def wait_for_and_dispatch_events(self, timeout: float) -> None:
         """gthread's event loop step; publishes this worker's count, ends deferrals on time."""
         self._table[self._slot + 1] = self.nr_conns  # connections also end in this loop
@@ -139,6 +153,18 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is u
             else:
                 timeout = min(timeout, remaining)
         super().wait_for_and_dispatch_events(timeout)
+
+
+def _body_read_to_its_end(message: Any) -> bool:
+    """True when nothing of `message`'s body is left to drain: a declared length read whole."""
+    body = getattr(message, "body", None)
+    return (
+        body is not None
+        and body.failed is False
+        and isinstance(body.reader, LengthReader)
+        and body.reader.length == 0
+        and body.buf.tell() == 0
+    )
 
 
 def _already_closed(graceful: bool = False) -> None:

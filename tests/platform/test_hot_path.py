@@ -19,6 +19,7 @@ from serving.config.settings import Settings
 from serving.http.application import NoSessions, ServingFlask
 from serving.platform.detect import request_log_sample_rate
 from serving.platform.gunicorn_response import MAX_COALESCED_BODY, SingleSendResponse, use_single_send
+from serving.platform.gunicorn_worker import _body_read_to_its_end
 from tests.conftest import FIXTURE_HANDLERS
 
 # --- the request log line ---
@@ -184,6 +185,46 @@ def test_the_date_changes_with_the_second(monkeypatch: pytest.MonkeyPatch) -> No
     now[0] += 0.2
 
     assert response.default_headers()[2] == "Date: Sat, 05 Dec 2026 14:30:01 GMT\r\n" != first
+
+
+class _Wire:
+    """A socket whose peer sent `data` and nothing more."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def recv(self, size: int) -> bytes:
+        chunk, self._data = self._data[:size], self._data[size:]
+        return chunk
+
+
+def _message(raw: bytes) -> Any:
+    from gunicorn.http.parser import RequestParser
+
+    return next(RequestParser(Config(), _Wire(raw), ("127.0.0.1", 1)))
+
+
+_POST = b"POST /v1/XXXModel HTTP/1.1\r\nHost: h\r\nContent-Length: 15\r\n\r\n" + b'{"name": "Ada"}'
+_CHUNKED = b"POST /v1/XXXModel HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("raw", "read", "drained"),
+    [
+        (_POST, None, True),  # read to the end: nothing to drain
+        (_POST, 3, False),
+        (_POST, 0, False),  # not read at all
+        (b"GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n", 0, True),  # no body
+        (_CHUNKED, None, False),  # chunked: gthread's drain decides
+    ],
+    ids=["read-whole", "read-part", "unread", "no-body", "chunked"],
+)
+def test_only_a_body_read_to_its_end_skips_gthreads_drain(raw: bytes, read: int | None, drained: bool) -> None:
+    message = _message(raw)
+    if read != 0:
+        message.body.read(read)
+
+    assert _body_read_to_its_end(message) is drained
 
 
 def test_use_single_send_makes_it_gunicorns_response(monkeypatch: pytest.MonkeyPatch) -> None:
