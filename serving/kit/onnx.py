@@ -408,8 +408,8 @@ def _shortest(array: np.ndarray) -> Any:
     """`array` (float32) as nested lists of Python floats, each the shortest decimal of its float32.
 
     orjson writes a float32 array with the shortest digits that read back as the same
-    float32 (Ryu's algorithm, as numpy's `astype(str)` does, at a tenth of its cost), and
-    reads them back as Python floats. It writes NaN and infinity as null, so an array
+    float32 (the digits numpy's `astype(str)` gives, tests/runtime/test_onnx.py, at a
+    tenth of its cost), and reads them back as Python floats. It writes NaN and infinity as null, so an array
     holding one takes numpy's way instead.
     """
     if not np.isfinite(array).all():
