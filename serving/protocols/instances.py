@@ -30,6 +30,7 @@ schemas `<Model>.BatchRequest` and `BatchError`.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -43,7 +44,7 @@ from serving.http.state import get_state
 from serving.runtime.positional import PositionalOrder, refusal
 from serving.runtime.registry import ModelRuntime
 from serving.runtime.request_scope import check
-from serving.runtime.rows import bulk_slot
+from serving.runtime.rows import row_outcomes
 from serving.runtime.validation import SchemaValidator, json_path
 
 # TF Serving's name for the one signature a model has when it was not named.
@@ -228,18 +229,19 @@ def run_instances(runtime: ModelRuntime, instances: list[Any]) -> list[Any]:
     Raises the first failing instance's `ApiError`, its message prefixed with
     `instances[i]` and with `index`, `path` and (when several failed) `errors`.
     """
-    inference = get_state().inference
     size = runtime.spec.batch.max_batch_size
     predictions: list[Any] = []
-    with bulk_slot(inference, runtime, len(instances)):
-        for start in range(0, len(instances), size):
-            check(ask_client=True)  # no next chunk once the budget is spent or the client has gone
-            outcomes = inference.predict_many(runtime, instances[start : start + size])
-            failures = [(start + offset, o) for offset, o in enumerate(outcomes) if isinstance(o, ApiError)]
-            if failures:
-                # The request fails whole: later chunks would only cost model time.
-                raise _instance_error(failures)
-            predictions.extend(outcomes)
+    failures: list[tuple[int, ApiError]] = []
+    with contextlib.closing(row_outcomes(get_state().inference, runtime, instances)) as outcomes:
+        for index, outcome in outcomes:
+            if isinstance(outcome, ApiError):
+                failures.append((index, outcome))
+            else:
+                predictions.append(outcome)
+            if failures and (index + 1) % size == 0:
+                break  # the request fails whole: later chunks would only cost model time
+    if failures:
+        raise _instance_error(failures)
     return predictions
 
 
