@@ -9,7 +9,7 @@ one interpreter lock. At most `BULK_MAX_IN_FLIGHT` of them run at once in a work
 (`bulk_slot`); the others wait their turn, within their time budget. Measured on a
 500-row Digits table (bench/NOTES.md): with eight such requests at once in a worker each
 row cost 15-25% more CPU than with two (the threads hand the lock to each other at every
-release by a decoder or the model), and no row was answered sooner.
+release by a decoder or the model), and fewer rows a second were answered.
 """
 
 from __future__ import annotations

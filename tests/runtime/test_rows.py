@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -74,15 +75,22 @@ def _rows(tag: str, count: int, x: int = 1) -> list[dict[str, object]]:
     return [{"tag": tag, "x": x} for _ in range(count)]
 
 
+def _running(pool: ThreadPoolExecutor, inference: Inference, model: tuple[ModelRuntime, ModuleType], tag: str) -> Any:
+    """A bulk request of 10 rows submitted to `pool`, once its first call holds the (gated) model."""
+    runtime, module = model
+    module.GATE.clear()
+    running = pool.submit(predict_rows, inference, runtime, _rows(tag, 10))
+    assert module.ENTERED.acquire(timeout=5)
+    return running
+
+
 def test_a_bulk_request_beyond_the_slots_waits_for_the_running_one_to_finish(
     counter: tuple[ModelRuntime, ModuleType],
 ) -> None:
     runtime, module = counter
     inference = _inference(slots=1)
-    module.GATE.clear()
     with ThreadPoolExecutor(2) as pool:
-        first = pool.submit(predict_rows, inference, runtime, _rows("first", 10))
-        assert module.ENTERED.acquire(timeout=5)
+        first = _running(pool, inference, counter, "first")
         second = pool.submit(predict_rows, inference, runtime, _rows("second", 10))
 
         assert not module.ENTERED.acquire(timeout=0.3)  # the second has not started a chunk
@@ -96,10 +104,8 @@ def test_a_bulk_request_beyond_the_slots_waits_for_the_running_one_to_finish(
 def test_a_request_of_one_batch_takes_no_slot(counter: tuple[ModelRuntime, ModuleType]) -> None:
     runtime, module = counter
     inference = _inference(slots=1)
-    module.GATE.clear()
     with ThreadPoolExecutor(2) as pool:
-        bulk = pool.submit(predict_rows, inference, runtime, _rows("bulk", 10))
-        assert module.ENTERED.acquire(timeout=5)
+        bulk = _running(pool, inference, counter, "bulk")
         small = pool.submit(predict_rows, inference, runtime, _rows("small", 4))
 
         assert module.ENTERED.acquire(timeout=5)  # it runs beside the bulk request
@@ -146,11 +152,9 @@ def test_a_waiting_request_stops_when_nobody_waits_for_it(
     runtime, module = counter
     holder, held = _holder(tmp_path)
     inference = _inference(slots=1, timeout_s=timeout_s)  # Counter's budget; the holder has none
-    held.GATE.clear()
     try:
         with ThreadPoolExecutor(1) as pool:
-            running = pool.submit(predict_rows, inference, holder, _rows("running", 10))
-            assert held.ENTERED.acquire(timeout=5)
+            running = _running(pool, inference, (holder, held), "running")
 
             with opened_scope(scope), pytest.raises(error):
                 predict_rows(inference, runtime, _rows("waiting", 10))
