@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_onnx_runtime(options_from_settings(settings))
     specs = discover_handlers(settings.handlers_dir, reserved_names=reserved)
     registry = Registry(specs, artifact_sources(settings, specs), artifact_cache(settings))
-    metrics = create_metrics(settings.metrics, settings.metrics_dir)
+    metrics = create_metrics(settings.metrics, settings.metrics_dir, settings.metrics_write_s)
     report_model_versions(registry, metrics)
     inference = create_inference(settings, metrics)
 

@@ -147,6 +147,14 @@ class MetricsSettings:
         "one per start and removes it at exit. A set one is emptied of metric files at start.",
         parsers.path,
     )
+    metrics_write_s: float = setting(
+        "METRICS_WRITE_S",
+        1.0,
+        "How often each process writes the requests, model calls and queue depths it counted to the metrics "
+        "(a scrape shows another worker's up to this late; its own at once). 0: each as it happens, at about "
+        "10 us more CPU per request.",
+        parsers.float_between(0, 60),
+    )
 
 
 @dataclass(frozen=True)

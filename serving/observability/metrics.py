@@ -36,6 +36,7 @@ from flask import Flask, Response, request
 
 from serving.config.server import check_metrics_multiprocess, ensure_metrics_dir
 from serving.observability.logs import current_model, request_started
+from serving.observability.metric_tally import Tally
 
 log = logging.getLogger("serving.observability.metrics")
 
@@ -50,6 +51,9 @@ _OWNER_ENV = "MODEL_SERVING_METRICS_DIR_OWNER"
 # Request latency: from a cached answer (~1 ms) to a slow model (60 s, gunicorn's timeout).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+# Each histogram's upper bounds as prometheus-client keeps them, `+Inf` last.
+_LATENCY_BOUNDS = (*LATENCY_BUCKETS, float("inf"))
+_BATCH_SIZE_BOUNDS = (*BATCH_SIZE_BUCKETS, float("inf"))
 
 
 # --- the multiprocess directory (called from gunicorn.conf.py, before the app loads) ---
@@ -134,11 +138,16 @@ class Metrics:
 
 
 class PrometheusMetrics(Metrics):
-    """Metrics kept by `prometheus-client`, across processes when `directory` is given."""
+    """Metrics kept by `prometheus-client`, across processes when `directory` is given.
+
+    With `write_every_s` above 0, requests, model calls and queue depths are summed in
+    the process and written that often (serving/observability/metric_tally.py); a scrape
+    writes its own process's first. With 0, each is written as it happens.
+    """
 
     enabled = True
 
-    def __init__(self, directory: Path | None) -> None:
+    def __init__(self, directory: Path | None, write_every_s: float = 0.0) -> None:
         if directory is not None:
             _require_multiprocess_mode(directory)
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -200,6 +209,7 @@ class PrometheusMetrics(Metrics):
         # Resolving label values costs more than the update itself: keep the children.
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._model_children: dict[str, tuple[Any, Any, Any]] = {}
+        self._tally = Tally(write_every_s) if write_every_s > 0 else None
 
     def observe_request(self, route: str, model: str, status: int, seconds: float) -> None:
         key = (route, model, status)
@@ -208,8 +218,13 @@ class PrometheusMetrics(Metrics):
             label_values = (route, model, str(status))
             children = (self._requests.labels(*label_values), self._latency.labels(*label_values))
             self._request_children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        tally = self._tally
+        if tally is None:
+            children[0].inc()
+            children[1].observe(seconds)
+        else:
+            tally.inc(children[0])
+            tally.observe(children[1], _LATENCY_BOUNDS, seconds)
 
     def _for_model(self, model: str) -> tuple[Any, Any, Any]:
         children = self._model_children.get(model)
@@ -224,11 +239,19 @@ class PrometheusMetrics(Metrics):
 
     def observe_batch(self, model: str, size: int, seconds: float) -> None:
         children = self._for_model(model)
-        children[0].observe(size)
-        children[1].observe(seconds)
+        tally = self._tally
+        if tally is None:
+            children[0].observe(size)
+            children[1].observe(seconds)
+        else:
+            tally.observe(children[0], _BATCH_SIZE_BOUNDS, size)
+            tally.observe(children[1], _LATENCY_BOUNDS, seconds)
 
     def set_queue_depth(self, model: str, depth: int) -> None:
-        self._for_model(model)[2].set(depth)
+        if self._tally is None:
+            self._for_model(model)[2].set(depth)
+        else:
+            self._tally.set(self._for_model(model)[2], depth)
 
     def count_rows(self, route: str, model: str, outcome: str, rows: int) -> None:
         self._rows.labels(route, model, outcome).inc(rows)
@@ -243,6 +266,8 @@ class PrometheusMetrics(Metrics):
         from prometheus_client.exposition import choose_encoder
 
         encoder, content_type = choose_encoder(accept or "")
+        if self._tally is not None:
+            self._tally.flush()
         return encoder(self._export), content_type
 
 
@@ -259,9 +284,9 @@ def _require_multiprocess_mode(directory: Path) -> None:
     )
 
 
-def create_metrics(enabled: bool, directory: Path | None) -> Metrics:
-    """The app's metrics: recorded by Prometheus, or nothing when disabled."""
-    return PrometheusMetrics(directory) if enabled else Metrics()
+def create_metrics(enabled: bool, directory: Path | None, write_every_s: float = 0.0) -> Metrics:
+    """The app's metrics: recorded by Prometheus (see `PrometheusMetrics`), or nothing when disabled."""
+    return PrometheusMetrics(directory, write_every_s) if enabled else Metrics()
 
 
 # --- HTTP: recording each request, and the /metrics route ---

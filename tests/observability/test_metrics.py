@@ -177,26 +177,42 @@ def _metrics_dir_from_log(log: str) -> Path:
     return Path(match.group(1))
 
 
+def _scrape_until_counted(url: str, requests_expected: int, within_s: float) -> dict[Any, float]:
+    """Scrape until `requests_expected` Slow requests show (each worker writes its counts every METRICS_WRITE_S)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        samples = _samples(requests.get(url + "/metrics", timeout=5).text)
+        counted = _value(samples, "model_serving_requests_total", route="/v1/<name>", model="Slow", status="200")
+        if counted >= requests_expected or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.05)
+
+
+def _call_slow(url: str, count: int) -> list[int]:
+    def call(x: int) -> int:
+        response = requests.post(url + "/v1/Slow", json={"x": x}, timeout=30)
+        assert response.status_code == 200
+        return int(response.json()["result"])
+
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        return list(pool.map(call, range(count)))
+
+
 @pytest.mark.e2e
 def test_gunicorn_workers_share_counts_and_show_requests_batched(start_gunicorn: Callable[..., Any]) -> None:
-    env = {"HANDLERS_DIR": str(FIXTURE_HANDLERS / "batching"), "GUNICORN_THREADS": "16"}
+    env = {"HANDLERS_DIR": str(FIXTURE_HANDLERS / "batching"), "GUNICORN_THREADS": "16", "METRICS_WRITE_S": "0.2"}
     with start_gunicorn(env) as server:
         directory = _metrics_dir_from_log(server.log())
-        url = server.url + "/v1/Slow"
-
-        def call(x: int) -> int:
-            response = requests.post(url, json={"x": x}, timeout=30)
-            assert response.status_code == 200
-            return int(response.json()["result"])
-
-        with ThreadPoolExecutor(max_workers=24) as pool:
-            results = list(pool.map(call, range(96)))
-        samples = _samples(requests.get(server.url + "/metrics", timeout=5).text)
+        results = _call_slow(server.url, 96)
+        written_by = time.monotonic() + 0.2
+        samples = _scrape_until_counted(server.url, 96, within_s=5)
+        counted_after = time.monotonic() - written_by
         pids = {int(p.stem.rsplit("_", 1)[1]) for p in directory.glob("counter_*.db")}
 
     assert results == [x + 1 for x in range(96)]
-    # One scrape answered by one worker counts every worker's requests.
+    # One scrape answered by one worker counts every worker's requests, within the write interval.
     assert _value(samples, "model_serving_requests_total", route="/v1/<name>", model="Slow", status="200") == 96
+    assert counted_after < 2.0, f"counted {counted_after:.2f} s after the interval"
     calls = _value(samples, "model_serving_batch_size_count", model="Slow")
     batched = _value(samples, "model_serving_batch_size_sum", model="Slow")
     assert batched == 96
@@ -204,6 +220,38 @@ def test_gunicorn_workers_share_counts_and_show_requests_batched(start_gunicorn:
     assert calls - _value(samples, "model_serving_batch_size_bucket", model="Slow", le="1.0") > 0
     assert pids, "workers wrote no metric files"
     assert not directory.exists(), "the private metrics directory outlived gunicorn"
+
+
+def _written(directory: Path) -> dict[Any, float]:
+    """What the workers have written to `directory` so far, as a scrape would merge it."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
+    return _samples(generate_latest(registry).decode())
+
+
+@pytest.mark.e2e
+def test_counts_a_worker_has_not_written_yet_are_written_when_it_stops(
+    start_gunicorn: Callable[..., Any], tmp_path: Path
+) -> None:
+    directory = tmp_path / "metrics"
+    env = {
+        "HANDLERS_DIR": str(FIXTURE_HANDLERS / "batching"),
+        MULTIPROC_ENV: str(directory),
+        "METRICS_WRITE_S": "60",
+        "GUNICORN_WORKERS": "1",
+    }
+    requests_total = {"route": "/v1/<name>", "model": "Slow", "status": "200"}
+    with start_gunicorn(env) as server:
+        _call_slow(server.url, 40)
+        while_serving = _written(directory)
+    after_stop = _written(directory)
+
+    assert _value(while_serving, "model_serving_requests_total", **requests_total) == 0
+    assert _value(after_stop, "model_serving_requests_total", **requests_total) == 40
+    assert _value(after_stop, "model_serving_batch_size_sum", model="Slow") == 40
 
 
 @pytest.mark.e2e
