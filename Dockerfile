@@ -2,6 +2,15 @@
 # service.yaml runs it. tests/platform/test_e2e_platforms.py runs this file's CMD, with its ENV and
 # WORKDIR, exactly as the container would (there is no Docker engine in CI).
 
+# Build stage: the full image of the same Python has the compiler that the one requirement
+# published only as source needs (gunicorn_h1c, gunicorn's C HTTP parser). Everything is
+# installed under /install and copied into the slim image, which keeps no compiler.
+FROM python:3.13.5-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY requirements.txt .
+RUN pip install --prefix=/install --requirement requirements.txt
+
 # Pinned to a patch release of the App Engine runtime's Python (3.13), slim Debian.
 FROM python:3.13.5-slim-bookworm
 
@@ -14,9 +23,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first: this layer is rebuilt only when requirements.txt changes.
-COPY requirements.txt .
-RUN pip install --requirement requirements.txt
+# Dependencies first, as the build stage installed them: this layer is rebuilt only when
+# requirements.txt changes.
+COPY --from=build /install /usr/local
 
 COPY . .
 # Compile once at build time: a cold start then imports without compiling.

@@ -56,11 +56,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # The wheelhouse holds wheels of requirements.txt (and pip) for the virtualenv that
-# dev_appserver.py builds in tests/platform/test_e2e_platforms.py: it installs from there offline.
+# dev_appserver.py builds in tests/platform/test_e2e_platforms.py: it installs from there
+# offline. `pip wheel` builds the ones published only as source (gunicorn_h1c), as App
+# Engine's build does.
 $(VENV)/.installed: $(BIN)/python $(REQUIREMENTS)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r $(TEST_REQUIREMENTS)
-	$(BIN)/python -m pip download --quiet --only-binary=:all: --dest $(VENV)/wheelhouse -r requirements.txt pip
+	$(BIN)/python -m pip wheel --quiet --wheel-dir $(VENV)/wheelhouse -r requirements.txt pip
 	@touch $@
 
 install: $(VENV)/.installed

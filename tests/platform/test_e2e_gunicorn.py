@@ -208,3 +208,22 @@ def test_on_cloud_run_only_refusals_get_the_apps_request_line(start_gunicorn: An
     assert ok.status_code == 200
     assert [entry["request_id"] for entry in request_lines] == [refused.headers["X-Request-Id"]]
     assert request_lines[0]["status"] == 400
+
+
+def _worker_pids(master: int) -> list[int]:
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc (Linux)")
+def test_workers_parse_requests_with_gunicorns_c_parser(gunicorn_server: Any) -> None:
+    # requirements.txt installs gunicorn_h1c, and gunicorn uses it when it imports; a
+    # release that stops doing so (or an install that fails to build it) shows here.
+    for _ in range(8):
+        assert requests.post(gunicorn_server.url + "/v1/XXXModel", json={"name": "Ada"}, timeout=10).ok
+
+    workers = _worker_pids(gunicorn_server.process.pid)
+    mapped = [pid for pid in workers if "gunicorn_h1c" in Path(f"/proc/{pid}/maps").read_text()]
+
+    assert workers
+    assert mapped, "no worker loaded gunicorn_h1c"
