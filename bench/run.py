@@ -140,6 +140,9 @@ def project_env() -> dict[str, str]:
     return {name: value for name, value in app_yaml_env().items() if name not in os.environ}
 
 
+# gunicorn's own HTTP parser, as a tutorial install (`pip install flask gunicorn`) has it.
+TUTORIAL_PARSER = ("--http-parser", "python")
+
 APPS = {
     # As app.yaml's entrypoint runs it, with app.yaml's environment; only the address differs.
     PROJECT: App(
@@ -147,10 +150,19 @@ APPS = {
         command=lambda port: [_gunicorn(), "-c", "gunicorn.conf.py", "main:app"],
         env=lambda port: {**project_env(), **GOOGLE_REQUEST_LOG, "PORT": str(port), "HOST": "127.0.0.1"},
     ),
-    # As the tutorial's start.sh runs it.
+    # As the tutorial's start.sh runs it, with the tutorial's packages: gunicorn without
+    # gunicorn_h1c, which it would use from this project's environment.
     BASELINE: App(
         BASELINE,
-        command=lambda port: [_gunicorn(), "-b", f"127.0.0.1:{port}", "-w", "2", "bench.baseline.main:app"],
+        command=lambda port: [
+            _gunicorn(),
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            "2",
+            *TUTORIAL_PARSER,
+            "bench.baseline.main:app",
+        ],
         env=lambda port: {},
     ),
     # Digits on LitServe, run by $BENCH_LITSERVE_PYTHON (it needs `litserve`, requirements-bench.txt).
@@ -162,7 +174,15 @@ APPS = {
     # The same, serving all-MiniLM-L6-v2 with sentence-transformers (torch).
     EMBEDDING_BASELINE: App(
         EMBEDDING_BASELINE,
-        command=lambda port: [_gunicorn(), "-b", f"127.0.0.1:{port}", "-w", "2", "bench.baseline.embedding:app"],
+        command=lambda port: [
+            _gunicorn(),
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            "2",
+            *TUTORIAL_PARSER,
+            "bench.baseline.embedding:app",
+        ],
         env=lambda port: {"HF_HUB_OFFLINE": "1"},
     ),
 }

@@ -36,6 +36,7 @@ from typing import Any
 from gunicorn.http.body import LengthReader  # type: ignore[import-untyped]
 from gunicorn.workers.gthread import ThreadWorker  # type: ignore[import-untyped]
 
+from serving.platform.gunicorn_config import ResolvedConfig
 from serving.platform.gunicorn_response import use_single_send
 
 # Slots of (pid, connections) as C ints. A worker takes the slot of its gunicorn age
@@ -62,7 +63,11 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is u
         self._slot = 2 * (self.age % _SLOTS)
 
     def init_process(self) -> None:
-        """gthread's, in a worker whose responses send headers and a small body at once (gunicorn_response.py)."""
+        """gthread's, in a worker whose responses send headers and a small body at once (gunicorn_response.py).
+
+        Its settings are read once, here (gunicorn_config.py): a request reads some twenty.
+        """
+        self.cfg: Any = ResolvedConfig(self.cfg)
         use_single_send()
         super().init_process()
 
