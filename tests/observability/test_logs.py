@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 from typing import Any
 
 import pytest
@@ -123,3 +125,36 @@ def test_line_handler_applies_filters_on_the_fast_path(tmp_path: Any) -> None:
     lines = path.read_text().splitlines()
     assert len(lines) == 1
     assert "shown" in lines[0]
+
+
+def test_request_ids_are_32_hex_digits_and_never_repeat_across_threads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from serving.observability.logs import new_request_id
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = list(pool.map(lambda _: new_request_id(), range(5000)))  # many refills of 256
+
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", request_id) for request_id in ids)
+
+
+def test_a_forked_process_never_hands_out_its_parents_request_ids() -> None:
+    from serving.observability.logs import new_request_id
+
+    new_request_id()  # the parent now holds ids it has not handed out yet
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.write(writer, " ".join(new_request_id() for _ in range(300)).encode())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader) as pipe:
+        child_ids = set(pipe.read().split())
+    os.waitpid(pid, 0)
+    parent_ids = {new_request_id() for _ in range(300)}
+
+    assert len(child_ids) == 300
+    assert not child_ids & parent_ids
