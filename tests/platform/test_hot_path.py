@@ -394,3 +394,51 @@ def test_sessions_read_empty_and_refuse_writes_as_flasks_own_without_a_secret_ke
     with pytest.raises(RuntimeError) as our_refusal:
         ours.get("/write")
     assert str(our_refusal.value) == str(flasks_refusal.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "body", "as_they_are"),
+    [
+        (200, {"Content-Type": "application/json", "X-Request-Id": "r"}, b"{}", True),
+        (404, {"Content-Type": "text/plain"}, b"not found", True),
+        (201, {"Location": "/v1/jobs/j1"}, b"{}", False),  # made absolute
+        (202, {"Content-Location": "/v1/jobs/\u00e9"}, b"{}", False),  # IRI to URI
+        (204, {"Access-Control-Allow-Origin": "*"}, b"", False),  # length removed
+        (304, {"Content-Type": "application/json", "ETag": "x"}, b"", False),  # entity headers removed
+        (101, {"Upgrade": "h2c"}, b"", False),
+    ],
+)
+def test_the_headers_sent_are_flasks(status: int, headers: dict[str, str], body: bytes, as_they_are: bool) -> None:
+    from flask import Response
+    from werkzeug.test import EnvironBuilder
+
+    from serving.http.application import ServingResponse
+
+    environ = EnvironBuilder(path="/v1/XXXModel", base_url="https://api.example.com/").get_environ()
+    flasks, ours = (
+        response_class(body, status=status, headers=headers) for response_class in (Response, ServingResponse)
+    )
+    sent = ours.get_wsgi_headers(environ)
+
+    assert sent.to_wsgi_list() == flasks.get_wsgi_headers(environ).to_wsgi_list()
+    assert ours.headers.to_wsgi_list() == flasks.headers.to_wsgi_list()  # the response's own are untouched
+    assert (sent is ours.headers) is as_they_are
+
+
+def test_a_streamed_answer_without_a_length_gets_flasks_headers() -> None:
+    from flask import Response
+    from werkzeug.test import EnvironBuilder
+
+    from serving.http.application import ServingResponse
+
+    environ = EnvironBuilder(path="/").get_environ()
+    flasks, ours = (response_class(iter([b"a", b"b"])) for response_class in (Response, ServingResponse))
+    assert "Content-Length" not in ours.headers
+    assert ours.get_wsgi_headers(environ).to_wsgi_list() == flasks.get_wsgi_headers(environ).to_wsgi_list()
+
+
+def test_the_app_answers_with_serving_responses(make_app: Callable[..., Flask]) -> None:
+    from serving.http.application import ServingResponse
+
+    app = make_app(handlers_dir=FIXTURE_HANDLERS / "ok")
+    assert app.response_class is ServingResponse
