@@ -58,6 +58,9 @@ class Tally:
             raise ValueError("a tally needs an interval above 0")
         self._interval_s = interval_s
         self._lock = threading.Lock()
+        # Held while sums are written: a fork waits for a write in progress to end, so no
+        # child starts with prometheus-client's own lock held by a thread it does not have.
+        self._writing = threading.Lock()
         self._counts: dict[Any, int] = {}
         self._histograms: dict[Any, _HistogramSums] = {}
         self._gauges: dict[Any, float] = {}
@@ -65,7 +68,11 @@ class Tally:
         self._stopped = threading.Event()
         # Through weak references: a test process builds many apps, and these hooks stay.
         this = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _call(this, "_after_fork"))
+        os.register_at_fork(
+            before=lambda: _call(this, "_before_fork"),
+            after_in_parent=lambda: _call(this, "_after_fork_in_parent"),
+            after_in_child=lambda: _call(this, "_after_fork"),
+        )
         atexit.register(_call, this, "flush")
 
     def inc(self, child: Any) -> None:
@@ -96,19 +103,20 @@ class Tally:
 
     def flush(self) -> None:
         """Write every pending value to prometheus-client now."""
-        with self._lock:
-            counts, self._counts = self._counts, {}
-            histograms, self._histograms = self._histograms, {}
-            gauges, self._gauges = self._gauges, {}
-        for child, count in counts.items():
-            child.inc(count)
-        for child, sums in histograms.items():
-            child._sum.inc(sums.total)
-            for bucket, count in zip(child._buckets, sums.counts, strict=True):
-                if count:
-                    bucket.inc(count)
-        for child, value in gauges.items():
-            child.set(value)
+        with self._writing:
+            with self._lock:
+                counts, self._counts = self._counts, {}
+                histograms, self._histograms = self._histograms, {}
+                gauges, self._gauges = self._gauges, {}
+            for child, count in counts.items():
+                child.inc(count)
+            for child, sums in histograms.items():
+                child._sum.inc(sums.total)
+                for bucket, count in zip(child._buckets, sums.counts, strict=True):
+                    if count:
+                        bucket.inc(count)
+            for child, value in gauges.items():
+                child.set(value)
 
     def close(self) -> None:
         """Stop the writer thread after a last write."""
@@ -130,10 +138,17 @@ class Tally:
             except Exception:  # a full disk must not end the writing for good
                 log.exception("writing the metrics failed")
 
+    def _before_fork(self) -> None:
+        self._writing.acquire()
+
+    def _after_fork_in_parent(self) -> None:
+        self._writing.release()
+
     def _after_fork(self) -> None:
-        # The parent writes what it had pending; the child starts empty, with a lock no
+        # The parent writes what it had pending; the child starts empty, with locks no
         # parent thread can hold and its own writer once it observes something.
         self._lock = threading.Lock()
+        self._writing = threading.Lock()
         self._counts, self._histograms, self._gauges = {}, {}, {}
         self._writer = None
         self._stopped = threading.Event()

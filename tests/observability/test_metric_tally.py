@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from typing import Any
 
@@ -95,3 +96,41 @@ def test_a_forked_child_starts_empty_and_writes_its_own_counts_only() -> None:
 def test_an_interval_of_zero_is_refused() -> None:
     with pytest.raises(ValueError, match="interval"):
         Tally(0)
+
+
+class _SlowCounter:
+    """A counter child whose write takes a while, as a write to a slow disk would."""
+
+    def __init__(self) -> None:
+        self.writing = threading.Event()
+        self.written = False
+
+    def inc(self, amount: float = 1) -> None:
+        self.writing.set()
+        time.sleep(0.3)
+        self.written = True
+
+
+def test_a_fork_waits_for_a_write_in_progress() -> None:
+    # Otherwise a child could start with prometheus-client's lock held by the writing
+    # thread, which the child does not have: its first count would wait forever.
+    tally = Tally(3600)
+    counter = _SlowCounter()
+    tally.inc(counter)
+    writer = threading.Thread(target=tally.flush)
+    writer.start()
+    assert counter.writing.wait(5)
+    reader, pipe = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.write(pipe, b"written" if counter.written else b"mid-write")
+        finally:
+            os._exit(0)
+    os.close(pipe)
+    seen = os.read(reader, 32)
+    os.close(reader)
+    os.waitpid(pid, 0)
+    writer.join()
+    tally.close()
+    assert seen == b"written"
