@@ -140,8 +140,12 @@ def project_env() -> dict[str, str]:
     return {name: value for name, value in app_yaml_env().items() if name not in os.environ}
 
 
-# gunicorn's own HTTP parser, as a tutorial install (`pip install flask gunicorn`) has it.
-TUTORIAL_PARSER = ("--http-parser", "python")
+def _tutorial_gunicorn(port: int, app: str) -> list[str]:
+    """gunicorn as the tutorial's start.sh runs `app`, with gunicorn's own HTTP parser: a
+    tutorial install (`pip install flask gunicorn`) has no gunicorn_h1c, which gunicorn
+    would pick up from this project's environment."""
+    return [_gunicorn(), "-b", f"127.0.0.1:{port}", "-w", "2", "--http-parser", "python", app]
+
 
 APPS = {
     # As app.yaml's entrypoint runs it, with app.yaml's environment; only the address differs.
@@ -150,19 +154,10 @@ APPS = {
         command=lambda port: [_gunicorn(), "-c", "gunicorn.conf.py", "main:app"],
         env=lambda port: {**project_env(), **GOOGLE_REQUEST_LOG, "PORT": str(port), "HOST": "127.0.0.1"},
     ),
-    # As the tutorial's start.sh runs it, with the tutorial's packages: gunicorn without
-    # gunicorn_h1c, which it would use from this project's environment.
+    # As the tutorial's start.sh runs it, with the tutorial's packages.
     BASELINE: App(
         BASELINE,
-        command=lambda port: [
-            _gunicorn(),
-            "-b",
-            f"127.0.0.1:{port}",
-            "-w",
-            "2",
-            *TUTORIAL_PARSER,
-            "bench.baseline.main:app",
-        ],
+        command=lambda port: _tutorial_gunicorn(port, "bench.baseline.main:app"),
         env=lambda port: {},
     ),
     # Digits on LitServe, run by $BENCH_LITSERVE_PYTHON (it needs `litserve`, requirements-bench.txt).
@@ -174,15 +169,7 @@ APPS = {
     # The same, serving all-MiniLM-L6-v2 with sentence-transformers (torch).
     EMBEDDING_BASELINE: App(
         EMBEDDING_BASELINE,
-        command=lambda port: [
-            _gunicorn(),
-            "-b",
-            f"127.0.0.1:{port}",
-            "-w",
-            "2",
-            *TUTORIAL_PARSER,
-            "bench.baseline.embedding:app",
-        ],
+        command=lambda port: _tutorial_gunicorn(port, "bench.baseline.embedding:app"),
         env=lambda port: {"HF_HUB_OFFLINE": "1"},
     ),
 }
