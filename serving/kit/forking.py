@@ -8,6 +8,7 @@ threads) must forget them in the child and start new ones there when needed. Par
 from __future__ import annotations
 
 import os
+import threading
 import weakref
 from collections.abc import Callable
 
@@ -43,3 +44,13 @@ def release_before_fork(method: Callable[[], None]) -> None:
             bound()
 
     os.register_at_fork(before=before)
+
+
+def hold_across_fork(lock: threading.Lock) -> None:
+    """Hold `lock` while the process forks, from now on: a fork waits for the section it guards to end.
+
+    For a thread that must not be forked mid-way through a section (writing through
+    another library's lock, say): the child then never starts with a lock held by a
+    thread it does not have, and finds `lock` free.
+    """
+    os.register_at_fork(before=lock.acquire, after_in_parent=lock.release, after_in_child=lock.release)

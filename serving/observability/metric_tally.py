@@ -25,11 +25,12 @@ from __future__ import annotations
 import atexit
 import bisect
 import logging
-import os
 import threading
 import weakref
 from collections.abc import Sequence
 from typing import Any
+
+from serving.kit.forking import hold_across_fork, reset_in_forked_child
 
 log = logging.getLogger("serving.observability.metrics")
 
@@ -66,14 +67,10 @@ class Tally:
         self._gauges: dict[Any, float] = {}
         self._writer: threading.Thread | None = None
         self._stopped = threading.Event()
-        # Through weak references: a test process builds many apps, and these hooks stay.
-        this = weakref.ref(self)
-        os.register_at_fork(
-            before=lambda: _call(this, "_before_fork"),
-            after_in_parent=lambda: _call(this, "_after_fork_in_parent"),
-            after_in_child=lambda: _call(this, "_after_fork"),
-        )
-        atexit.register(_call, this, "flush")
+        hold_across_fork(self._writing)
+        reset_in_forked_child(self._after_fork)
+        # Through a weak reference, as the fork hooks: a test process builds many apps.
+        atexit.register(_flush_if_alive, weakref.WeakMethod(self.flush))
 
     def inc(self, child: Any) -> None:
         """Add 1 to a counter child."""
@@ -138,23 +135,16 @@ class Tally:
             except Exception:  # a full disk must not end the writing for good
                 log.exception("writing the metrics failed")
 
-    def _before_fork(self) -> None:
-        self._writing.acquire()
-
-    def _after_fork_in_parent(self) -> None:
-        self._writing.release()
-
     def _after_fork(self) -> None:
-        # The parent writes what it had pending; the child starts empty, with locks no
+        # The parent writes what it had pending; the child starts empty, with a lock no
         # parent thread can hold and its own writer once it observes something.
         self._lock = threading.Lock()
-        self._writing = threading.Lock()
         self._counts, self._histograms, self._gauges = {}, {}, {}
         self._writer = None
         self._stopped = threading.Event()
 
 
-def _call(ref: weakref.ref[Tally], method: str) -> None:
-    tally = ref()
-    if tally is not None:
-        getattr(tally, method)()
+def _flush_if_alive(flush: weakref.WeakMethod[Any]) -> None:
+    bound = flush()
+    if bound is not None:
+        bound()
